@@ -1,0 +1,154 @@
+"""The whole analysis, from trace files to a :class:`~traceaudit.report.Report`.
+
+    trace ─► events ─► handles ─► conflicts (+ blockers) ─► retry chains ─► lock windows
+
+This module only wires the stages together and gathers diagnostics; each stage is a
+frame-in, frame-out function in its own module.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import os
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date as Date
+from pathlib import Path
+
+import polars as pl
+
+from traceaudit.conflicts import blocking_handles, conflicts, lock_failures
+from traceaudit.handles import handles as build_handles
+from traceaudit.report import Report, TraceSummary
+from traceaudit.retries import retry_chains
+from traceaudit.schema import Trace
+from traceaudit.windows import window_table
+
+__all__ = ["analyze", "analyze_trace", "diagnose"]
+
+PathLike = str | os.PathLike
+
+
+@dataclass(frozen=True)
+class _Parts:
+    summary: TraceSummary
+    events: pl.DataFrame
+    handles: pl.DataFrame
+    conflicts: pl.DataFrame
+    blocking: pl.DataFrame
+    chains: pl.DataFrame
+    warnings: tuple[str, ...]
+
+
+def diagnose(trace: Trace, events: pl.DataFrame) -> list[str]:
+    """Warnings about what the trace can and cannot show."""
+    warnings = list(trace.warnings)
+    processes = events["process"].unique().drop_nulls().to_list()
+    if events.is_empty():
+        warnings.append(f"{trace.name}: the trace holds no events.")
+        return warnings
+    if len(processes) == 1:
+        warnings.append(
+            f"{trace.name}: only one process ({processes[0]}) is in the trace: the capture was "
+            "filtered, so a process that held the file (an antivirus, an indexer) cannot be "
+            "seen. Capture again with no process filter; filter on the path instead "
+            "(Filter > Filter…: Path begins with <your directory>)."
+        )
+    if events.filter(pl.col("event_class") == "File System").is_empty():
+        warnings.append(
+            f"{trace.name}: no file-system events: enable Show File System Activity in "
+            "Process Monitor and capture again."
+        )
+    if trace.time_precision_lost:
+        warnings.append(
+            f"{trace.name}: the times were truncated (an Excel re-save keeps only mm:ss.f): "
+            "event order and lock windows are unreliable. Export from Process Monitor again."
+        )
+    return warnings
+
+
+def analyze_trace(trace: Trace) -> _Parts:
+    """Run every stage on one trace that has been read."""
+    events = trace.events
+    handle_frame = build_handles(events)
+    failures = lock_failures(events)
+    blocking = blocking_handles(failures, handle_frame)
+    single_process = events["pid"].n_unique() <= 1
+    conflict_frame = conflicts(failures, blocking, single_process=single_process)
+    chains = retry_chains(events, conflict_frame)
+    summary = TraceSummary.of(trace)
+    return _Parts(
+        summary=summary,
+        events=events,
+        handles=handle_frame,
+        conflicts=conflict_frame,
+        blocking=blocking,
+        chains=chains,
+        warnings=tuple(diagnose(trace, events)),
+    )
+
+
+def _glob_regex(pattern: str) -> str:
+    """A Windows-style, case-insensitive glob as a regex (``*`` may cross backslashes)."""
+    return "(?i)^" + fnmatch.translate(pattern).removeprefix("(?s:").removesuffix(")\\Z") + "$"
+
+
+def _select(frame: pl.DataFrame, path_glob: str | None, process: str | None) -> pl.DataFrame:
+    if path_glob:
+        frame = frame.filter(pl.col("path").str.contains(_glob_regex(path_glob)))
+    if process:
+        frame = frame.filter(pl.col("process").str.to_lowercase() == process.lower())
+    return frame
+
+
+def _with_trace(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+    return frame.select(pl.lit(name).alias("trace"), pl.all())
+
+
+def analyze(
+    source: PathLike | Trace | Sequence[PathLike | Trace],
+    *,
+    format: str | None = None,
+    date: Date | None = None,
+    strict: bool = False,
+    path_glob: str | None = None,
+    process: str | None = None,
+) -> Report:
+    """Read one or more traces and analyse them; the same engine as ``traceaudit analyze``.
+
+    ``path_glob`` and ``process`` narrow which conflicts are reported (the failing path and
+    the failing process); every process's handles still count as blockers. Several traces
+    are analysed one by one and their results stacked with a ``trace`` column.
+    """
+    sources: Iterable[PathLike | Trace]
+    sources = [source] if isinstance(source, (str, os.PathLike, Trace)) else source
+    parts: list[_Parts] = []
+    for item in sources:
+        if isinstance(item, Trace):
+            trace = item
+        else:
+            from traceaudit.formats import load_trace
+
+            trace = load_trace(Path(item), format=format, date=date, strict=strict)
+        parts.append(analyze_trace(trace))
+
+    def stack(attr: str) -> pl.DataFrame:
+        frames = [_with_trace(getattr(p, attr), p.summary.name) for p in parts]
+        return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+
+    conflict_frame = _select(stack("conflicts"), path_glob, process)
+    chains = _select(stack("chains"), path_glob, process)
+    blocking = stack("blocking").join(
+        conflict_frame.select("trace", "conflict"), on=["trace", "conflict"], how="semi"
+    )
+    return Report(
+        traces=tuple(p.summary for p in parts),
+        events=stack("events"),
+        handles=stack("handles"),
+        conflicts=conflict_frame,
+        blocking=blocking,
+        chains=chains,
+        windows=window_table(conflict_frame),
+        warnings=tuple(w for p in parts for w in p.warnings),
+        filters={"path": path_glob, "process": process},
+    )

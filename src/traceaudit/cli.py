@@ -1,0 +1,178 @@
+"""The ``traceaudit`` command: a thin click layer over the library.
+
+Each command parses its options, makes one library call and prints. Library errors become
+``error: <message>`` on stderr with exit status 3 here, at the boundary, and nowhere else.
+
+Exit status: 0 analysed; 2 wrong usage (click); 3 bad input; 4 with ``--check`` when a
+conflict blocked by another process was found.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import sys
+from collections.abc import Callable
+from datetime import date as Date
+from datetime import datetime
+from functools import wraps
+from pathlib import Path
+from typing import Any
+
+import click
+
+from traceaudit.errors import TraceauditError, UsageError
+
+EXIT_BAD_INPUT = 3
+EXIT_CHECK_FAILED = 4
+
+
+def _configure_output() -> None:
+    """Never die on a console that cannot encode a path (cp1252/cp437 Windows consoles)."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            with contextlib.suppress(ValueError, OSError):  # detached or exotic streams
+                reconfigure(errors="replace")
+
+
+def _fail(message: str) -> None:
+    click.echo(f"error: {message}", err=True)
+    sys.exit(EXIT_BAD_INPUT)
+
+
+def _guard(command: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn library and file-system errors into ``error: …`` and exit status 3."""
+
+    @wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except TraceauditError as exc:
+            _fail(str(exc))
+        except FileNotFoundError as exc:
+            _fail(f"{exc.filename}: no such file. Check the path.")
+        except IsADirectoryError as exc:
+            _fail(f"{exc.filename}: is a directory; give a trace file.")
+        except PermissionError as exc:
+            _fail(f"{exc.filename}: permission denied while opening it.")
+        except OSError as exc:
+            _fail(f"{getattr(exc, 'filename', None) or 'input'}: {exc.strerror or exc}")
+
+    return wrapper
+
+
+def _parse_date(value: str | None) -> Date | None:
+    if value is None:
+        return None
+    try:
+        return datetime.strptime(value, "%Y-%m-%d").date()
+    except ValueError:
+        raise UsageError(f"--date {value!r}: expected YYYY-MM-DD, e.g. 2024-07-15.") from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="traceaudit")
+def main() -> None:
+    """Find which process held a file, for how long, and how long to retry.
+
+    Reads Process Monitor exports (CSV, or rows pasted from Procmon's clipboard).
+    """
+    _configure_output()
+
+
+@main.command()
+@click.argument("traces", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option(
+    "--path",
+    "path_glob",
+    metavar="GLOB",
+    help="Only conflicts on paths matching GLOB (case-insensitive, * crosses folders).",
+)
+@click.option(
+    "--process", metavar="NAME", help="Only conflicts of the process named NAME (e.g. uv.exe)."
+)
+@click.option(
+    "--date",
+    "date_text",
+    metavar="YYYY-MM-DD",
+    help="Date of a trace whose rows carry only a time of day.",
+)
+@click.option(
+    "--strict", is_flag=True, help="Fail on the first damaged row instead of skipping it."
+)
+@click.option(
+    "--check",
+    is_flag=True,
+    help="Exit 4 when a conflict blocked by another process was found (for CI).",
+)
+@_guard
+def analyze(
+    traces: tuple[Path, ...],
+    as_json: bool,
+    path_glob: str | None,
+    process: str | None,
+    date_text: str | None,
+    strict: bool,
+    check: bool,
+) -> None:
+    """Find the failed file operations in TRACES and the handles that blocked them.
+
+    \b
+    Example:
+        traceaudit analyze Logfile.CSV
+        traceaudit analyze Logfile.CSV --process uv.exe --json > report.json
+        traceaudit analyze Logfile.CSV --check || echo "a lock got in the way"
+    """
+    from traceaudit.analysis import analyze as run
+
+    report = run(
+        list(traces),
+        date=_parse_date(date_text),
+        strict=strict,
+        path_glob=path_glob,
+        process=process,
+    )
+    click.echo(report.to_json() if as_json else report.to_text(), nl=not as_json)
+    if as_json:
+        click.echo()
+    if check and report.blocked_by_other():
+        sys.exit(EXIT_CHECK_FAILED)
+
+
+@main.command()
+@click.argument("trace", type=click.Path(path_type=Path))
+@click.argument("path")
+@click.option("--json", "as_json", is_flag=True, help="Print the timeline as a JSON list.")
+@click.option(
+    "--date",
+    "date_text",
+    metavar="YYYY-MM-DD",
+    help="Date of a trace whose rows carry only a time of day.",
+)
+@click.option(
+    "--strict", is_flag=True, help="Fail on the first damaged row instead of skipping it."
+)
+@_guard
+def timeline(trace: Path, path: str, as_json: bool, date_text: str | None, strict: bool) -> None:
+    """Every operation on PATH (and below it) in TRACE, by every process, in order.
+
+    \b
+    Example:
+        traceaudit timeline Logfile.CSV "C:\\Users\\me\\AppData\\Local\\Temp\\.tmpAbC123"
+    """
+    from traceaudit._read import read_trace
+    from traceaudit._timeline_text import timeline_records, timeline_text
+    from traceaudit.timeline import timeline as build
+
+    events = read_trace(trace, date=_parse_date(date_text), strict=strict)
+    frame = build(events, path)
+    if as_json:
+        click.echo(json.dumps(timeline_records(frame), indent=2, ensure_ascii=False))
+    else:
+        click.echo(timeline_text(frame, path), nl=False)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

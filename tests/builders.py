@@ -1,0 +1,157 @@
+"""Scenario builders for unit tests: a trace written as a short story.
+
+    story = Story()
+    story.open_(ms=0, pid=7, process="MsMpEng.exe", path=r"C:\\t\\a.dll", access="r", share="rwd")
+    story.rename(ms=5, pid=1, process="uv.exe", path=r"C:\\t", target=r"C:\\cache\\t")
+    story.close(ms=40, pid=7, path=r"C:\\t\\a.dll")
+    events = story.events()
+
+Access letters: r read data, w write data, d delete, a attributes only. Share letters:
+r, w, d; "" is exclusive.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import polars as pl
+
+from traceaudit.schema import conform_events
+
+START = datetime(2024, 7, 15, 11, 27, 0)
+
+ACCESS = {"r": 0x0001, "w": 0x0002, "d": 0x00010000, "a": 0x0080 | 0x00100000}
+SHARE = {"r": 1, "w": 2, "d": 4}
+
+
+def access_mask(letters: str) -> int:
+    mask = 0
+    for letter in letters:
+        mask |= ACCESS[letter]
+    return mask
+
+
+def share_bits(letters: str) -> int:
+    bits = 0
+    for letter in letters:
+        bits |= SHARE[letter]
+    return bits
+
+
+@dataclass
+class Story:
+    start: datetime = START
+    rows: list[dict] = field(default_factory=list)
+    processes: dict[int, str] = field(default_factory=dict)
+
+    def _add(
+        self,
+        ms: float,
+        pid: int,
+        process: str | None,
+        operation: str,
+        path: str,
+        result: str = "SUCCESS",
+        event_class: str = "File System",
+        **extra,
+    ) -> Story:
+        if process is not None:
+            self.processes[pid] = process
+        self.rows.append(
+            {
+                "time": self.start + timedelta(microseconds=round(ms * 1000)),
+                "process": self.processes.get(pid, f"p{pid}.exe"),
+                "pid": pid,
+                "operation": operation,
+                "path": path,
+                "result": result,
+                "detail": "",
+                "event_class": event_class,
+                **extra,
+            }
+        )
+        return self
+
+    def open_(
+        self,
+        ms: float,
+        pid: int,
+        path: str,
+        access: str = "r",
+        share: str = "rwd",
+        process: str | None = None,
+        directory: bool | None = None,
+    ) -> Story:
+        return self._add(
+            ms,
+            pid,
+            process,
+            "CreateFile",
+            path,
+            access_mask=access_mask(access),
+            share_mode=share_bits(share),
+            is_directory=directory,
+        )
+
+    def close(self, ms: float, pid: int, path: str, process: str | None = None) -> Story:
+        return self._add(ms, pid, process, "CloseFile", path)
+
+    def fail_open(
+        self,
+        ms: float,
+        pid: int,
+        path: str,
+        access: str = "w",
+        share: str = "r",
+        result: str = "SHARING VIOLATION",
+        process: str | None = None,
+    ) -> Story:
+        return self._add(
+            ms,
+            pid,
+            process,
+            "CreateFile",
+            path,
+            result=result,
+            access_mask=access_mask(access),
+            share_mode=share_bits(share),
+        )
+
+    def rename(
+        self,
+        ms: float,
+        pid: int,
+        path: str,
+        target: str,
+        result: str = "ACCESS DENIED",
+        replace: bool = True,
+        process: str | None = None,
+    ) -> Story:
+        return self._add(
+            ms,
+            pid,
+            process,
+            "SetRenameInformationFile",
+            path,
+            result=result,
+            rename_target=target,
+            replace_if_exists=replace,
+        )
+
+    def op(
+        self,
+        ms: float,
+        pid: int,
+        operation: str,
+        path: str,
+        result: str = "SUCCESS",
+        process: str | None = None,
+        event_class: str = "File System",
+    ) -> Story:
+        return self._add(ms, pid, process, operation, path, result=result, event_class=event_class)
+
+    def events(self) -> pl.DataFrame:
+        frame = pl.DataFrame(self.rows).sort("time")
+        frame = frame.with_row_index("row", offset=1)
+        return conform_events(frame)
