@@ -151,7 +151,10 @@ class Story:
     ) -> Story:
         return self._add(ms, pid, process, operation, path, result=result, event_class=event_class)
 
-    def events(self) -> pl.DataFrame:
-        frame = pl.DataFrame(self.rows).sort("time")
+    def events(self, *, in_time_order: bool = True) -> pl.DataFrame:
+        """The story as an event frame; rows numbered in time order, or as listed."""
+        frame = pl.DataFrame(self.rows)
+        if in_time_order:
+            frame = frame.sort("time", maintain_order=True)
         frame = frame.with_row_index("row", offset=1)
         return conform_events(frame)

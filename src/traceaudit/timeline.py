@@ -56,6 +56,7 @@ def assign_handles(events: pl.DataFrame, handle_frame: pl.DataFrame) -> pl.DataF
             right_on="opened",
             by=["pid", "path_key"],
             strategy="backward",
+            check_sortedness=False,  # sorted by time overall, hence within each group
         )
         .select(
             "row",
