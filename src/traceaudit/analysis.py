@@ -18,6 +18,7 @@ from pathlib import Path
 import polars as pl
 
 from traceaudit.conflicts import blocking_handles, conflicts, lock_failures
+from traceaudit.episodes import lock_episodes
 from traceaudit.handles import handles as build_handles
 from traceaudit.report import Report, TraceSummary
 from traceaudit.retries import retry_chains
@@ -141,6 +142,11 @@ def analyze(
     blocking = stack("blocking").join(
         conflict_frame.select("trace", "conflict"), on=["trace", "conflict"], how="semi"
     )
+    trace_ends = pl.DataFrame(
+        {"trace": [p.summary.name for p in parts], "last": [p.events["time"].max() for p in parts]},
+        schema={"trace": pl.String, "last": pl.Datetime("ns")},
+    )
+    episodes, blocked = lock_episodes(conflict_frame, blocking, chains, trace_ends)
     return Report(
         traces=tuple(p.summary for p in parts),
         events=stack("events"),
@@ -149,6 +155,8 @@ def analyze(
         blocking=blocking,
         chains=chains,
         windows=window_table(conflict_frame),
+        episodes=episodes,
+        blocked=blocked,
         warnings=tuple(w for p in parts for w in p.warnings),
         filters={"path": path_glob, "process": process},
     )

@@ -136,6 +136,8 @@ class Report:
     blocking: pl.DataFrame
     chains: pl.DataFrame
     windows: pl.DataFrame
+    episodes: pl.DataFrame = field(default_factory=pl.DataFrame)
+    blocked: pl.DataFrame = field(default_factory=pl.DataFrame)
     warnings: tuple[str, ...] = ()
     filters: dict[str, str | None] = field(default_factory=dict)
 
