@@ -126,6 +126,12 @@ def _retries(report: Report) -> list[str]:
     if report.chains.is_empty():
         return []
     lines = ["", "Retries by the failing process:"]
+    advice = {}
+    if report.app_retries.height:
+        advice = {
+            (r["trace"], r["chain"]): r["advice"]
+            for r in report.app_retries.select("trace", "chain", "advice").iter_rows(named=True)
+        }
     for r in report.chains.filter(pl.col("attempts") > 1).iter_rows(named=True):
         delays = ", ".join(f"{d:.0f}" for d in r["delays_ms"][:12])
         more = ", ..." if len(r["delays_ms"]) > 12 else ""
@@ -134,6 +140,8 @@ def _retries(report: Report) -> list[str]:
             f"  {r['process']} ({r['pid']}) {r['operation']} {r['path']}: {r['attempts']} attempts "
             f"over {_ms(r['total_ms'])} (delays {delays}{more} ms), {outcome}"
         )
+        if advice.get((r["trace"], r["chain"])):
+            lines.append(f"    {advice[(r['trace'], r['chain'])]}")
     singles = report.chains.filter(pl.col("attempts") == 1).height
     if singles:
         lines.append(f"  {_plural(singles, 'failure')} not retried.")
@@ -155,12 +163,45 @@ def _windows(report: Report) -> list[str]:
     return lines
 
 
+def _advice(report: Report) -> list[str]:
+    policy = report.policy
+    if policy is None:
+        return []
+    lines = ["", f"Suggested retry policy (to ride out {policy.target:.0%} of these locks):"]
+    lines.append(f"  {policy.describe()}")
+    lines.append(
+        f"  coverage {policy.coverage:.1%} of {policy.n_windows} lock episodes; "
+        f"expected added wait {_ms(policy.expected_wait_ms)}, worst {_ms(policy.worst_wait_ms)}"
+    )
+    for note in policy.notes:
+        lines.append(f"  - {note}")
+    if report.replay.height:
+        lines += ["", "How real tools' retry policies would have fared on these locks:"]
+        lines.append(
+            f"  {'tool':<34} {'retries on':<10} {'success':>8} {'median wait':>12} {'worst wait':>12}"
+        )
+        for r in report.replay.iter_rows(named=True):
+            rate = "-" if r["success_rate"] is None else f"{r['success_rate']:.0%}"
+            lines.append(
+                f"  {r['tool'][:34]:<34} {r['triggers']:<10} {rate:>8} "
+                f"{_ms(r['median_wait_ms']):>12} {_ms(r['worst_wait_ms']):>12}"
+            )
+    code = report.snippets()
+    if code:
+        lines += ["", "The suggested policy in code:"]
+        for language, snippet in code.items():
+            lines.append(f"  --- {language}")
+            lines += [f"  {line}" for line in snippet.rstrip().splitlines()]
+    return lines
+
+
 def render_text(report: Report) -> str:
     lines = _header(report)
     lines += _summary(report.conflicts)
     lines += _conflict_groups(report)
     lines += _retries(report)
     lines += _windows(report)
+    lines += _advice(report)
     if report.warnings:
         lines += ["", "Warnings:"] + [f"  - {w}" for w in report.warnings]
     return "\n".join(lines) + "\n"

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
+from traceaudit.advice import retry_advice
 from traceaudit.conflicts import blocking_handles, conflicts, lock_failures
 from traceaudit.episodes import lock_episodes
 from traceaudit.handles import handles as build_handles
@@ -114,6 +115,8 @@ def analyze(
     strict: bool = False,
     path_glob: str | None = None,
     process: str | None = None,
+    target: float = 0.99,
+    max_wait_ms: float | None = None,
 ) -> Report:
     """Read one or more traces and analyse them; the same engine as ``traceaudit analyze``.
 
@@ -147,6 +150,7 @@ def analyze(
         schema={"trace": pl.String, "last": pl.Datetime("ns")},
     )
     episodes, blocked = lock_episodes(conflict_frame, blocking, chains, trace_ends)
+    advice = retry_advice(episodes, blocked, chains, target=target, max_wait_ms=max_wait_ms)
     return Report(
         traces=tuple(p.summary for p in parts),
         events=stack("events"),
@@ -157,6 +161,9 @@ def analyze(
         windows=window_table(conflict_frame),
         episodes=episodes,
         blocked=blocked,
+        policy=advice.policy,
+        replay=advice.replay,
+        app_retries=advice.app_retries,
         warnings=tuple(w for p in parts for w in p.warnings),
         filters={"path": path_glob, "process": process},
     )

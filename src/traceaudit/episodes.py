@@ -35,7 +35,9 @@ def lock_episodes(
 
     ``trace_ends`` has ``trace`` and ``last`` (Datetime): when each trace ends.
     """
-    firsts = chains.select("trace", "chain", conflict=pl.col("first_conflict")).drop_nulls("conflict")
+    firsts = chains.select("trace", "chain", conflict=pl.col("first_conflict")).drop_nulls(
+        "conflict"
+    )
     episodes = (
         conflict_frame.filter(pl.col("verdict").str.starts_with("blocked-by-"))
         .join(firsts, on=["trace", "conflict"], how="inner")
@@ -54,7 +56,9 @@ def lock_episodes(
         )
     )
     blocked = (
-        blocking.join(episodes.select("episode", "trace", "conflict"), on=["trace", "conflict"], how="inner")
+        blocking.join(
+            episodes.select("episode", "trace", "conflict"), on=["trace", "conflict"], how="inner"
+        )
         .select("episode", "start_ms", "end_ms")
         .sort("episode", "start_ms")
     )

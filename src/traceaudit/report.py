@@ -16,6 +16,7 @@ from typing import Any
 
 import polars as pl
 
+from traceaudit.policy import RetryPolicy, snippets
 from traceaudit.schema import SHARE_DELETE, SHARE_READ, SHARE_WRITE, Trace
 
 __all__ = ["Report", "TraceSummary", "iso_time", "share_text", "access_text"]
@@ -138,6 +139,9 @@ class Report:
     windows: pl.DataFrame
     episodes: pl.DataFrame = field(default_factory=pl.DataFrame)
     blocked: pl.DataFrame = field(default_factory=pl.DataFrame)
+    policy: RetryPolicy | None = None
+    replay: pl.DataFrame = field(default_factory=pl.DataFrame)
+    app_retries: pl.DataFrame = field(default_factory=pl.DataFrame)
     warnings: tuple[str, ...] = ()
     filters: dict[str, str | None] = field(default_factory=dict)
 
@@ -249,7 +253,20 @@ class Report:
         return {"overall": overall, "by_process": clean[1:]}
 
     def retry_records(self) -> list[dict[str, Any]]:
-        frame = self.chains.with_columns(
+        frame = self.chains
+        if self.app_retries.height:
+            assessed = self.app_retries.select(
+                "trace", "chain", "schedule_text", "needed_extra_ms", "verdict", "advice"
+            ).rename({"schedule_text": "schedule", "verdict": "assessment"})
+            frame = frame.join(assessed, on=["trace", "chain"], how="left")
+        else:
+            frame = frame.with_columns(
+                schedule=pl.lit(None, pl.String),
+                needed_extra_ms=pl.lit(None, pl.Float64),
+                assessment=pl.lit(None, pl.String),
+                advice=pl.lit(None, pl.String),
+            )
+        frame = frame.with_columns(
             first_failure=_iso_expr("first_failure"), last_attempt=_iso_expr("last_attempt")
         )
         return [
@@ -267,6 +284,10 @@ class Report:
                 "delays_ms": [_round(d) for d in r["delays_ms"]],
                 "total_ms": _round(r["total_ms"]),
                 "succeeded": r["succeeded"],
+                "schedule": r["schedule"],
+                "assessment": r["assessment"],
+                "needed_extra_ms": _round(r["needed_extra_ms"]),
+                "advice": r["advice"],
             }
             for r in frame.iter_rows(named=True)
         ]
@@ -281,7 +302,20 @@ class Report:
             "conflicts": self.conflict_records(),
             "windows": self.window_dict(),
             "retries": self.retry_records(),
+            "policy": None if self.policy is None else self.policy.to_dict(),
+            "replay": self.replay_records(),
+            "snippets": self.snippets(),
         }
+
+    def snippets(self) -> dict[str, str]:
+        """The suggested policy as Rust, Python, Go and .NET code (empty with no policy)."""
+        return {} if self.policy is None else snippets(self.policy)
+
+    def replay_records(self) -> list[dict[str, Any]]:
+        return [
+            {k: (_round(v) if isinstance(v, float) else v) for k, v in r.items()}
+            for r in self.replay.to_dicts()
+        ]
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
