@@ -71,6 +71,25 @@ def _parse_date(value: str | None) -> Date | None:
         raise UsageError(f"--date {value!r}: expected YYYY-MM-DD, e.g. 2024-07-15.") from None
 
 
+_UNITS_MS = {"ms": 1.0, "s": 1000.0, "m": 60_000.0, "min": 60_000.0}
+
+
+def _parse_duration(value: str | None) -> float | None:
+    """``10s``, ``500ms``, ``2m`` or a bare number of milliseconds, as milliseconds."""
+    if value is None:
+        return None
+    text = value.strip().lower()
+    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
+    unit = text[len(number) :] or "ms"
+    try:
+        amount = float(number)
+    except ValueError:
+        amount = -1.0
+    if unit not in _UNITS_MS or amount < 0:
+        raise UsageError(f"--max-wait {value!r}: expected a duration such as 500ms, 10s or 2m.")
+    return amount * _UNITS_MS[unit]
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="traceaudit")
 def main() -> None:
@@ -116,6 +135,8 @@ def analyze(
     date_text: str | None,
     strict: bool,
     check: bool,
+    target: float,
+    max_wait: str | None,
 ) -> None:
     """Find the failed file operations in TRACES and the handles that blocked them.
 
@@ -124,6 +145,7 @@ def analyze(
         traceaudit analyze Logfile.CSV
         traceaudit analyze Logfile.CSV --process uv.exe --json > report.json
         traceaudit analyze Logfile.CSV --check || echo "a lock got in the way"
+        traceaudit analyze machine1.csv machine2.csv --target 0.999 --max-wait 10s
     """
     from traceaudit.analysis import analyze as run
 
@@ -133,6 +155,8 @@ def analyze(
         strict=strict,
         path_glob=path_glob,
         process=process,
+        target=target,
+        max_wait_ms=_parse_duration(max_wait),
     )
     click.echo(report.to_json() if as_json else report.to_text(), nl=not as_json)
     if as_json:
