@@ -433,6 +433,15 @@ def _reason() -> pl.Expr:
     return (
         pl.when(pl.col("verdict") == "blocked-by-other-process")
         .then(pl.format("{} held {} at the failure", pl.col("decisive_process"), what))
+        .when((pl.col("verdict") == "blocked-by-own-handle") & pl.col("censored"))
+        .then(
+            pl.format(
+                "the process's own handle: {}, never closed in this trace. If the capture "
+                "was cut short or filtered (to one thread, say), its CloseFile may just be "
+                "missing and the real holder filtered out",
+                what,
+            )
+        )
         .when(pl.col("verdict") == "blocked-by-own-handle")
         .then(pl.format("the process's own earlier handle: {}", what))
         .when(pl.col("verdict") == "no-holder-permission")
