@@ -126,6 +126,19 @@ def main() -> None:
     is_flag=True,
     help="Exit 4 when a conflict blocked by another process was found (for CI).",
 )
+@click.option(
+    "--target",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.99,
+    show_default=True,
+    help="Share of lock episodes the suggested retry policy must ride out.",
+)
+@click.option(
+    "--max-wait",
+    "max_wait",
+    metavar="DURATION",
+    help="A retry budget not to exceed (e.g. 10s, 500ms); report the best coverage within it.",
+)
 @_guard
 def analyze(
     traces: tuple[Path, ...],

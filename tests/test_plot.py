@@ -1,0 +1,381 @@
+"""Figures: the artists each plot function draws, files save_all writes, and the lazy import."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+
+import matplotlib
+import numpy as np
+import polars as pl
+import pytest
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from builders import Story
+from traceaudit import _plot_data as data
+from traceaudit import plot
+from traceaudit.analysis import analyze
+from traceaudit.errors import UsageError
+from traceaudit.schema import Trace
+
+matplotlib.use("Agg")  # headless; the figures never need a GUI backend
+
+TMP = r"C:\cache\.tmpAbC123"
+DLL = TMP + r"\a.dll"
+DOC = r"C:\Users\me\Documents\report.docx"
+
+
+def uv_with_backoff(release_ms: float) -> Story:
+    """uv retries the rename at 10, 20, 40 ms … while the scanner holds a DLL below it."""
+    story = Story().open_(0, 20, DLL, process="MsMpEng.exe")
+    t, delay = 5.0, 10.0
+    for _ in range(11):
+        story.open_(t, 10, TMP, access="ad", process="uv.exe")
+        result = "ACCESS DENIED" if t < release_ms else "SUCCESS"
+        story.rename(t + 0.1, 10, TMP, r"C:\cache\x", result=result)
+        story.close(t + 0.2, 10, TMP)
+        if result == "SUCCESS":
+            break
+        t += delay
+        delay *= 2
+    story.close(release_ms, 20, DLL)
+    story.op(release_ms + 1, 99, "ReadFile", r"C:\other", process="explorer.exe")
+    return story
+
+
+def two_blockers() -> Story:
+    """Word fails to open a document held by an indexer (released) and OneDrive (never)."""
+    story = Story()
+    story.close(1, 30, DOC, process="SearchIndexer.exe")  # opened before the capture
+    story.open_(2, 30, DOC, access="r", share="r")
+    story.open_(3, 40, DOC, access="r", share="r", process="OneDrive.exe")  # never closed
+    story.fail_open(10, 50, DOC, process="WINWORD.EXE")
+    story.fail_open(30, 50, DOC)
+    story.close(60, 30, DOC)
+    story.op(200, 99, "ReadFile", r"C:\other", process="explorer.exe")
+    return story
+
+
+def report_of(story: Story):
+    return analyze(Trace(events=story.events(), format="test"))
+
+
+def quiet() -> Story:
+    """A trace with no conflict at all."""
+    return (
+        Story()
+        .open_(0, 1, r"C:\a.txt", process="a.exe")
+        .close(5, 1, r"C:\a.txt")
+        .op(6, 2, "ReadFile", r"C:\b.txt", process="b.exe")
+    )
+
+
+def handle_bars(ax: Axes) -> int:
+    return sum(len(c.get_paths()) for c in ax.collections if c.get_gid() == plot.GID_HANDLES)
+
+
+def lines(ax: Axes, gid: str) -> list:
+    return [line for line in ax.get_lines() if line.get_gid() == gid]
+
+
+def points(ax: Axes, gid: str) -> int:
+    return sum(len(line.get_xdata()) for line in lines(ax, gid))
+
+
+# ---------------------------------------------------------------------------- timeline
+
+
+def test_timeline_draws_one_bar_per_handle_and_one_marker_per_failure():
+    report = report_of(uv_with_backoff(100))
+    ax = plot.timeline(report)
+    assert isinstance(ax, Axes)
+    assert handle_bars(ax) == 6  # uv's five opens of the directory, the scanner's DLL
+    assert points(ax, plot.GID_FAILURES) == 4
+    assert points(ax, plot.GID_SUCCESSES) == 1
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["uv.exe (10)", "MsMpEng.exe (20)"]
+    assert TMP in ax.get_title()
+
+
+def test_timeline_puts_failures_on_the_failing_row_in_ms_from_the_first_failure():
+    ax = plot.timeline(report_of(uv_with_backoff(100)))
+    (failures,) = lines(ax, plot.GID_FAILURES)
+    assert np.allclose(failures.get_xdata(), [0.0, 10.0, 30.0, 70.0])
+    assert set(failures.get_ydata()) == {0}
+    assert "first failure" in ax.get_xlabel()
+
+
+def test_timeline_shades_from_each_failure_to_the_blockers_close():
+    d = data.timeline_data(report_of(uv_with_backoff(100)))
+    assert d is not None
+    assert d.held == ((0.0, pytest.approx(94.9), False),)
+
+
+def test_timeline_marks_open_before_capture_and_still_open_handles():
+    report = report_of(two_blockers())
+    d = data.timeline_data(report)
+    bars = d.bars.sort("start_ms")
+    before = bars.filter(pl.col("open_before_capture"))
+    still = bars.filter(pl.col("open_at_end"))
+    assert before.height == 1 and still.height == 1
+    assert before["start_ms"][0] == pytest.approx(d.trace_start_ms)
+    assert still["end_ms"][0] == pytest.approx(d.trace_end_ms)
+    assert d.held[-1][2] is True  # OneDrive never closed: held to the end, censored
+    ax = plot.timeline(report)
+    hatched = [c for c in ax.collections if c.get_gid() == plot.GID_HANDLES and c.get_hatch()]
+    assert sum(len(c.get_paths()) for c in hatched) == 2
+    assert handle_bars(ax) == 3
+    assert points(ax, plot.GID_FAILURES) == 2
+
+
+def test_timeline_of_a_named_path_matches_case_insensitively():
+    report = report_of(uv_with_backoff(100))
+    d = data.timeline_data(report, TMP.upper())
+    assert d is not None and d.path == TMP and d.failures.height == 4
+
+
+def test_timeline_of_a_parent_folder_gathers_everything_below_it():
+    report = report_of(uv_with_backoff(100))
+    d = data.timeline_data(report, "C:\\")
+    assert d.path == "C:\\" and d.failures.height == 4 and d.bars.height == 6
+    d = data.timeline_data(report, r"c:\cache")
+    assert d.path == r"c:\cache" and d.failures.height == 4 and d.bars.height == 6
+
+
+def test_timeline_of_a_path_without_failures_starts_at_its_first_event():
+    report = report_of(uv_with_backoff(100))
+    d = data.timeline_data(report, DLL)
+    assert d is not None and not d.origin_is_failure and d.failures.is_empty()
+    assert d.bars.height == 1 and d.bars["start_ms"][0] == 0.0
+
+
+def test_timeline_uses_the_given_axes():
+    fig = Figure()
+    given = fig.add_subplot()
+    assert plot.timeline(report_of(uv_with_backoff(100)), ax=given) is given
+
+
+def test_timeline_escapes_dollar_signs_so_paths_are_not_mathtext():
+    path = r"C:\$Recycle.Bin\$R1"
+    story = Story().open_(0, 2, path + r"\x.dll", process="MsMpEng.exe")
+    story.rename(5, 1, path, r"C:\y", process="a$b.exe").close(40, 2, path + r"\x.dll")
+    ax = plot.timeline(report_of(story))
+    # matplotlib draws "\$" as "$" outside mathtext; a lone "\$" would lose its backslash
+    assert path.replace("$", r"\$") in ax.get_title()
+    assert r"a\$b.exe (1)" in [t.get_text() for t in ax.get_yticklabels()]
+    plot.figure_bytes(ax.figure, "png")  # renders without a mathtext error
+
+
+def test_a_report_without_conflicts_gives_an_explaining_empty_axes():
+    report = report_of(quiet())
+    for draw in (plot.timeline, plot.windows, plot.blockers):
+        ax = draw(report)
+        assert isinstance(ax, Axes)
+        assert "No " in ax.texts[0].get_text()
+
+
+def test_timeline_of_a_path_the_trace_never_touched_says_so():
+    ax = plot.timeline(report_of(uv_with_backoff(100)), r"C:\nowhere")
+    assert ax.texts[0].get_text() == r"No handle or failure on C:\nowhere or below it."
+
+
+def test_a_failure_with_no_holder_gets_a_timeline_but_no_window_or_blocker_figure(tmp_path):
+    story = Story().fail_open(5, 1, r"C:\locked.txt", process="app.exe")
+    story.op(9, 2, "ReadFile", r"C:\other.txt", process="b.exe")
+    report = report_of(story)
+    ax = plot.timeline(report)
+    assert points(ax, plot.GID_FAILURES) == 1 and handle_bars(ax) == 0
+    written = plot.save_all(report, tmp_path, formats=("png",))
+    assert [p.name for p in written] == ["timeline-1-locked.txt.png"]
+
+
+# ---------------------------------------------------------------------------- windows
+
+
+def test_windows_draws_the_ecdf_and_one_line_per_policy():
+    report = report_of(uv_with_backoff(100))
+    ax = plot.windows(report)
+    assert len(lines(ax, plot.GID_ECDF)) == 1
+    # the suggested policy and the six default tools
+    assert len(lines(ax, plot.GID_POLICY)) == 1 + len(plot.DEFAULT_POLICIES)
+    assert ax.get_xscale() == "log"
+    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert any(label.startswith("suggested (") for label in labels)
+    assert any(label.startswith("MSBuild Copy: 0/1, does not retry") for label in labels)
+
+
+def test_windows_accepts_policy_names_and_objects():
+    from traceaudit.policy import RetryPolicy, known_policy
+
+    report = report_of(uv_with_backoff(100))
+    own = RetryPolicy(initial_delay_ms=50, multiplier=1, max_attempts=4)
+    ax = plot.windows(report, policies=["uv", known_policy("conda"), own])
+    assert len(lines(ax, plot.GID_POLICY)) == 1 + 3
+
+
+def test_windows_refuses_an_unknown_policy_name():
+    with pytest.raises(UsageError, match="no single known policy named 'nope'"):
+        plot.windows(report_of(uv_with_backoff(100)), policies=["nope"])
+
+
+def test_windows_marks_censored_windows_with_their_count():
+    report = report_of(two_blockers())
+    sample = data.window_sample(report)
+    assert sample is not None and sample.n == 1 and sample.n_censored == 1
+    ax = plot.windows(report, policies=())
+    (marks,) = [c for c in ax.collections if c.get_gid() == plot.GID_CENSORED]
+    assert len(marks.get_offsets()) == 1
+    assert any("still locked" in t.get_text() for t in ax.get_legend().get_texts())
+
+
+def test_windows_uses_the_given_axes():
+    fig = Figure()
+    given = fig.add_subplot()
+    assert plot.windows(report_of(uv_with_backoff(100)), ax=given) is given
+
+
+def test_policy_curve_reaches_the_window_at_the_first_retry_after_release():
+    report = report_of(uv_with_backoff(100))
+    sample = data.window_sample(report)
+    assert sample.window_ms.tolist() == pytest.approx([94.9])
+    from traceaudit.policy import known_policy
+
+    curve = data.policy_curve(sample, known_policy("uv"))
+    # uv retries at 10, 30, 70, 150 ms …: 150 ms is the first after 94.9 ms
+    assert curve.made_it == 1 and curve.triggered == 1
+    assert curve.covered[curve.attempt_ms < 150].max() == 0.0
+    assert curve.covered[curve.attempt_ms >= 150].min() == 1.0
+
+
+def test_window_sample_falls_back_to_conflicts_without_episodes():
+    from dataclasses import replace
+
+    report = report_of(uv_with_backoff(100))
+    bare = replace(report, episodes=pl.DataFrame(), blocked=pl.DataFrame())
+    sample = data.window_sample(bare)
+    assert sample.source == "conflicts"
+    assert sorted(sample.window_ms.round(6).tolist()) == [24.9, 64.9, 84.9, 94.9]
+
+
+# ---------------------------------------------------------------------------- blockers
+
+
+def test_blockers_draws_one_bar_per_blocking_process():
+    story = two_blockers()
+    # a second path, held by the scanner
+    story.open_(100, 20, DLL, process="MsMpEng.exe")
+    story.rename(101, 10, TMP, r"C:\cache\x", process="uv.exe").close(150, 20, DLL)
+    report = report_of(story)
+    ax = plot.blockers(report)
+    bars = [p for p in ax.patches if p.get_gid() == plot.GID_BLOCKERS]
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert len(bars) == len(labels) == 2
+    assert labels == ["OneDrive.exe", "MsMpEng.exe"]  # most conflicts first
+    assert [b.get_width() for b in bars] == [2, 1]
+
+
+def test_blockers_counts_conflicts_with_no_holder_in_the_title():
+    story = uv_with_backoff(100)
+    story.fail_open(300, 10, r"C:\locked.txt", result="SHARING VIOLATION")
+    ax = plot.blockers(report_of(story))
+    assert "1 conflicts with no holder" in ax.get_title()
+
+
+def test_blockers_uses_the_given_axes():
+    fig = Figure()
+    given = fig.add_subplot()
+    assert plot.blockers(report_of(uv_with_backoff(100)), ax=given) is given
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def test_save_all_writes_png_and_svg_of_every_figure(tmp_path):
+    out = tmp_path / "plots"
+    written = plot.save_all(report_of(uv_with_backoff(100)), out)
+    names = sorted(p.name for p in written)
+    assert names == sorted(
+        f"{stem}.{ext}"
+        for stem in ("blockers", "timeline-1-tmpAbC123", "windows")
+        for ext in ("png", "svg")
+    )
+    assert sorted(p.name for p in out.iterdir()) == names  # no temporary file left behind
+    for p in written:
+        head = p.read_bytes()[:64]
+        assert head.startswith(b"\x89PNG") if p.suffix == ".png" else b"<svg" in p.read_bytes()
+        assert stat.S_IMODE(p.stat().st_mode) & 0o044  # readable by others, as open() makes
+
+
+def test_save_all_skips_figures_with_nothing_to_show(tmp_path):
+    assert plot.save_all(report_of(quiet()), tmp_path) == []
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_save_all_refuses_a_file_as_directory(tmp_path):
+    target = tmp_path / "plots"
+    target.write_text("x")
+    with pytest.raises(UsageError, match="is not a directory"):
+        plot.save_all(report_of(uv_with_backoff(100)), target)
+
+
+def test_svg_output_is_reproducible():
+    report = report_of(uv_with_backoff(100))
+    first = plot.figure_bytes(plot.blockers(report).figure, "svg")
+    again = plot.figure_bytes(plot.blockers(report).figure, "svg")
+    assert first == again
+
+
+def test_plot_functions_do_not_touch_pyplot_state_unless_pyplot_is_in_use():
+    code = (
+        "import matplotlib; matplotlib.use('Agg'); import sys; sys.path.insert(0, 'tests');"
+        "from test_plot import report_of, uv_with_backoff;"
+        "from traceaudit import plot;"
+        "ax = plot.timeline(report_of(uv_with_backoff(100)));"
+        "assert 'matplotlib.pyplot' not in sys.modules, 'pyplot imported'"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        cwd=os.path.dirname(os.path.dirname(__file__)),
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def test_importing_traceaudit_does_not_import_matplotlib():
+    code = (
+        "import sys, traceaudit, traceaudit.html;"
+        "assert 'matplotlib' not in sys.modules, sorted(m for m in sys.modules if 'matplotlib' in m)"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+@pytest.mark.parametrize(
+    ("text", "width", "expected"),
+    [
+        ("short", 10, "short"),
+        (r"C:\Users\me\AppData\Local\Temp\x.dll", 20, r"C:\Users\…\x.dll"),
+        (r"C:\Users\me\AppData\Local\Temp\x.dll", 26, r"C:\Users\me\…\Temp\x.dll"),
+        ("abcdefghijklmnopqrstuvwxyz", 11, "abcde…vwxyz"),
+    ],
+)
+def test_shorten_middle_keeps_both_ends(text, width, expected):
+    out = data.shorten_middle(text, width)
+    assert out == expected and len(out) <= width
+
+
+def test_blocked_paths_puts_other_process_blocks_first():
+    story = two_blockers()
+    story.open_(300, 7, r"C:\own.txt", access="r", share="", process="me.exe")
+    for ms in (301, 302, 303):
+        story.fail_open(ms, 7, r"C:\own.txt")
+    story.close(310, 7, r"C:\own.txt")
+    paths = data.blocked_paths(report_of(story))
+    assert [p.path for p in paths] == [DOC, r"C:\own.txt"]
+    assert paths[0].blockers == ("OneDrive.exe",)
