@@ -8,6 +8,7 @@ frame-in, frame-out function in its own module.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import os
 from collections.abc import Iterable, Sequence
@@ -90,6 +91,21 @@ def analyze_trace(trace: Trace) -> _Parts:
     )
 
 
+def _distinct_names(parts: list[_Parts]) -> list[_Parts]:
+    """Give traces with the same name (two ``Logfile.CSV``, in-memory traces) distinct ones,
+    so that their results do not mix when stacked by name."""
+    seen: dict[str, int] = {}
+    out = []
+    for part in parts:
+        name = part.summary.name
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            summary = dataclasses.replace(part.summary, name=f"{name} #{seen[name]}")
+            part = dataclasses.replace(part, summary=summary)
+        out.append(part)
+    return out
+
+
 def _glob_regex(pattern: str) -> str:
     """A Windows-style, case-insensitive glob as a regex (``*`` may cross backslashes)."""
     return "(?i)^" + fnmatch.translate(pattern).removeprefix("(?s:").removesuffix(")\\Z") + "$"
@@ -135,6 +151,8 @@ def analyze(
 
             trace = load_trace(Path(item), format=format, date=date, strict=strict)
         parts.append(analyze_trace(trace))
+
+    parts = _distinct_names(parts)
 
     def stack(attr: str) -> pl.DataFrame:
         frames = [_with_trace(getattr(p, attr), p.summary.name) for p in parts]

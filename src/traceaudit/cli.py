@@ -139,6 +139,18 @@ def main() -> None:
     metavar="DURATION",
     help="A retry budget not to exceed (e.g. 10s, 500ms); report the best coverage within it.",
 )
+@click.option(
+    "--html",
+    "html_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also write a self-contained HTML report (figures inline) to this file.",
+)
+@click.option(
+    "--plots",
+    "plots_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    help="Also write the figures as PNG and SVG into this directory.",
+)
 @_guard
 def analyze(
     traces: tuple[Path, ...],
@@ -150,6 +162,8 @@ def analyze(
     check: bool,
     target: float,
     max_wait: str | None,
+    html_path: Path | None,
+    plots_dir: Path | None,
 ) -> None:
     """Find the failed file operations in TRACES and the handles that blocked them.
 
@@ -174,6 +188,16 @@ def analyze(
     click.echo(report.to_json() if as_json else report.to_text(), nl=not as_json)
     if as_json:
         click.echo()
+    if html_path is not None:
+        from traceaudit.html import write_html
+
+        written = write_html(report, html_path, inputs=traces)
+        click.echo(f"wrote {written}", err=True)
+    if plots_dir is not None:
+        from traceaudit.plot import save_all
+
+        for figure in save_all(report, plots_dir):
+            click.echo(f"wrote {figure}", err=True)
     if check and report.blocked_by_other():
         sys.exit(EXIT_CHECK_FAILED)
 
