@@ -9,8 +9,8 @@ frame-in, frame-out function in its own module.
 from __future__ import annotations
 
 import dataclasses
-import fnmatch
 import os
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date as Date
@@ -107,8 +107,10 @@ def _distinct_names(parts: list[_Parts]) -> list[_Parts]:
 
 
 def _glob_regex(pattern: str) -> str:
-    """A Windows-style, case-insensitive glob as a regex (``*`` may cross backslashes)."""
-    return "(?i)^" + fnmatch.translate(pattern).removeprefix("(?s:").removesuffix(")\\Z") + "$"
+    """A Windows-style, case-insensitive glob as a regex: ``*`` any run of characters
+    (backslashes included), ``?`` one character; everything else literal."""
+    parts = [".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern]
+    return "(?i)^" + "".join(parts) + "$"
 
 
 def _select(frame: pl.DataFrame, path_glob: str | None, process: str | None) -> pl.DataFrame:

@@ -1,0 +1,147 @@
+"""The ``traceaudit`` command, end to end on the bundled samples."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from traceaudit.cli import main
+
+SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+UV = str(SAMPLES / "uv-extract-rename.csv")
+INDEXER = str(SAMPLES / "replace-under-indexer.csv")
+PASTED = str(SAMPLES / "uv-issue-pasted.tsv")
+
+
+def run(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_analyze_names_the_scanner_that_blocked_the_rename():
+    result = run("analyze", UV)
+    assert result.exit_code == 0
+    assert "5 conflicts on 1 path: 5 blocked by another process." in result.output
+    assert "held by MsMpEng.exe (43120)" in result.output
+    assert "Suggested retry policy" in result.output
+
+
+def test_analyze_json_is_one_object_with_the_documented_keys():
+    result = run("analyze", UV, "--json")
+    doc = json.loads(result.output)
+    assert {"trace", "warnings", "conflicts", "windows", "retries", "policy", "replay"} <= set(doc)
+    assert doc["trace"]["format"] == "procmon-csv" and doc["trace"]["events"] == 287
+    first = doc["conflicts"][0]
+    assert first["time"] == "2024-07-15T11:27:01.0215923"
+    assert {b["process"] for b in first["blockers"]} == {"MsMpEng.exe"}
+    assert set(first["blockers"][0]) >= {"pid", "process", "path", "opened", "closed"}
+    assert first["remaining_ms"] == pytest.approx(67.4517)
+
+
+def test_check_exits_4_when_another_process_blocked():
+    assert run("analyze", UV, "--check").exit_code == 4
+
+
+def test_check_exits_0_when_no_other_process_blocked():
+    assert run("analyze", PASTED, "--check").exit_code == 0
+
+
+def test_process_and_path_filters_narrow_the_conflicts():
+    doc = json.loads(run("analyze", UV, INDEXER, "--json", "--process", "code.exe").output)
+    assert {c["process"] for c in doc["conflicts"]} == {"Code.exe"}
+    doc = json.loads(run("analyze", UV, INDEXER, "--json", "--path", r"*\numpy-*").output)
+    assert {c["process"] for c in doc["conflicts"]} == {"uv.exe"}
+
+
+def test_several_traces_are_pooled():
+    doc = json.loads(run("analyze", UV, INDEXER, "--json").output)
+    assert [t["name"] for t in doc["traces"]] == [
+        "uv-extract-rename.csv",
+        "replace-under-indexer.csv",
+    ]
+    assert doc["policy"]["n_windows"] == 2
+
+
+def test_max_wait_bounds_the_suggested_budget():
+    doc = json.loads(run("analyze", UV, "--json", "--max-wait", "100ms").output)
+    assert doc["policy"]["total_budget_ms"] <= 100
+
+
+def test_pasted_rows_warn_that_the_capture_was_filtered():
+    result = run("analyze", PASTED)
+    assert result.exit_code == 0
+    assert "only one process (uv.exe) is in the trace" in result.output
+
+
+def test_timeline_text_and_json(tmp_path):
+    directory = r"C:\Users\alice\Documents\notes\file.txt"
+    text = run("timeline", INDEXER, directory)
+    assert text.exit_code == 0
+    assert "SearchProtocolHost.exe" in text.output
+    records = json.loads(run("timeline", INDEXER, directory, "--json").output)
+    assert all(r["path"].lower().startswith(directory.lower()) for r in records)
+    assert {"time", "process", "operation", "result", "handle", "share_mode"} <= set(records[0])
+
+
+def test_html_and_plots_are_written(tmp_path):
+    html, plots = tmp_path / "report.html", tmp_path / "plots"
+    result = run("analyze", UV, "--html", str(html), "--plots", str(plots))
+    assert result.exit_code == 0
+    assert html.read_text(encoding="utf-8").startswith("<!DOCTYPE html>")
+    assert sorted(p.suffix for p in plots.iterdir()) == sorted([".png", ".svg"] * 3)
+
+
+def test_python_dash_m_runs_the_same_command():
+    proc = subprocess.run(
+        [sys.executable, "-m", "traceaudit", "analyze", INDEXER, "--check"],
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+    )
+    assert proc.returncode == 4
+    assert "SearchProtocolHost.exe" in proc.stdout
+
+
+def test_error_missing_file():
+    result = run("analyze", "no-such-trace.csv")
+    assert result.exit_code == 3
+    assert (
+        result.stderr
+        == "error: no-such-trace.csv: no such file (no-such-trace.csv). Check the path.\n"
+    )
+
+
+def test_error_bad_date():
+    result = run("analyze", PASTED, "--date", "15/07/2024")
+    assert result.exit_code == 3
+    assert result.stderr == "error: --date '15/07/2024': expected YYYY-MM-DD, e.g. 2024-07-15.\n"
+
+
+def test_error_bad_max_wait():
+    result = run("analyze", UV, "--max-wait", "soon")
+    assert result.exit_code == 3
+    assert (
+        result.stderr == "error: --max-wait 'soon': expected a duration such as 500ms, 10s or 2m.\n"
+    )
+
+
+def test_error_html_would_overwrite_the_input(tmp_path):
+    trace = tmp_path / "trace.csv"
+    trace.write_bytes(Path(INDEXER).read_bytes())
+    result = run("analyze", str(trace), "--html", str(trace))
+    assert result.exit_code == 3
+    assert result.stderr.startswith(f"error: {trace}")
+    assert trace.read_bytes() == Path(INDEXER).read_bytes()
+
+
+def test_error_not_a_trace_is_refused_without_traceback(tmp_path):
+    junk = tmp_path / "notes.txt"
+    junk.write_text("hello\nthis is not a trace\n", encoding="utf-8")
+    result = run("analyze", str(junk))
+    assert result.exit_code == 3
+    assert result.stderr.startswith("error: notes.txt: not a trace traceaudit can read")
+    assert "Traceback" not in result.output + result.stderr
