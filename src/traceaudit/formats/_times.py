@@ -1,0 +1,300 @@
+"""Procmon time strings to nanoseconds, vectorised with polars.
+
+Procmon prints times in the capturing machine's locale, so one parser has to read all of:
+
+* ``7:19:37.0147934 AM`` (en-US, no leading zero, 7 fractional digits = 100 ns),
+* ``19:19:37.0147934`` and ``21:26:00,8032648`` (24 h, comma decimal),
+* ``13.06.15,4237903`` (dots between the fields),
+* markers before or after the time: ``上午 01:09:44.8222664`` / ``下午``, ``午前``/``午後``,
+  ``오전``/``오후``, ``a.m.``/``p.m.`` (12 AM is hour 0 and 12 PM is hour 12),
+* ``47:57.9``: Excel re-saves keep only minutes, seconds and one decimal; the hour is
+  lost (``has_hour`` is False and the caller warns that ordering is unreliable).
+
+Procmon's own shape (``H:MM:SS.fffffff`` with an optional `` AM``/`` PM``, dot or comma)
+takes a fast path: the fraction is sliced from the right of every row and the
+``H:MM:SS`` part, which changes once a second, is parsed once per run of equal values.
+Anything else, and any row the fast path rejects, goes through one regular expression.
+``Date & Time`` is likewise parsed once per run of equal values.
+
+A day is ``PLACEHOLDER_DATE`` when the export has no date (7-column exports, clipboard
+rows) and the caller gave none.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import date as Date
+
+import polars as pl
+
+__all__ = [
+    "PLACEHOLDER_DATE",
+    "parse_time_of_day",
+    "parse_date_time",
+    "parse_duration",
+    "TimeAssembly",
+    "assemble_times",
+]
+
+PLACEHOLDER_DATE = Date(2000, 1, 1)
+"""The day given to times that carry no date (documented; override with ``date=``)."""
+
+NS_PER_SECOND = 1_000_000_000
+NS_PER_MINUTE = 60 * NS_PER_SECOND
+NS_PER_HOUR = 60 * NS_PER_MINUTE
+NS_PER_DAY = 24 * NS_PER_HOUR
+
+# AM/PM markers as Windows locales print them (compared lower-cased, dots and spaces removed).
+_AM = ("am", "上午", "午前", "오전", "ص")
+_PM = ("pm", "下午", "午後", "오후", "م")
+_MARKER = r"(?:(?i:a\.?\s?m\.?|p\.?\s?m\.?)|上午|下午|午前|午後|오전|오후|ص|م)"
+_TIME_PATTERN = (
+    r"^\s*(?:(?P<pre>" + _MARKER + r")\s*)?"
+    r"(?:(?P<h>\d{1,2})[:.](?P<m>\d{2})[:.](?P<s>\d{2})(?:[.,](?P<f>\d{1,9}))?"
+    r"|(?P<m2>\d{2})[:.](?P<s2>\d{2})[.,](?P<f2>\d{1,9}))"
+    r"\s*(?P<post>" + _MARKER + r")?\s*$"
+)
+_FAST_SAMPLE = re.compile(r"^\d{1,2}:\d{2}:\d{2}[.,]\d{7}( [AP]M)?$")
+_DATE_PATTERN = (
+    r"^\s*(?P<a>\d{1,4})(?P<sep>[/.\-])\s?(?P<b>\d{1,2})[/.\-]\s?(?P<c>\d{1,4})\.?"
+    r"(?:[\sT,]+(?P<rest>.*?))?\s*$"
+)
+
+
+def parse_time_of_day(values: pl.Series) -> pl.DataFrame:
+    """Parse Procmon "Time of Day" strings.
+
+    Returns a frame with ``tod_ns`` (Int64, nanoseconds since midnight; null when the
+    string is not a time) and ``has_hour`` (Boolean; False for Excel's ``mm:ss.f``).
+    """
+    values = values.cast(pl.String)
+    marker = _fast_style(values)
+    if marker is None:
+        return _general_time(values)
+    tod = _fast_time(values, with_marker=marker)
+    out = pl.DataFrame({"tod_ns": tod, "has_hour": pl.repeat(True, len(tod), eager=True)})
+    todo = tod.is_null() & values.is_not_null()
+    if todo.any():
+        index = todo.arg_true()
+        slow = _general_time(values.gather(index))
+        out = pl.DataFrame(
+            {
+                "tod_ns": tod.scatter(index, slow["tod_ns"]),
+                "has_hour": out["has_hour"].scatter(index, slow["has_hour"]),
+            }
+        )
+    return out
+
+
+def _fast_style(values: pl.Series) -> bool | None:
+    """Whether a sample is Procmon's own fixed shape: None if not, else "has AM/PM"."""
+    sample = values.drop_nulls().head(200).to_list()
+    if not sample or not all(_FAST_SAMPLE.match(v) for v in sample):
+        return None
+    markers = {v.endswith("M") for v in sample}
+    return markers.pop() if len(markers) == 1 else None
+
+
+def _fast_time(values: pl.Series, *, with_marker: bool) -> pl.Series:
+    """``H:MM:SS.fffffff[ AM]``: the 7 fraction digits are sliced from the right of every
+    row; the ``H:MM:SS[ AM]`` part changes once a second, so it is parsed once per run of
+    equal values. Rows of any other shape come out null (the caller re-parses them).
+    """
+    suffix = 3 if with_marker else 0
+    t = pl.col("t")
+    length = t.str.len_chars()
+    parts = pl.DataFrame({"t": values}).select(
+        t.str.tail(suffix + 7).str.head(7).str.to_integer(strict=False).alias("fraction"),
+        t.str.head(-(suffix + 8)).alias("clock"),
+        (t.str.ends_with("PM") if with_marker else pl.lit(False)).alias("pm"),
+        (
+            (length - suffix).is_between(15, 16)
+            & (t.str.ends_with("AM") | t.str.ends_with("PM") if with_marker else pl.lit(True))
+        ).alias("ok"),
+    )
+    run = parts.select(pl.struct("clock", "pm").rle_id()).to_series()
+    firsts = parts.filter(run.ne_missing(run.shift(1)).fill_null(True))
+    clock = _general_time(
+        firsts.select(
+            pl.when(pl.col("pm"))
+            .then(pl.col("clock") + " PM")
+            .otherwise(pl.col("clock") + (" AM" if with_marker else ""))
+        ).to_series()
+    )
+    seconds = clock.select(pl.when(pl.col("has_hour")).then(pl.col("tod_ns"))).to_series()
+    return (
+        parts.select(
+            pl.when(pl.col("ok")).then(pl.lit(seconds.gather(run)) + pl.col("fraction") * 100)
+        )
+        .to_series()
+        .alias("tod_ns")
+    )
+
+
+def _general_time(values: pl.Series) -> pl.DataFrame:
+    """Every supported shape, through one regular expression with named groups.
+
+    Staged (groups first, then arithmetic on plain columns) so the expression is matched
+    once per row.
+    """
+    g = pl.DataFrame({"t": values}).select(
+        pl.col("t").str.extract_groups(_TIME_PATTERN).struct.unnest()
+    )
+    parts = g.select(
+        pl.col("h").str.to_integer(strict=False).alias("hour"),
+        pl.coalesce("m", "m2").str.to_integer(strict=False).alias("minute"),
+        pl.coalesce("s", "s2").str.to_integer(strict=False).alias("second"),
+        pl.coalesce("f", "f2")
+        .str.pad_end(9, "0")
+        .str.to_integer(strict=False)
+        .fill_null(0)
+        .alias("fraction"),
+        pl.coalesce("pre", "post").str.to_lowercase().str.replace_all(r"[\s.]", "").alias("marker"),
+    )
+    hour, minute, second = pl.col("hour"), pl.col("minute"), pl.col("second")
+    twelve_hour = pl.col("marker").is_in(list(_AM + _PM)) & hour.is_between(1, 12)
+    is_pm = pl.col("marker").is_in(list(_PM))
+    parts = parts.with_columns(
+        pl.when(twelve_hour)
+        .then(hour % 12 + pl.when(is_pm).then(12).otherwise(0))
+        .otherwise(hour)
+        .alias("hour")
+    ).with_columns(
+        (minute.is_not_null() & (hour.fill_null(0) <= 23) & (minute <= 59) & (second <= 59)).alias(
+            "ok"
+        )
+    )
+    tod = ((hour.fill_null(0) * 60 + minute) * 60 + second) * NS_PER_SECOND + pl.col("fraction")
+    return parts.select(
+        pl.when(pl.col("ok")).then(tod).cast(pl.Int64).alias("tod_ns"),
+        pl.when(pl.col("ok")).then(hour.is_not_null()).alias("has_hour"),
+    )
+
+
+def parse_date_time(values: pl.Series) -> pl.DataFrame:
+    """Parse Procmon "Date & Time" strings (``7/31/2020 7:19:37 AM``, ``31.07.2020 7:19:37``).
+
+    Returns ``date`` (Date), ``dt_ns`` (Int64 time of day in whole seconds, null if the
+    string has no time) for every row. The day/month order is decided once for the file:
+    a 4-digit first field is year-month-day, dots mean day.month.year, and slashes are
+    month/day/year unless some first field is above 12. Only the first value of each run
+    of equal strings is parsed.
+    """
+    values = values.cast(pl.String)
+    if values.len() == 0:
+        return pl.DataFrame(schema={"date": pl.Date, "dt_ns": pl.Int64})
+    starts = values.ne_missing(values.shift(1)).fill_null(True)
+    distinct = values.filter(starts)
+    parsed = _parse_date_values(distinct)
+    return parsed.gather(values.rle_id())
+
+
+def _parse_date_values(values: pl.Series) -> pl.DataFrame:
+    g = pl.DataFrame({"v": values}).select(
+        pl.col("v").str.extract_groups(_DATE_PATTERN).struct.unnest()
+    )
+    a, b, c = (g[name].str.to_integer(strict=False) for name in ("a", "b", "c"))
+    year_first = (g["a"].str.len_chars() == 4).fill_null(False)  # 2020/07/31, 2020-07-31
+    others = ~year_first
+    day_first = bool((g["sep"].filter(others) == ".").any() or (a.filter(others) > 12).any())
+    year = a.zip_with(year_first, c)
+    month = b.zip_with(year_first, b if day_first else a)
+    day = c.zip_with(year_first, a if day_first else b)
+    frame = pl.DataFrame({"y": year, "m": month, "d": day}).select(
+        pl.format(
+            "{}-{}-{}",
+            pl.when(pl.col("y") < 100).then(pl.col("y") + 2000).otherwise(pl.col("y")),
+            pl.col("m").cast(pl.String).str.zfill(2),
+            pl.col("d").cast(pl.String).str.zfill(2),
+        )
+        .str.to_date("%Y-%m-%d", strict=False)
+        .alias("date")
+    )
+    # Excel shortens the time to H:MM; read that as hours and minutes, not mm:ss.
+    rest = g["rest"].str.replace(r"^(\D*\d{1,2}[:.]\d{2})(\D*)$", "${1}:00${2}")
+    dt_ns = parse_time_of_day(rest)["tod_ns"]
+    return frame.with_columns(dt_ns.alias("dt_ns"))
+
+
+def parse_duration(value: pl.Expr) -> pl.Expr:
+    """Procmon "Duration" (seconds, ``0.0000112`` or ``0,0000112``) as Duration(ns), exactly.
+
+    Read as a decimal with 9 places (no float rounding); anything else is null.
+    """
+    seconds = value.str.strip_chars().str.replace(",", ".", literal=True).str.to_decimal(scale=9)
+    return (seconds * NS_PER_SECOND).cast(pl.Int64).cast(pl.Duration("ns")).name.keep()
+
+
+@dataclass(frozen=True)
+class TimeAssembly:
+    """Event instants plus what the caller must warn about."""
+
+    time: pl.Series
+    placeholder_date: bool
+    precision_lost: bool
+    seconds_only: bool
+    days_rolled: int
+
+
+def assemble_times(
+    tod_ns: pl.Series | None,
+    has_hour: pl.Series | None,
+    date: pl.Series | None,
+    dt_ns: pl.Series | None,
+    default_date: Date | None,
+) -> TimeAssembly:
+    """Combine parsed parts (rows in source order, no nulls in the time used) into instants.
+
+    * With a ``Date & Time`` column each row takes its own day (gaps forward-filled); an
+      hour lost by Excel is taken from that column's time.
+    * Without one, the first row gets ``default_date`` (else :data:`PLACEHOLDER_DATE`) and a
+      day is added whenever the time of day goes back by more than 12 hours (midnight).
+    * Without an hour (``mm:ss.f``), an hour is added whenever minutes:seconds go back by
+      more than 30 minutes, so order survives within the capture.
+    * Without ``Time of Day``, ``Date & Time`` alone gives whole seconds.
+    """
+    placeholder = False
+    if date is not None:
+        day_ns = date.forward_fill().backward_fill().cast(pl.Datetime("ns")).cast(pl.Int64)
+        if day_ns.null_count() == len(day_ns) and len(day_ns):
+            placeholder = default_date is None
+            day_ns = pl.repeat(_day_ns(default_date), len(day_ns), dtype=pl.Int64, eager=True)
+    else:
+        placeholder = default_date is None
+        n = len(tod_ns) if tod_ns is not None else len(dt_ns)  # type: ignore[arg-type]
+        day_ns = pl.repeat(_day_ns(default_date), n, dtype=pl.Int64, eager=True)
+
+    if tod_ns is None:
+        assert dt_ns is not None
+        time = (day_ns + dt_ns).cast(pl.Datetime("ns"))
+        return TimeAssembly(time, placeholder, True, True, 0)
+
+    assert has_hour is not None
+    frame = pl.DataFrame({"tod": tod_ns, "has_hour": has_hour, "day": day_ns})
+    lost = not bool(has_hour.all())
+    if lost:
+        if dt_ns is not None and dt_ns.is_not_null().any():
+            hour = (dt_ns.forward_fill().backward_fill() // NS_PER_HOUR) * NS_PER_HOUR
+            frame = frame.with_columns(
+                pl.when(pl.col("has_hour")).then(pl.col("tod")).otherwise(pl.col("tod") + hour)
+            )
+        else:
+            step_back = pl.col("tod").diff() < -30 * NS_PER_MINUTE
+            hours = step_back.fill_null(False).cum_sum() * NS_PER_HOUR
+            frame = frame.with_columns(
+                pl.when(pl.col("has_hour")).then(pl.col("tod")).otherwise(pl.col("tod") + hours)
+            )
+    rolled = 0
+    if date is None:
+        step_back = (pl.col("tod").diff() < -12 * NS_PER_HOUR).fill_null(False)
+        frame = frame.with_columns(step_back.cum_sum().alias("days"))
+        rolled = int(frame["days"].max() or 0)
+        frame = frame.with_columns(pl.col("day") + pl.col("days") * NS_PER_DAY)
+    time = frame.select((pl.col("day") + pl.col("tod")).cast(pl.Datetime("ns")))
+    return TimeAssembly(time.to_series().alias("time"), placeholder, lost, False, rolled)
+
+
+def _day_ns(day: Date | None) -> int:
+    day = day or PLACEHOLDER_DATE
+    return (day - Date(1970, 1, 1)).days * NS_PER_DAY
