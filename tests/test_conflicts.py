@@ -5,10 +5,10 @@ from __future__ import annotations
 import random
 
 import polars as pl
-from builders import Story
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from builders import Story
 from traceaudit.conflicts import find_conflicts
 from traceaudit.handles import handles
 
@@ -111,8 +111,12 @@ def test_own_handle_is_a_blocker_flagged_as_own():
 
 
 def test_permission_refusal_has_no_holder():
-    story = Story().open_(0, 9, r"C:\x", process="other.exe").fail_open(
-        1, 1, r"C:\Windows\System32\drivers\etc\hosts", access="w", result="ACCESS DENIED"
+    story = (
+        Story()
+        .open_(0, 9, r"C:\x", process="other.exe")
+        .fail_open(
+            1, 1, r"C:\Windows\System32\drivers\etc\hosts", access="w", result="ACCESS DENIED"
+        )
     )
     row = analyse(story).row(0, named=True)
     assert row["verdict"] == "no-holder-permission"
@@ -126,7 +130,12 @@ def test_sharing_violation_without_holder_in_a_filtered_capture():
 
 
 def test_unexplained_rename_access_denied_in_single_process_capture_blames_the_filter():
-    story = Story().open_(0, 1, TMP, access="ad", process="uv.exe").rename(1, 1, TMP, r"C:\c\x").close(2, 1, TMP)
+    story = (
+        Story()
+        .open_(0, 1, TMP, access="ad", process="uv.exe")
+        .rename(1, 1, TMP, r"C:\c\x")
+        .close(2, 1, TMP)
+    )
     assert analyse(story)["verdict"].to_list() == ["no-holder-filtered"]
 
 
@@ -180,7 +189,14 @@ def test_informational_results_and_registry_denials_are_not_conflicts():
         .op(0, 1, "CreateFileMapping", TXT, result="FILE LOCKED WITH ONLY READERS")
         .op(1, 1, "WriteFile", TXT, result="FAST IO DISALLOWED")
         .op(2, 1, "FileSystemControl", TXT, result="OPLOCK HANDLE CLOSED")
-        .op(3, 1, "RegOpenKey", r"HKLM\SOFTWARE\Policies", result="ACCESS DENIED", event_class="Registry")
+        .op(
+            3,
+            1,
+            "RegOpenKey",
+            r"HKLM\SOFTWARE\Policies",
+            result="ACCESS DENIED",
+            event_class="Registry",
+        )
     )
     assert analyse(story).is_empty()
 
@@ -196,8 +212,10 @@ def test_the_handle_an_operation_is_issued_through_is_not_its_blocker():
 
 
 def test_handle_open_before_capture_is_a_possible_blocker():
-    story = Story().fail_open(0, 2, TXT, access="w", share="r", process="Code.exe").close(
-        80, 30, TXT, process="SearchProtocolHost.exe"
+    story = (
+        Story()
+        .fail_open(0, 2, TXT, access="w", share="r", process="Code.exe")
+        .close(80, 30, TXT, process="SearchProtocolHost.exe")
     )
     row = analyse(story).row(0, named=True)
     assert row["blockers"][0]["open_before_capture"]
@@ -215,11 +233,19 @@ def _random_story(seed: int) -> Story:
         path = rng.choice(files)
         kind = rng.random()
         if kind < 0.4:
-            story.open_(ms, pid, path, access=rng.choice(["r", "w", "a", "rd"]), share=rng.choice(["r", "rw", "rwd", ""]))
+            story.open_(
+                ms,
+                pid,
+                path,
+                access=rng.choice(["r", "w", "a", "rd"]),
+                share=rng.choice(["r", "rw", "rwd", ""]),
+            )
         elif kind < 0.7:
             story.close(ms, pid, path)
         elif kind < 0.85:
-            story.fail_open(ms, pid, path, access=rng.choice(["r", "w"]), share=rng.choice(["r", "rwd"]))
+            story.fail_open(
+                ms, pid, path, access=rng.choice(["r", "w"]), share=rng.choice(["r", "rwd"])
+            )
         else:
             story.rename(ms, pid, TMP, r"C:\c\x")
     return story

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import polars as pl
-from builders import Story
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from builders import Story
 from traceaudit.handles import handles
 
 DLL = r"C:\t\a.dll"
@@ -71,7 +71,11 @@ def test_file_object_pairs_exactly_across_processes_and_names():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from([1, 2]), st.sampled_from(["a", "b"]), st.booleans()), max_size=40))
+@given(
+    st.lists(
+        st.tuples(st.sampled_from([1, 2]), st.sampled_from(["a", "b"]), st.booleans()), max_size=40
+    )
+)
 def test_handles_never_close_before_they_open(steps):
     story = Story()
     for i, (pid, name, is_open) in enumerate(steps):

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import polars as pl
-from builders import Story
 
+from builders import Story
 from traceaudit.analysis import analyze
 from traceaudit.schema import Trace
 from traceaudit.timeline import timeline
@@ -65,7 +65,11 @@ def test_window_table_has_overall_then_per_blocker_rows():
 
 
 def test_censored_windows_are_counted_not_dropped():
-    story = Story().open_(0, 20, DLL, process="MsMpEng.exe").open_(1, 10, TMP, access="ad", process="uv.exe")
+    story = (
+        Story()
+        .open_(0, 20, DLL, process="MsMpEng.exe")
+        .open_(1, 10, TMP, access="ad", process="uv.exe")
+    )
     story.rename(2, 10, TMP, r"C:\c\x").close(3, 10, TMP)
     table = report_of(story).windows
     assert table.row(0, named=True)["censored"] == 1
