@@ -145,3 +145,25 @@ def test_error_not_a_trace_is_refused_without_traceback(tmp_path):
     assert result.exit_code == 3
     assert result.stderr.startswith("error: notes.txt: not a trace traceaudit can read")
     assert "Traceback" not in result.output + result.stderr
+
+
+def test_progress_line_shows_only_on_a_terminal_and_after_a_delay(monkeypatch):
+    import io
+    import time
+
+    from traceaudit import _progress
+
+    monkeypatch.setattr(_progress, "DELAY_S", 0.05)
+    monkeypatch.setattr(_progress, "INTERVAL_S", 0.02)
+    quiet = io.StringIO()
+    with _progress.progress("reading big.csv", stream=quiet):
+        time.sleep(0.2)
+    assert quiet.getvalue() == ""  # not a terminal: silent
+    shown = io.StringIO()
+    with _progress.progress("reading big.csv", stream=shown, force=True):
+        time.sleep(0.2)
+    assert "reading big.csv" in shown.getvalue() and shown.getvalue().endswith("\r")
+    fast = io.StringIO()
+    with _progress.progress("reading small.csv", stream=fast, force=True):
+        pass
+    assert fast.getvalue() == ""  # done before the delay: silent

@@ -21,6 +21,7 @@ from typing import Any
 
 import click
 
+from traceaudit._progress import progress
 from traceaudit.errors import TraceauditError, UsageError
 
 EXIT_BAD_INPUT = 3
@@ -176,15 +177,17 @@ def analyze(
     """
     from traceaudit.analysis import analyze as run
 
-    report = run(
-        list(traces),
-        date=_parse_date(date_text),
-        strict=strict,
-        path_glob=path_glob,
-        process=process,
-        target=target,
-        max_wait_ms=_parse_duration(max_wait),
-    )
+    names = ", ".join(t.name for t in traces)
+    with progress(f"analysing {names}"):
+        report = run(
+            list(traces),
+            date=_parse_date(date_text),
+            strict=strict,
+            path_glob=path_glob,
+            process=process,
+            target=target,
+            max_wait_ms=_parse_duration(max_wait),
+        )
     click.echo(report.to_json() if as_json else report.to_text(), nl=not as_json)
     if as_json:
         click.echo()
