@@ -351,9 +351,17 @@ def _annotate_blockers(ax: Axes, d: data.TimelineData, lo: float, hi: float) -> 
     from traceaudit.report import share_text
 
     prefix = d.path.lower().rstrip("\\") + "\\"
-    for r in d.bars.filter(pl.col("role") == "blocker").iter_rows(named=True):
+    # Labels go inside their bars; a label that would run into the next one in the same
+    # lane is cut to fit, or left out when not even a short name fits.
+    width_px = max(ax.get_window_extent().width, 1.0)
+    ms_per_char = (hi - lo) / width_px * 7 * 0.72 * ax.figure.dpi / 72  # 7 pt bold, ~0.72 em/char
+    last_end: dict[tuple[int, int], float] = {}
+    for r in d.bars.filter(pl.col("role") == "blocker").sort("start_ms").iter_rows(named=True):
         start, end = max(r["start_ms"], lo), min(r["end_ms"], hi)
         if end <= lo or start >= hi:
+            continue
+        lane = (r["row"], r["lane"])
+        if start < last_end.get(lane, lo - 1):
             continue
         where = r["path"] or ""
         if where.lower().startswith(prefix):
@@ -363,6 +371,11 @@ def _annotate_blockers(ax: Axes, d: data.TimelineData, lo: float, hi: float) -> 
         if r["relation"] == "target":
             where = f"rename target {where}"
         text = f"{where}  share {share_text(r['share_mode'])}".strip()
+        room = int((end - start) / ms_per_char) - 1 if ms_per_char > 0 else len(text)
+        if room < 12:
+            continue
+        text = shorten_middle(text, min(60, room))
+        last_end[lane] = start + (len(text) + 2) * ms_per_char
         height = 0.8 / r["lanes"]
         if r["row"] in d.failing_rows:  # failure markers sit mid-row: write below them
             y, va = r["row"] - 0.4 + (r["lane"] + 0.95) * height, "bottom"
