@@ -13,7 +13,7 @@ from datetime import date as Date
 from typing import Protocol
 
 from traceaudit.errors import UsageError
-from traceaudit.formats import clipboard, procmon_csv
+from traceaudit.formats import clipboard, procmon_csv, procmon_xml
 from traceaudit.formats._input import TraceInput
 from traceaudit.schema import Trace
 
@@ -60,6 +60,13 @@ FORMATS: list[TraceFormat] = [
         "the 7 default columns",
         sniff=clipboard.sniff,
         read=clipboard.read,
+    ),
+    TraceFormat(
+        name=procmon_xml.FORMAT_NAME,
+        label="Procmon XML export",
+        description="Process Monitor File > Save > XML (streamed; localized exports too)",
+        sniff=procmon_xml.sniff,
+        read=procmon_xml.read,
     ),
 ]
 """Formats in detection order: the first whose sniffer accepts the content reads it."""
