@@ -182,7 +182,7 @@ def test_write_html_replaces_an_earlier_report(tmp_path):
 
 
 def test_write_html_leaves_nothing_behind_when_the_move_fails(tmp_path, monkeypatch):
-    import traceaudit._plot_io as io_module
+    import traceaudit._atomic as io_module
 
     def boom(src, dst):
         raise OSError("disk full")

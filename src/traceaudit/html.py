@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from traceaudit import _plot_data as data
-from traceaudit._plot_io import write_atomically
+from traceaudit._atomic import write_atomically
 from traceaudit._text import VERDICT_WORDS
 from traceaudit.errors import UsageError
 from traceaudit.report import access_text, share_text

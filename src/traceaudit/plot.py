@@ -39,8 +39,8 @@ import numpy as np
 import polars as pl
 
 from traceaudit import _plot_data as data
+from traceaudit._atomic import write_atomically
 from traceaudit._plot_data import DEFAULT_POLICIES, fmt_ms, shorten_middle
-from traceaudit._plot_io import write_atomically
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes

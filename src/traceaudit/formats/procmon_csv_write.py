@@ -23,16 +23,15 @@ Files are written atomically: a temporary file in the target directory, then
 from __future__ import annotations
 
 import os
-import secrets
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from datetime import date, datetime, timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import polars as pl
 
+from traceaudit._atomic import atomic_output
 from traceaudit.errors import UsageError
 
 __all__ = [
@@ -531,43 +530,6 @@ def _check_columns(columns: Sequence[str]) -> None:
 
 
 # --------------------------------------------------------------------------- writing
-
-
-def _create_temp(target: Path) -> tuple[int, Path]:
-    """A new, empty temporary file next to ``target``: (descriptor, path).
-
-    Created with mode 0o666 so the process umask applies as for any new file
-    (``tempfile.mkstemp`` would leave the final file readable by its owner only).
-    """
-    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
-    for _ in range(100):
-        tmp = target.with_name(f".{target.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            return os.open(tmp, flags, 0o666), tmp
-        except FileExistsError:
-            continue
-    raise FileExistsError(f"could not create a temporary file next to {target}")
-
-
-@contextmanager
-def atomic_output(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
-    """A binary file that appears at ``path`` only once the ``with`` block succeeds.
-
-    The data goes to a temporary file in the same directory (so the final
-    :func:`os.replace` is an atomic rename on the same volume); on error the temporary
-    file is removed and ``path`` is left as it was.
-    """
-    target = Path(path)
-    fd, tmp = _create_temp(target)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            yield handle
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 def write_procmon_csv(
