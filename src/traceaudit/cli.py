@@ -238,5 +238,59 @@ def timeline(trace: Path, path: str, as_json: bool, date_text: str | None, stric
         click.echo(timeline_text(frame, path), nl=False)
 
 
+@main.command()
+@click.argument("trace", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to write: a .parquet or .csv file.",
+)
+@click.option(
+    "--to",
+    "to",
+    type=click.Choice(["parquet", "csv"]),
+    help="Output format (default: from the extension).",
+)
+@click.option(
+    "--date",
+    "date_text",
+    metavar="YYYY-MM-DD",
+    help="Date of a trace whose rows carry only a time of day.",
+)
+@click.option(
+    "--strict", is_flag=True, help="Fail on the first damaged row instead of skipping it."
+)
+@_guard
+def convert(trace: Path, out: Path, to: str | None, date_text: str | None, strict: bool) -> None:
+    """Write TRACE's normalised events as Parquet (exact round trip) or CSV.
+
+    \b
+    Example:
+        traceaudit convert Logfile.PML -o events.parquet
+        traceaudit convert Logfile.CSV -o events.csv
+    """
+    from traceaudit.convert import convert as run
+
+    source, written = run(trace, out, to=to, date=_parse_date(date_text), strict=strict)
+    click.echo(f"wrote {written}: {source.events.height:,} events from {source.format}", err=True)
+
+
+@main.command()
+def formats() -> None:
+    """List the trace formats traceaudit reads (detected from the content).
+
+    \b
+    Example:
+        traceaudit formats
+    """
+    from traceaudit.formats import FORMATS
+
+    for trace_format in FORMATS:
+        click.echo(f"{trace_format.name:<20} {trace_format.description}")
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()

@@ -13,7 +13,7 @@ from datetime import date as Date
 from typing import Protocol
 
 from traceaudit.errors import UsageError
-from traceaudit.formats import clipboard, procmon_csv, procmon_xml
+from traceaudit.formats import clipboard, parquet, procmon_csv, procmon_xml
 from traceaudit.formats._input import TraceInput
 from traceaudit.schema import Trace
 
@@ -67,6 +67,13 @@ FORMATS: list[TraceFormat] = [
         description="Process Monitor File > Save > XML (streamed; localized exports too)",
         sniff=procmon_xml.sniff,
         read=procmon_xml.read,
+    ),
+    TraceFormat(
+        name=parquet.FORMAT_NAME,
+        label="traceaudit Parquet",
+        description="normalised events written by 'traceaudit convert' (exact round trip)",
+        sniff=parquet.sniff,
+        read=parquet.read,
     ),
 ]
 """Formats in detection order: the first whose sniffer accepts the content reads it."""

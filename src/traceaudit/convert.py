@@ -1,0 +1,86 @@
+"""``traceaudit convert``: normalised events out to Parquet (exact round trip) or CSV.
+
+Parquet keeps every type of the event schema and reads back with ``traceaudit analyze``
+(or ``polars.read_parquet``) as the very same frame. CSV is for spreadsheets and other
+tools: one column per schema field, times in ISO 8601 with 100 ns precision, durations in
+milliseconds; it is not a Procmon export.
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import date as Date
+from pathlib import Path
+
+import polars as pl
+
+from traceaudit._atomic import atomic_output
+from traceaudit.errors import UsageError
+from traceaudit.formats.parquet import METADATA_CLOCK, METADATA_FORMAT
+from traceaudit.schema import Trace
+
+__all__ = ["OUTPUT_FORMATS", "convert", "write_events"]
+
+OUTPUT_FORMATS = ("parquet", "csv")
+
+
+def _output_format(out: Path, format: str | None) -> str:
+    if format is not None:
+        if format not in OUTPUT_FORMATS:
+            raise UsageError(f"--to {format!r}: choose one of {', '.join(OUTPUT_FORMATS)}.")
+        return format
+    suffix = out.suffix.lower().lstrip(".")
+    if suffix in ("parquet", "pq"):
+        return "parquet"
+    if suffix == "csv":
+        return "csv"
+    raise UsageError(
+        f"{out.name}: cannot tell the output format from the extension; name it .parquet or "
+        ".csv, or pass --to parquet|csv."
+    )
+
+
+def _refuse_inputs(out: Path, inputs: tuple[Path, ...]) -> None:
+    for source in inputs:
+        if out.exists() and source.exists() and os.path.samefile(out, source):
+            raise UsageError(f"{out}: this is the input trace; write the output to another file.")
+
+
+def write_events(trace: Trace, out: str | os.PathLike[str], *, format: str | None = None) -> Path:
+    """Write ``trace``'s events to ``out`` (atomically) as Parquet or CSV; return the path."""
+    target = Path(out)
+    kind = _output_format(target, format)
+    if trace.source is not None:
+        _refuse_inputs(target, (trace.source,))
+    events = trace.events
+    with atomic_output(target) as handle:
+        if kind == "parquet":
+            events.write_parquet(
+                handle, metadata={METADATA_FORMAT: trace.format, METADATA_CLOCK: trace.clock}
+            )
+        else:
+            flat = events.with_columns(
+                time=pl.format(
+                    "{}.{}",
+                    pl.col("time").dt.strftime("%Y-%m-%dT%H:%M:%S"),
+                    (pl.col("time").dt.nanosecond() // 100).cast(pl.String).str.zfill(7),
+                ),
+                duration=pl.col("duration").dt.total_nanoseconds() / 1_000_000,
+            ).rename({"duration": "duration_ms"})
+            flat.write_csv(handle, include_bom=True)
+    return target
+
+
+def convert(
+    source: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    to: str | None = None,
+    date: Date | None = None,
+    strict: bool = False,
+) -> tuple[Trace, Path]:
+    """Read any supported trace and write its normalised events; returns (trace, path)."""
+    from traceaudit.formats import load_trace
+
+    trace = load_trace(Path(source), date=date, strict=strict)
+    return trace, write_events(trace, out, format=to)
