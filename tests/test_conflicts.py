@@ -262,3 +262,16 @@ def test_shuffling_input_rows_changes_no_conflict(seed, shuffler):
     after = find_conflicts(events, handles(events))
     key = ["time", "pid", "operation", "path", "verdict", "remaining_ms", "n_blockers"]
     assert before.select(key).sort("time").equals(after.select(key).sort("time"))
+
+
+def test_a_refused_open_is_a_permission_refusal_even_beside_an_exclusive_handle():
+    # Share-mode clashes fail with SHARING VIOLATION; ACCESS DENIED on an open is an ACL or
+    # read-only refusal (a real capture: a game opening its read-only Engine.ini for write).
+    story = (
+        Story()
+        .open_(0, 1, TXT, access="r", share="r", process="game.exe")
+        .fail_open(1, 1, TXT, access="w", share="r", result="ACCESS DENIED")
+        .open_(2, 9, r"C:\other", process="x.exe")
+    )
+    row = analyse(story).row(0, named=True)
+    assert row["verdict"] == "no-holder-permission" and row["n_blockers"] == 0

@@ -9,11 +9,12 @@ not failures and never become conflicts.
 
 Which handles block it (the ``relation`` of a blocker)
 -----------------------------------------------------
-``same-path``   a handle on the same file. For SHARING VIOLATION (and a CreateFile refused
-                with ACCESS DENIED) only when access and share modes exclude each other in
-                either direction (:mod:`traceaudit._sharing`); attribute-only opens never
-                do. For DELETE PENDING / CANNOT DELETE any handle; for byte-range and oplock
-                failures any handle with data access.
+``same-path``   a handle on the same file. For SHARING VIOLATION only when access and share
+                modes exclude each other in either direction (:mod:`traceaudit._sharing`);
+                attribute-only opens never do. For DELETE PENDING / CANNOT DELETE any
+                handle; for byte-range and oplock failures any handle with data access.
+                Never for ACCESS DENIED: a share-mode clash is reported as SHARING
+                VIOLATION, so a refused open is a permission (ACL, read-only) refusal.
 ``below``       for a rename, link or delete of a directory: any handle on a file or folder
                 strictly below it, **whatever its share mode**. Scanners open with
                 ``ShareMode: Read, Write, Delete`` and still block a directory rename (the
@@ -195,12 +196,12 @@ def _same_path_rule(result: pl.Expr, operation: pl.Expr, namespace_op: pl.Expr) 
     ).fill_null(True)
     data_rule = _sharing.is_data_access(held_mask).fill_null(True)
     return (
-        pl.when(namespace_op & (result == "ACCESS DENIED"))
+        # A share-mode clash makes an open fail with SHARING VIOLATION, never ACCESS DENIED:
+        # a refused CreateFile is an ACL or read-only refusal, and a refused rename/delete
+        # is explained by handles below or on the target, not on the path itself.
+        pl.when(result == "ACCESS DENIED")
         .then(pl.lit(False))
-        .when(
-            (result == "SHARING VIOLATION")
-            | ((operation == "CreateFile") & (result == "ACCESS DENIED"))
-        )
+        .when(result == "SHARING VIOLATION")
         .then(share_rule)
         .when(result.is_in(["DELETE PENDING", "CANNOT DELETE", "USER MAPPED FILE"]))
         .then(pl.lit(True))
