@@ -13,7 +13,7 @@ from datetime import date as Date
 from typing import Protocol
 
 from traceaudit.errors import UsageError
-from traceaudit.formats import clipboard, parquet, procmon_csv, procmon_xml
+from traceaudit.formats import clipboard, parquet, pml, procmon_csv, procmon_xml
 from traceaudit.formats._input import TraceInput
 from traceaudit.schema import Trace
 
@@ -45,6 +45,14 @@ class TraceFormat:
 
 
 FORMATS: list[TraceFormat] = [
+    TraceFormat(
+        name=pml.FORMAT_NAME,
+        label="Procmon PML capture",
+        description="Process Monitor's native log (.PML, versions 7 and 9, 32- and 64-bit; "
+        "truncated captures read up to the last intact event)",
+        sniff=pml.sniff_pml,
+        read=pml.read,
+    ),
     TraceFormat(
         name=procmon_csv.FORMAT_NAME,
         label="Procmon CSV export",
