@@ -18,6 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
+from traceaudit._clock import to_timezone
 from traceaudit.advice import retry_advice
 from traceaudit.conflicts import blocking_handles, conflicts, lock_failures
 from traceaudit.episodes import lock_episodes
@@ -135,6 +136,7 @@ def analyze(
     process: str | None = None,
     target: float = 0.99,
     max_wait_ms: float | None = None,
+    tz: str | None = None,
 ) -> Report:
     """Read one or more traces and analyse them; the same engine as ``traceaudit analyze``.
 
@@ -152,6 +154,7 @@ def analyze(
             from traceaudit.formats import load_trace
 
             trace = load_trace(Path(item), format=format, date=date, strict=strict)
+        trace = to_timezone(trace, tz)
         parts.append(analyze_trace(trace))
 
     parts = _distinct_names(parts)

@@ -141,6 +141,11 @@ def main() -> None:
     help="A retry budget not to exceed (e.g. 10s, 500ms); report the best coverage within it.",
 )
 @click.option(
+    "--tz",
+    metavar="ZONE",
+    help="Show UTC traces (PML) in this time zone: an IANA name (Europe/Berlin) or 'local'.",
+)
+@click.option(
     "--html",
     "html_path",
     type=click.Path(path_type=Path, dir_okay=False),
@@ -163,6 +168,7 @@ def analyze(
     check: bool,
     target: float,
     max_wait: str | None,
+    tz: str | None,
     html_path: Path | None,
     plots_dir: Path | None,
 ) -> None:
@@ -187,6 +193,7 @@ def analyze(
             process=process,
             target=target,
             max_wait_ms=_parse_duration(max_wait),
+            tz=tz,
         )
     click.echo(report.to_json() if as_json else report.to_text(), nl=not as_json)
     if as_json:
