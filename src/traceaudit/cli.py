@@ -299,5 +299,112 @@ def formats() -> None:
         click.echo(f"{trace_format.name:<20} {trace_format.description}")
 
 
+@main.command()
+@click.argument("trace", type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    "out",
+    required=True,
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Where to write the redacted trace (same format as TRACE; never TRACE itself).",
+)
+@click.option(
+    "--key-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Key for the pseudonyms, created if missing; reuse it so traces line up.",
+)
+@click.option(
+    "--secret", "words", multiple=True, metavar="WORD", help="Also replace WORD anywhere."
+)
+@click.option(
+    "--secret-file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Also replace the words in this file (one per line, # comments).",
+)
+@click.option(
+    "--map",
+    "map_path",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Write the private pseudonym -> original table here (JSON; do not share).",
+)
+@click.option(
+    "--keep",
+    multiple=True,
+    metavar="CLASS",
+    help="Leave a class as it is: user, computer, domain, sid, email, ip, unc, cmdline, env, path.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
+@_guard
+def redact(
+    trace: Path,
+    out: Path,
+    key_file: Path | None,
+    words: tuple[str, ...],
+    secret_file: Path | None,
+    map_path: Path | None,
+    keep: tuple[str, ...],
+    as_json: bool,
+) -> None:
+    """Replace user, computer and other names in TRACE with keyed pseudonyms.
+
+    The output has the format of TRACE and reads the same in `traceaudit analyze`:
+    same conflicts, blockers and lock windows, with names such as user_3f2a9c81.
+
+    \b
+    Example:
+        traceaudit redact Logfile.CSV -o shareable.csv --key-file redact.key
+        traceaudit redact Logfile.CSV.gz -o shareable.csv.gz --secret ACME --keep path
+        traceaudit redact pasted.tsv -o pasted.redacted.tsv --map private-map.json
+    """
+    from traceaudit.redact import read_secret_file
+    from traceaudit.redact import redact as run
+
+    secrets = list(words) + (read_secret_file(secret_file) if secret_file else [])
+    result = run(trace, out, key=key_file, secrets=secrets, keep=keep, map_path=map_path)
+    if result.key_created:
+        click.echo(
+            f"created key file {key_file}: keep it private; reuse it to redact other traces "
+            "so their pseudonyms line up.",
+            err=True,
+        )
+    elif key_file is None:
+        click.echo(
+            "no --key-file: used a one-off random key, so these pseudonyms will not line up "
+            "with other redacted traces.",
+            err=True,
+        )
+    for note in result.notes:
+        click.echo(f"note: {note}", err=True)
+    if as_json:
+        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        return
+    counts = ", ".join(f"{n} {cls}" for cls, n in result.counts.items()) or "nothing"
+    click.echo(
+        f"wrote {result.output} ({result.format}, {result.rows:,} rows); replaced: {counts}; "
+        "leak check passed.",
+        err=True,
+    )
+
+
+@main.command("capture-profile")
+@click.option("--wpr", "tool", flag_value="wpr", default=True, help="A WPR profile (default).")
+@click.option("--xperf", "tool", flag_value="xperf", help="xperf command lines.")
+@click.option("--logman", "tool", flag_value="logman", help="logman command lines.")
+@_guard
+def capture_profile(tool: str) -> None:
+    """Print how to record an ETW trace traceaudit can analyse (run as administrator).
+
+    \b
+    Example:
+        traceaudit capture-profile > traceaudit.wprp
+        wpr -start traceaudit.wprp -filemode   (reproduce, then: wpr -stop trace.etl)
+        traceaudit capture-profile --xperf
+    """
+    from traceaudit.capture import capture_profile as build
+
+    click.echo(build(tool), nl=False)
+
+
 if __name__ == "__main__":  # pragma: no cover
     main()
