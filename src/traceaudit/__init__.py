@@ -20,6 +20,7 @@ from traceaudit.errors import (
     UsageError,
 )
 from traceaudit.handles import handles
+from traceaudit.redact import RedactionResult, redact
 from traceaudit.report import Report
 from traceaudit.retries import retry_chains
 from traceaudit.schema import EVENT_SCHEMA, Trace
@@ -32,6 +33,7 @@ __all__ = [
     "EVENT_SCHEMA",
     "DamagedRowError",
     "MissingColumnsError",
+    "RedactionResult",
     "Report",
     "Trace",
     "TraceFormatError",
@@ -45,6 +47,7 @@ __all__ = [
     "handles",
     "lock_failures",
     "read_trace",
+    "redact",
     "retry_chains",
     "timeline",
     "window_table",
