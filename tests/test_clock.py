@@ -6,8 +6,8 @@ import dataclasses
 
 import polars as pl
 import pytest
-from builders import Story
 
+from builders import Story
 from traceaudit._clock import to_timezone
 from traceaudit.errors import UsageError
 from traceaudit.schema import Trace

@@ -13,7 +13,7 @@ from datetime import date as Date
 from typing import Protocol
 
 from traceaudit.errors import UsageError
-from traceaudit.formats import clipboard, parquet, pml, procmon_csv, procmon_xml
+from traceaudit.formats import clipboard, etl, parquet, pml, procmon_csv, procmon_xml
 from traceaudit.formats._input import TraceInput
 from traceaudit.schema import Trace
 
@@ -52,6 +52,15 @@ FORMATS: list[TraceFormat] = [
         "truncated captures read up to the last intact event)",
         sniff=pml.sniff_pml,
         read=pml.read,
+    ),
+    TraceFormat(
+        name=etl.FORMAT_NAME,
+        label="ETW trace (.etl)",
+        description="Event Tracing for Windows file I/O: NT Kernel Logger FileIo or "
+        "Microsoft-Windows-Kernel-File events (xperf, WPR, logman, PerfView; compressed too), "
+        "paired exactly by FILE_OBJECT",
+        sniff=etl.sniff,
+        read=etl.read,
     ),
     TraceFormat(
         name=procmon_csv.FORMAT_NAME,
