@@ -143,16 +143,13 @@ def test_error_binary_junk(tmp_path: Path) -> None:
     )
 
 
-def test_error_pml_without_a_pml_reader(tmp_path: Path) -> None:
-    data = b"PML_\x09\x00\x00\x00" + bytes(200)
-    if sniff_format(data) is not None:
-        pytest.skip("a PML reader is registered")
-    path = tmp_path / "capture.pml"
-    path.write_bytes(data)
+def test_error_binary_named_etl_without_an_etw_header(tmp_path: Path) -> None:
+    path = tmp_path / "trace.etl"
+    path.write_bytes(bytes(range(256)) * 8)
     assert refuse(path) == (
-        "capture.pml: not a trace traceaudit can read (looks like a Process Monitor PML "
-        f"log, which this version cannot read yet). {SUPPORTED} Open it in Process Monitor "
-        "and save the events with File > Save > CSV."
+        "trace.etl: not a trace traceaudit can read (looks like binary data named .etl, but "
+        f"without an ETW log header: a damaged or partial trace). {SUPPORTED} Stop the trace "
+        "session cleanly (wpr -stop / xperf -d) and try the file it writes."
     )
 
 

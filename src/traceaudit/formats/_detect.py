@@ -66,16 +66,12 @@ def _describe(name: str, head: bytes) -> tuple[str, str]:
     lower_name = name.lower()
     if not head.strip():
         return "an empty file", _EXPORT_CSV
-    if head.startswith(b"PML_"):
-        return (
-            "a Process Monitor PML log, which this version cannot read yet",
-            "Open it in Process Monitor and save the events with File > Save > CSV.",
-        )
     if looks_binary(head):
         if lower_name.endswith(".etl"):
             return (
-                "an ETW .etl trace, which this version cannot read yet",
-                "Record the activity with Process Monitor and save it with File > Save > CSV.",
+                "binary data named .etl, but without an ETW log header: a damaged or "
+                "partial trace",
+                "Stop the trace session cleanly (wpr -stop / xperf -d) and try the file it writes.",
             )
         return "binary data", _EXPORT_CSV
     text = decode_head(head).lstrip("\ufeff")
@@ -83,11 +79,6 @@ def _describe(name: str, head: bytes) -> tuple[str, str]:
     if not stripped:
         return "an empty file", _EXPORT_CSV
     if stripped.startswith("<"):
-        if "<procmon" in text[:4096]:
-            return (
-                "a Process Monitor XML export, which this version cannot read yet",
-                "Save the events as CSV instead: File > Save > CSV.",
-            )
         return "an XML or HTML document", _EXPORT_CSV
     if _SYSMON.search(text):
         return (
