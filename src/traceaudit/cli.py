@@ -91,6 +91,19 @@ def _parse_duration(value: str | None) -> float | None:
     return amount * _UNITS_MS[unit]
 
 
+def _reading_options(command: Callable[..., Any]) -> Callable[..., Any]:
+    """``--date`` and ``--strict``, shared by every command that reads a trace."""
+    command = click.option(
+        "--strict", is_flag=True, help="Fail on the first damaged row instead of skipping it."
+    )(command)
+    return click.option(
+        "--date",
+        "date_text",
+        metavar="YYYY-MM-DD",
+        help="Date of a trace whose rows carry only a time of day.",
+    )(command)
+
+
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="traceaudit")
 def main() -> None:
@@ -113,15 +126,7 @@ def main() -> None:
 @click.option(
     "--process", metavar="NAME", help="Only conflicts of the process named NAME (e.g. uv.exe)."
 )
-@click.option(
-    "--date",
-    "date_text",
-    metavar="YYYY-MM-DD",
-    help="Date of a trace whose rows carry only a time of day.",
-)
-@click.option(
-    "--strict", is_flag=True, help="Fail on the first damaged row instead of skipping it."
-)
+@_reading_options
 @click.option(
     "--check",
     is_flag=True,
@@ -216,15 +221,7 @@ def analyze(
 @click.argument("trace", type=click.Path(path_type=Path))
 @click.argument("path")
 @click.option("--json", "as_json", is_flag=True, help="Print the timeline as a JSON list.")
-@click.option(
-    "--date",
-    "date_text",
-    metavar="YYYY-MM-DD",
-    help="Date of a trace whose rows carry only a time of day.",
-)
-@click.option(
-    "--strict", is_flag=True, help="Fail on the first damaged row instead of skipping it."
-)
+@_reading_options
 @_guard
 def timeline(trace: Path, path: str, as_json: bool, date_text: str | None, strict: bool) -> None:
     """Every operation on PATH (and below it) in TRACE, by every process, in order.
@@ -261,15 +258,7 @@ def timeline(trace: Path, path: str, as_json: bool, date_text: str | None, stric
     type=click.Choice(["parquet", "csv"]),
     help="Output format (default: from the extension).",
 )
-@click.option(
-    "--date",
-    "date_text",
-    metavar="YYYY-MM-DD",
-    help="Date of a trace whose rows carry only a time of day.",
-)
-@click.option(
-    "--strict", is_flag=True, help="Fail on the first damaged row instead of skipping it."
-)
+@_reading_options
 @_guard
 def convert(trace: Path, out: Path, to: str | None, date_text: str | None, strict: bool) -> None:
     """Write TRACE's normalised events as Parquet (exact round trip) or CSV.
