@@ -25,7 +25,7 @@ import polars as pl
 
 from ._replay import SUCCESS, Timeline, build_timeline, first_outcomes
 from ._schedule import Schedule
-from ._tail import TailModel, fit_tail
+from ._tail import MAX_MODEL_TARGET, TailModel, fit_tail
 from .errors import UsageError
 
 __all__ = ["RetryPolicy", "suggest", "FIRST_DELAYS_MS", "MULTIPLIERS", "CAPS_MS", "MAX_ATTEMPTS"]
@@ -428,7 +428,8 @@ def _notes(
         notes.append(
             f"Tail model: {tail.distribution} fits best (KS {tail.ks_statistic:.3f}; {others}); "
             f"fit is {fit_quality}. Fitted p99 {_fmt_ms(tail.p99_ms)}, p99.9 "
-            f"{_fmt_ms(tail.p999_ms)}; reaching {target:.1%} under the model needs a budget "
+            f"{_fmt_ms(tail.p999_ms)}; reaching {min(target, MAX_MODEL_TARGET):.2%} under the "
+            "model needs a budget "
             f"of {_fmt_ms(tail.budget_for_target_ms)}."
         )
         if policy.retries and tail.budget_for_target_ms > policy.total_budget_ms:

@@ -95,6 +95,9 @@ class TailModel:
         }
 
 
+MAX_MODEL_TARGET = 0.9999
+
+
 # --- distributions --------------------------------------------------------------------
 
 
@@ -288,6 +291,7 @@ def fit_tail(
         p50_ms=q(params, 0.5),
         p99_ms=q(params, 0.99),
         p999_ms=q(params, 0.999),
-        budget_for_target_ms=q(params, target),
+        # An unbounded model never reaches 100 %: a target of 1 is read as 99.99 %.
+        budget_for_target_ms=q(params, min(target, MAX_MODEL_TARGET)),
         alternatives=tuple((r[1], r[0]) for r in results),
     )
