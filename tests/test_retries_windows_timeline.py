@@ -85,3 +85,22 @@ def test_timeline_shows_everything_below_a_directory_with_handles():
     assert renames["handle"].null_count() == 0
     scanner = frame.filter(pl.col("process") == "MsMpEng.exe")
     assert scanner["handle"].n_unique() == 1 and scanner.height == 2
+
+
+def test_an_observed_successful_retry_ends_the_episode_for_the_replay():
+    # Defender's open "requiring an oplock" is refused while the writer holds the file; it
+    # retries at once without one and succeeds. The window the model sees (until the writer
+    # closes) must not override that observation in the retry advice.
+    txt = r"C:\calc\my-total.txt"
+    story = (
+        Story()
+        .open_(0, 1, txt, access="w", share="rw", process="calc.exe")
+        .fail_open(10, 2, txt, access="r", share="rwd", result="OPLOCK NOT GRANTED", process="MsMpEng.exe")
+        .open_(10.1, 2, txt, access="r", share="rwd")
+        .close(11, 2, txt)
+        .close(57_000, 1, txt)
+    )
+    report = report_of(story)
+    assert report.conflicts["remaining_ms"].to_list() == [56_990.0]
+    assert report.blocked.select("start_ms", "end_ms").rows() == [(0.0, 0.1)]
+    assert report.policy.total_budget_ms < 10

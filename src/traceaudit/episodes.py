@@ -9,7 +9,8 @@ during which a new attempt **would fail**: every handle that blocks the operatio
 same rules the conflict analysis uses, including handles that open after the first failure.
 An attempt at time t succeeds iff t lies in no interval ``[start_ms, end_ms)``; an interval
 with a null ``end_ms`` lasts past the end of the trace (``horizon_ms``), where nothing is
-known.
+known. When the application's own retry succeeded, the intervals end there: an observed
+success outweighs the model of who blocks whom.
 
 Frames
 ------
@@ -55,9 +56,28 @@ def lock_episodes(
             horizon_ms=(pl.col("last") - pl.col("time")).dt.total_nanoseconds() / 1_000_000,
         )
     )
+    # Where the application's own retry succeeded, that observation beats the model: the
+    # operation was not blocked then, whatever handles were open (an antivirus whose open
+    # "requiring an oplock" is refused retries at once without one, and succeeds).
+    succeeded_at = (
+        chains.filter(pl.col("succeeded"))
+        .select("trace", "chain", success_ms=pl.col("total_ms"))
+        .join(episodes.select("episode", "trace", "chain"), on=["trace", "chain"], how="inner")
+        .select("episode", "success_ms")
+    )
     blocked = (
         blocking.join(
             episodes.select("episode", "trace", "conflict"), on=["trace", "conflict"], how="inner"
+        )
+        .select("episode", "start_ms", "end_ms")
+        .join(succeeded_at, on="episode", how="left")
+        .filter(pl.col("success_ms").is_null() | (pl.col("start_ms") < pl.col("success_ms") - 1e-6))
+        .with_columns(
+            end_ms=pl.when(pl.col("success_ms").is_null())
+            .then(pl.col("end_ms"))
+            .otherwise(
+                pl.min_horizontal(pl.col("end_ms").fill_null(float("inf")), pl.col("success_ms"))
+            )
         )
         .select("episode", "start_ms", "end_ms")
         .sort("episode", "start_ms")
