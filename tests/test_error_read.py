@@ -24,7 +24,6 @@ from traceaudit.formats import (
     detect,
     load_text,
     load_trace,
-    sniff_format,
     supported_formats,
 )
 

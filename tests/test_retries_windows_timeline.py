@@ -95,7 +95,9 @@ def test_an_observed_successful_retry_ends_the_episode_for_the_replay():
     story = (
         Story()
         .open_(0, 1, txt, access="w", share="rw", process="calc.exe")
-        .fail_open(10, 2, txt, access="r", share="rwd", result="OPLOCK NOT GRANTED", process="MsMpEng.exe")
+        .fail_open(
+            10, 2, txt, access="r", share="rwd", result="OPLOCK NOT GRANTED", process="MsMpEng.exe"
+        )
         .open_(10.1, 2, txt, access="r", share="rwd")
         .close(11, 2, txt)
         .close(57_000, 1, txt)

@@ -69,8 +69,7 @@ def _describe(name: str, head: bytes) -> tuple[str, str]:
     if looks_binary(head):
         if lower_name.endswith(".etl"):
             return (
-                "binary data named .etl, but without an ETW log header: a damaged or "
-                "partial trace",
+                "binary data named .etl, but without an ETW log header: a damaged or partial trace",
                 "Stop the trace session cleanly (wpr -stop / xperf -d) and try the file it writes.",
             )
         return "binary data", _EXPORT_CSV
