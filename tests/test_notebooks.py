@@ -32,5 +32,7 @@ def test_notebook_runs_cleanly(path):
         book, timeout=300, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}}
     )
     client.execute()
-    errors = [o for c in book.cells for o in c.get("outputs", []) if o.get("output_type") == "error"]
+    errors = [
+        o for c in book.cells for o in c.get("outputs", []) if o.get("output_type") == "error"
+    ]
     assert not errors

@@ -3,8 +3,9 @@
 Detail is ``Key: Value`` pairs joined by ``", "``, but values contain ``", "`` too
 (``Desired Access: Read Attributes, Synchronize, Disposition: Open``), so the string is
 cut at the *known keys* of the operation, not at commas. Each operation family is parsed
-only on its own rows (a filtered sub-column) and the results are gathered back, so the
-cost follows the number of CreateFile/ReadFile/… rows, not the size of the trace.
+only on its own rows (a gathered sub-column) and the results are gathered back, so the
+cost follows the number of CreateFile/ReadFile/… rows, not the size of the trace. Which
+rows belong to a family is decided once per distinct operation name (:class:`Operations`).
 
 Cutting uses literal splits at ``", Key: "`` (no regular expressions on the hot path):
 a value runs from its key to the next known key of the same family, or to the end.
@@ -13,7 +14,10 @@ value, where the token parsers below ignore it (unknown access, share or option 
 count as no bits; dispositions and open results keep their first word). Access lists,
 share modes and option lists take few distinct values, so each distinct value is parsed
 once and mapped back; CreateFile details as a whole repeat too (a few percent are
-distinct in real captures) and are parsed once per distinct string.
+distinct in real captures) and are parsed once per distinct string. Read/WriteFile and
+rename details, nearly all distinct, are first cut in one split where they have
+Procmon's own shape (``Offset: X, Length: Y, …``, ``ReplaceIfExists: X, FileName: Y``),
+which gives the same values as the general cut; only the other rows take the general cut.
 
 =================================  ==================================================
 family (operations)                columns
@@ -35,12 +39,21 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 
 import polars as pl
 
 from traceaudit.schema import ACCESS_BITS, CREATE_OPTION_BITS, SHARE_DELETE, SHARE_READ, SHARE_WRITE
 
-__all__ = ["DETAIL_SCHEMA", "CREATE_OPERATIONS", "IO_OPERATIONS", "parse_detail"]
+__all__ = [
+    "DETAIL_SCHEMA",
+    "CREATE_OPERATIONS",
+    "IO_OPERATIONS",
+    "Operations",
+    "detail_columns",
+    "parse_detail",
+    "submit_detail_columns",
+]
 
 DETAIL_SCHEMA: dict[str, pl.DataType] = {
     "access_mask": pl.UInt32(),
@@ -87,15 +100,46 @@ class _Family:
     at the first ``", "``; ``last`` the wanted keys Procmon always prints last (a rename's
     FileName), whose value runs to the end of the Detail even if the path holds
     ``", Key: "``; ``build`` turns the frame of wanted values (one column per key) into
-    typed columns.
+    the typed ``columns``. ``fast``, if given, cuts Procmon's usual shape of the Detail
+    in fewer string passes: it returns the wanted values and which rows have that shape
+    (for those, exactly the values the general cut gives); the other rows go through
+    the general cut.
     """
 
     rows: Callable[[pl.Expr], pl.Expr]
     keys: tuple[str, ...]
     wanted: tuple[str, ...]
     build: Callable[[pl.DataFrame], list[pl.Series]]
+    columns: tuple[str, ...]
     words: tuple[str, ...] = ()
     last: tuple[str, ...] = ()
+    fast: Callable[[pl.Series], tuple[pl.DataFrame, pl.Series]] | None = None
+
+
+@dataclass(frozen=True)
+class Operations:
+    """A column of operation names as small codes: ``names`` holds the distinct names and
+    ``codes`` each row's index among them (null where the operation is). Questions about
+    the operation (which family? which event class?) are then answered once per name,
+    not once per row."""
+
+    names: pl.Series
+    codes: pl.Series
+
+    @classmethod
+    def of(cls, operations: pl.Series) -> Operations:
+        operations = operations.cast(pl.String)
+        names = operations.drop_nulls().unique(maintain_order=True)
+        return cls(names, operations.cast(pl.Enum(names)).to_physical())
+
+    def where(self, test: Callable[[pl.Expr], pl.Expr]) -> pl.Series:
+        """Whether each row's operation passes ``test`` (False for a null operation)."""
+        passed = pl.select(test(pl.lit(self.names))).to_series().fill_null(False).arg_true()
+        return self.codes.is_in(passed.to_list()).fill_null(False)
+
+    def each_row(self, per_name: pl.Series) -> pl.Series:
+        """``per_name`` (one value per name, in ``names`` order) spread to the rows."""
+        return per_name.gather(self.codes)
 
 
 def parse_detail(
@@ -106,35 +150,101 @@ def parse_detail(
     Rows outside a family get nulls in its columns; a missing key gives null, never an
     error. ``frame`` needs the ``detail`` and ``operation`` string columns.
     """
-    details = frame.get_column(detail).cast(pl.String)
-    ops = frame.get_column(operation).cast(pl.String)
-    families = [(family, details, ops) for family in _FAMILIES]
-    results = list(_POOL.map(_parse_family, *zip(*families, strict=True)))
-    return frame.with_columns([column for columns in results for column in columns])
+    operations = Operations.of(frame.get_column(operation))
+    return frame.with_columns(detail_columns(frame.get_column(detail), operations))
 
 
-def _parse_family(family: _Family, details: pl.Series, ops: pl.Series) -> list[pl.Series]:
+def detail_columns(details: pl.Series, operations: Operations) -> list[pl.Series]:
+    """The columns :func:`parse_detail` adds, for ``details`` and their operations."""
+    return submit_detail_columns(details, operations)()
+
+
+def submit_detail_columns(
+    details: pl.Series, operations: Operations
+) -> Callable[[], list[pl.Series]]:
+    """Start :func:`detail_columns` on the family threads; the call returned waits for
+    the columns."""
+    details = details.cast(pl.String)
+    # A null Detail gives nulls in every family, so those rows are left out.
+    present = details.is_not_null() if details.null_count() else None
+    parse = partial(_parse_family, details=details, operations=operations, present=present)
+    jobs = [_POOL.submit(parse, family) for family in _FAMILIES]
+    return lambda: [column for job in jobs for column in job.result()]
+
+
+def _parse_family(
+    family: _Family, *, details: pl.Series, operations: Operations, present: pl.Series | None
+) -> list[pl.Series]:
     """One family's typed columns, full length (null outside the family's rows)."""
-    mask = pl.select(family.rows(pl.lit(ops))).to_series().fill_null(False)
-    rows = details.filter(mask)
+    mask = operations.where(family.rows)
+    where = (mask & present if present is not None else mask).arg_true()
+    if where.is_empty():
+        return [
+            pl.repeat(None, details.len(), dtype=DETAIL_SCHEMA[c], eager=True).alias(c)
+            for c in family.columns
+        ]
+    rows = details.gather(where)
     # Parse each distinct Detail once when they repeat (CreateFile details do: a few
-    # percent are distinct in real captures), else every row. A first look at a sample
-    # spares high-cardinality families (ReadFile offsets) a useless unique().
-    index = None
-    if rows.len() >= 64 and rows.head(4096).n_unique() * 2 <= min(rows.len(), 4096):
-        distinct = rows.drop_nulls().unique()
-        if distinct.len() * 4 <= rows.len():
-            parsed = family.build(_cut(distinct, family))
-            index = rows.replace_strict(
-                distinct, pl.int_range(distinct.len(), eager=True), default=None
-            )
-    if index is None:
-        parsed = family.build(_cut(rows, family))
-    position = pl.select(pl.when(pl.lit(mask)).then(pl.lit(mask).cum_sum() - 1)).to_series()
-    if index is not None:
-        position = index.gather(position)
-    # One frame-level gather: polars spreads the columns over its threads.
-    return pl.DataFrame(parsed).select(pl.all().gather(position)).get_columns()
+    # percent are distinct in real captures), else every row.
+    distinct = _distinct(rows)
+    if distinct is None:
+        parsed = _parse_rows(rows, family)
+        local = _numbers(rows.len())
+    else:
+        values, local = distinct
+        parsed = _parse_rows(values, family)
+    # Each row's place in ``parsed`` (null outside the family), then one gather of the
+    # whole frame (a null position gives a null row): the positions are checked once,
+    # not once per column, and polars spreads the columns over its threads.
+    position = pl.repeat(None, details.len(), dtype=pl.UInt32, eager=True).scatter(where, local)
+    return parsed[position].get_columns()
+
+
+def _distinct(rows: pl.Series) -> tuple[pl.Series, pl.Series] | None:
+    """The distinct values of ``rows`` and each row's index among them, or None when too
+    few repeat for parsing the distinct values to pay.
+
+    A first look at a sample spares high-cardinality families (ReadFile offsets) the
+    work. Rows are grouped by a 64-bit hash (one pass over the text, where unique() and
+    a lookup would take two); the grouping is then checked against the text itself, so
+    a hash collision costs time, never a wrong value.
+    """
+    if rows.len() < 64 or rows.head(4096).n_unique() * 2 > min(rows.len(), 4096):
+        return None
+    hashes = rows.hash()
+    first = hashes.is_first_distinct()
+    values = rows.filter(first)
+    if values.len() * 4 > rows.len():
+        return None
+    index = hashes.replace_strict(hashes.filter(first), _numbers(values.len()))
+    if not values.gather(index).equals(rows):  # a collision: group by the text instead
+        values = rows.unique(maintain_order=True)
+        index = rows.replace_strict(values, _numbers(values.len()))
+    return values, index
+
+
+def _numbers(n: int) -> pl.Series:
+    return pl.int_range(n, dtype=pl.UInt32, eager=True)
+
+
+def _parse_rows(rows: pl.Series, family: _Family) -> pl.DataFrame:
+    """The typed columns of every row."""
+    return pl.DataFrame(family.build(_values(rows, family)))
+
+
+def _values(rows: pl.Series, family: _Family) -> pl.DataFrame:
+    """The wanted keys' values: the family's fast cut where it applies, the general cut
+    for the rows it leaves."""
+    # A first look at a sample spares rows of another shape (LockFile's ``Exclusive: …``)
+    # a fast cut that would leave them all.
+    if family.fast is None or not family.fast(rows.head(64))[1].any():
+        return _cut(rows, family)
+    values, done = family.fast(rows)
+    if done.all():
+        return values
+    todo = (~done).arg_true()
+    slow = _cut(rows.gather(todo), family)
+    return pl.DataFrame([values[key].scatter(todo, slow[key]) for key in family.wanted])
 
 
 def _cut(details: pl.Series, family: _Family) -> pl.DataFrame:
@@ -144,14 +254,11 @@ def _cut(details: pl.Series, family: _Family) -> pl.DataFrame:
     the key may hold any characters. A text value is cut at every other key in turn,
     which leaves it ending at the earliest one.
     """
+    # With ", " in front, a key that opens the Detail is found like any other.
     d = pl.col("d")
     values: list[pl.Expr] = []
     for key in family.wanted:
-        after = (
-            pl.when(d.str.starts_with(f"{key}: "))
-            .then(d.str.slice(len(key) + 2))
-            .otherwise(d.str.splitn(f", {key}: ", 2).struct.field("field_1"))
-        )
+        after = d.str.splitn(f", {key}: ", 2).struct.field("field_1")
         if key in family.words:
             value = after.str.splitn(", ", 2).struct.field("field_0")
         elif key in family.last:
@@ -162,7 +269,7 @@ def _cut(details: pl.Series, family: _Family) -> pl.DataFrame:
                 if other != key:
                     value = value.str.splitn(f", {other}: ", 2).struct.field("field_0")
         values.append(value.alias(key))
-    return pl.DataFrame({"d": details}).select(values)
+    return pl.DataFrame({"d": details}).select((pl.lit(", ") + d).alias("d")).select(values)
 
 
 def _by_distinct(
@@ -298,6 +405,53 @@ def _io(values: pl.DataFrame) -> list[pl.Series]:
     return [_number(values["Offset"]).alias("offset"), _number(values["Length"]).alias("length")]
 
 
+def _io_fast(details: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
+    """Offset and Length of Procmon's own shape, ``Offset: X, Length: Y[, …]``, in one
+    split, and which rows have that shape.
+
+    When the first two ``", "``-separated fields are ``Offset: X`` and ``Length: Y``, no
+    ``", "`` comes before them, so the general cut gives exactly X and Y.
+    """
+    first, second = pl.col("field_0"), pl.col("field_1")
+    parts = pl.DataFrame({"d": details}).select(
+        pl.col("d").str.split_exact(", ", 1).struct.unnest()
+    )
+    values = parts.select(
+        first.str.slice(len("Offset: ")).alias("Offset"),
+        second.str.slice(len("Length: ")).alias("Length"),
+        (first.str.starts_with("Offset: ") & second.str.starts_with("Length: "))
+        .fill_null(False)
+        .alias("done"),
+    )
+    return values.select("Offset", "Length"), values["done"]
+
+
+def _rename_fast(details: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
+    """ReplaceIfExists and FileName of Procmon's usual shape, ``ReplaceIfExists: X,
+    FileName: Y`` (Y may hold ``", "``), in one split, and which rows have that shape.
+
+    X holds no ``", "``, so the general cut gives exactly X and the rest after
+    ``FileName: ``; a Detail with ``", Flags: "`` anywhere is left to the general cut.
+    """
+    first, rest = pl.col("field_0"), pl.col("field_1")
+    frame = pl.DataFrame({"d": details})
+    parts = frame.select(pl.col("d").str.splitn(", ", 2).struct.unnest())
+    flags = frame.select(pl.col("d").str.contains(", Flags: ", literal=True)).to_series()
+    values = parts.select(
+        first.str.slice(len("ReplaceIfExists: ")).alias("ReplaceIfExists"),
+        pl.lit(None, dtype=pl.String).alias("Flags"),
+        rest.str.slice(len("FileName: ")).alias("FileName"),
+        (
+            first.str.starts_with("ReplaceIfExists: ")
+            & rest.str.starts_with("FileName: ")
+            & ~pl.lit(flags)
+        )
+        .fill_null(False)
+        .alias("done"),
+    )
+    return values.select("ReplaceIfExists", "Flags", "FileName"), values["done"]
+
+
 _CREATE_KEYS = (
     "Desired Access",
     "Disposition",
@@ -315,6 +469,15 @@ _FAMILIES: tuple[_Family, ...] = (
         keys=_CREATE_KEYS,
         wanted=("Desired Access", "Disposition", "Options", "ShareMode", "OpenResult"),
         build=_create,
+        columns=(
+            "access_mask",
+            "share_mode",
+            "disposition",
+            "create_options",
+            "is_directory",
+            "delete_on_close",
+            "open_result",
+        ),
     ),
     _Family(
         rows=lambda op: (
@@ -323,6 +486,8 @@ _FAMILIES: tuple[_Family, ...] = (
         keys=("ReplaceIfExists", "Flags", "FileName"),
         wanted=("ReplaceIfExists", "Flags", "FileName"),
         build=_rename,
+        columns=("rename_target", "replace_if_exists"),
+        fast=_rename_fast,
         words=("ReplaceIfExists",),
         last=("FileName",),
     ),
@@ -331,6 +496,7 @@ _FAMILIES: tuple[_Family, ...] = (
         keys=("Delete", "Flags"),
         wanted=("Delete", "Flags"),
         build=_disposition,
+        columns=("delete_flag",),
         words=("Delete",),
     ),
     _Family(
@@ -338,6 +504,8 @@ _FAMILIES: tuple[_Family, ...] = (
         keys=("Exclusive", "Offset", "Length", "I/O Flags", "Priority", "Fail Immediately"),
         wanted=("Offset", "Length"),
         build=_io,
+        columns=("offset", "length"),
         words=("Offset", "Length"),
+        fast=_io_fast,
     ),
 )

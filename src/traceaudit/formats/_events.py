@@ -18,9 +18,10 @@ from pathlib import Path
 import polars as pl
 
 from traceaudit.errors import DamagedRowError
-from traceaudit.formats._detail import parse_detail
+from traceaudit.formats._detail import Operations, submit_detail_columns
 from traceaudit.formats._times import (
     PLACEHOLDER_DATE,
+    TimeAssembly,
     assemble_times,
     parse_date_time,
     parse_duration,
@@ -89,11 +90,18 @@ def build_trace(raw: RawRows, *, date: Date | None, strict: bool) -> Trace:
     """Normalise a reader's raw rows into a :class:`~traceaudit.schema.Trace`."""
     frame = raw.frame
     warnings = list(raw.warnings)
-    # The time columns and the other columns are independent; polars releases the GIL,
-    # so they are parsed side by side.
+    # The two time columns, the Detail families and the other columns are independent,
+    # and polars releases the GIL, so they are parsed side by side; the times are
+    # assembled while the Detail, the longest, is still being parsed.
     tod_job = _POOL.submit(parse_time_of_day, frame["tod"]) if "tod" in frame.columns else None
     dt_job = _POOL.submit(parse_date_time, frame["dt"]) if "dt" in frame.columns else None
-    typed = _columns(frame)
+    operations = Operations.of(frame["operation"].fill_null(""))
+    detail = (
+        submit_detail_columns(frame["detail"].fill_null(""), operations)
+        if "detail" in frame.columns
+        else None
+    )
+    typed = _columns(frame, operations)
     tod = tod_job.result() if tod_job is not None else None
     dt = dt_job.result() if dt_job is not None else None
     pid = typed["pid"]
@@ -103,27 +111,15 @@ def build_trace(raw: RawRows, *, date: Date | None, strict: bool) -> Trace:
     else:
         assert dt is not None
         time_ok = dt["dt_ns"].is_not_null() & dt["date"].is_not_null()
-    problems = pl.DataFrame(
-        {
-            "fields": raw.field_problem
-            if raw.field_problem is not None
-            else pl.repeat(None, frame.height, dtype=pl.String, eager=True),
-            "time_ok": time_ok,
-            "pid_ok": pid.is_not_null(),
-        }
-    ).select(
-        pl.when(pl.col("fields").is_not_null())
-        .then(pl.lit(WRONG_FIELDS))
-        .when(~pl.col("time_ok"))
-        .then(pl.lit(BAD_TIME))
-        .when(~pl.col("pid_ok"))
-        .then(pl.lit(BAD_PID))
-        .alias("reason")
-    )["reason"]
+    damaged_rows = raw.field_problem is not None or not time_ok.all() or pid.null_count() > 0
+    assembly = None if damaged_rows else _assemble(tod, dt, date)
+    if detail is not None:
+        typed = typed.with_columns(detail())
 
     skipped: dict[str, int] = {}
     skipped_rows: tuple[str, ...] = ()
-    if problems.null_count() < frame.height:
+    problems = _problems(raw, time_ok, pid) if damaged_rows else None
+    if problems is not None and problems.null_count() < frame.height:
         damaged = problems.is_not_null()
         first = damaged.arg_true().head(MAX_SKIPPED_LOCATIONS).to_list()
         lines = raw.line_of([i + 1 for i in first])
@@ -151,13 +147,8 @@ def build_trace(raw: RawRows, *, date: Date | None, strict: bool) -> Trace:
             f"{raw.name}: the export has a Date & Time column, so the date given "
             f"({date.isoformat()}) was not used."
         )
-    assembly = assemble_times(
-        tod["tod_ns"] if tod is not None else None,
-        tod["has_hour"] if tod is not None else None,
-        dt["date"] if dt is not None else None,
-        dt["dt_ns"] if dt is not None else None,
-        date,
-    )
+    if assembly is None:
+        assembly = _assemble(tod, dt, date)
     if assembly.placeholder_date and typed.height:
         warnings.append(
             f"{raw.name}: the export has no Date & Time column, so events are dated "
@@ -196,7 +187,38 @@ def build_trace(raw: RawRows, *, date: Date | None, strict: bool) -> Trace:
     )
 
 
-def _columns(frame: pl.DataFrame) -> pl.DataFrame:
+def _problems(raw: RawRows, time_ok: pl.Series, pid: pl.Series) -> pl.Series:
+    """Each row's damage (null for a sound row): wrong field count, time or PID."""
+    return pl.DataFrame(
+        {
+            "fields": raw.field_problem
+            if raw.field_problem is not None
+            else pl.repeat(None, raw.frame.height, dtype=pl.String, eager=True),
+            "time_ok": time_ok,
+            "pid_ok": pid.is_not_null(),
+        }
+    ).select(
+        pl.when(pl.col("fields").is_not_null())
+        .then(pl.lit(WRONG_FIELDS))
+        .when(~pl.col("time_ok"))
+        .then(pl.lit(BAD_TIME))
+        .when(~pl.col("pid_ok"))
+        .then(pl.lit(BAD_PID))
+        .alias("reason")
+    )["reason"]
+
+
+def _assemble(tod: pl.DataFrame | None, dt: pl.DataFrame | None, date: Date | None) -> TimeAssembly:
+    return assemble_times(
+        tod["tod_ns"] if tod is not None else None,
+        tod["has_hour"] if tod is not None else None,
+        dt["date"] if dt is not None else None,
+        dt["dt_ns"] if dt is not None else None,
+        date,
+    )
+
+
+def _columns(frame: pl.DataFrame, operations: Operations) -> pl.DataFrame:
     """Every schema column but ``row`` and ``time``, from the raw strings, in source order
     (types are finalised by conform_events)."""
     names = frame.columns
@@ -216,14 +238,15 @@ def _columns(frame: pl.DataFrame) -> pl.DataFrame:
     if "event_class" in names:
         exprs.append(pl.col("event_class").str.strip_chars())
     columns = frame.select(exprs)
-    derived = event_class(pl.col("operation"))
+    # The operation takes a few dozen distinct names: its event class is decided once
+    # per name.
+    derived = pl.lit(
+        operations.each_row(pl.select(event_class(pl.lit(operations.names))).to_series())
+    )
     if "event_class" in names:
         given = pl.col("event_class")
         derived = pl.when(given != "").then(given).otherwise(derived)
-    columns = columns.with_columns(derived.alias("event_class"))
-    if "detail" in names:
-        columns = parse_detail(columns)
-    return columns
+    return columns.with_columns(derived.alias("event_class"))
 
 
 def _damaged_message(raw: RawRows, index: int, line: int, reason: str) -> str:

@@ -103,18 +103,16 @@ def _fast_time(values: pl.Series, *, with_marker: bool) -> pl.Series:
     """
     suffix = 3 if with_marker else 0
     t = pl.col("t")
-    length = t.str.len_chars()
     parts = pl.DataFrame({"t": values}).select(
-        t.str.tail(suffix + 7).str.head(7).str.to_integer(strict=False).alias("fraction"),
+        t.str.slice(-(suffix + 7), 7).str.to_integer(strict=False).alias("fraction"),
         t.str.head(-(suffix + 8)).alias("clock"),
         (t.str.ends_with("PM") if with_marker else pl.lit(False)).alias("pm"),
-        (
-            (length - suffix).is_between(15, 16)
-            & (t.str.ends_with("AM") | t.str.ends_with("PM") if with_marker else pl.lit(True))
-        ).alias("ok"),
+        (t.str.ends_with("AM") if with_marker else pl.lit(True)).alias("am"),
+        (t.str.len_chars() - suffix).is_between(15, 16).alias("length_ok"),
     )
+    ok = pl.col("length_ok") & (pl.col("am") | pl.col("pm"))
     run = parts.select(pl.struct("clock", "pm").rle_id()).to_series()
-    firsts = parts.filter(run.ne_missing(run.shift(1)).fill_null(True))
+    firsts = parts.select("clock", "pm")[_run_starts(run)]
     clock = _general_time(
         firsts.select(
             pl.when(pl.col("pm"))
@@ -124,12 +122,17 @@ def _fast_time(values: pl.Series, *, with_marker: bool) -> pl.Series:
     )
     seconds = clock.select(pl.when(pl.col("has_hour")).then(pl.col("tod_ns"))).to_series()
     return (
-        parts.select(
-            pl.when(pl.col("ok")).then(pl.lit(seconds.gather(run)) + pl.col("fraction") * 100)
-        )
+        parts.select(pl.when(ok).then(pl.lit(seconds.gather(run)) + pl.col("fraction") * 100))
         .to_series()
         .alias("tod_ns")
     )
+
+
+def _run_starts(run: pl.Series) -> pl.Series:
+    """The first row of each run, from ``rle_id`` (0, 0, 1, 1, 1, 2 → 0, 2, 5)."""
+    if run.is_empty():
+        return run
+    return run.search_sorted(pl.int_range(run[-1] + 1, dtype=run.dtype, eager=True), side="left")
 
 
 def _general_time(values: pl.Series) -> pl.DataFrame:
@@ -184,10 +187,9 @@ def parse_date_time(values: pl.Series) -> pl.DataFrame:
     values = values.cast(pl.String)
     if values.len() == 0:
         return pl.DataFrame(schema={"date": pl.Date, "dt_ns": pl.Int64})
-    starts = values.ne_missing(values.shift(1)).fill_null(True)
-    distinct = values.filter(starts)
-    parsed = _parse_date_values(distinct)
-    return parsed.gather(values.rle_id())
+    run = values.rle_id()
+    parsed = _parse_date_values(values.gather(_run_starts(run)))
+    return parsed[run]
 
 
 def _parse_date_values(values: pl.Series) -> pl.DataFrame:

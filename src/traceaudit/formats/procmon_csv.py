@@ -12,9 +12,10 @@ quoted fields.
 Reading is one ``polars.read_csv`` call with every column as String, then vectorised
 normalisation (:mod:`._events`). UTF-8 files are handed to polars by path (memory-mapped,
 multi-threaded); other encodings are decoded in Python (:mod:`._decode`) and re-encoded
-first, which is slower but rare. To count fields, polars is given one column more than
-the header: a value there means the row had too many fields; in a fully quoted export a
-missing last value means too few.
+first, which is slower but rare. To count fields, polars reads with the header's width
+and refuses longer rows; only when some row is longer is the body read again with one
+column more than the header, where a value means the row had too many fields. In a fully
+quoted export a missing last value means too few.
 """
 
 from __future__ import annotations
@@ -196,14 +197,17 @@ class _Table:
         self.source: Path | bytes | None = None
         self.kept: pl.Series | None = None  # polars row index of each data row, if blanks
 
-    def _options(self, projection: Sequence[int] | None) -> dict[str, Any]:
+    def _options(self, projection: Sequence[int] | None, *, ragged: bool) -> dict[str, Any]:
+        """polars options; ``ragged`` reads one column more than the header (its values
+        mark rows with too many fields) and lets rows have any number of fields."""
+        width = self.width + 1 if ragged else self.width
         options: dict[str, Any] = {
             "has_header": False,
             "skip_rows": self.header.line + 1,
             "separator": self.header.delimiter,
             "quote_char": '"',
-            "schema": {f"c{i}": pl.String for i in range(self.width + 1)},
-            "truncate_ragged_lines": True,
+            "schema": {f"c{i}": pl.String for i in range(width)},
+            "truncate_ragged_lines": ragged,
             "empty_string_is_null": True,
             "raise_if_empty": False,
         }
@@ -213,10 +217,26 @@ class _Table:
             options["missing_columns"] = "insert"
         return options
 
+    def _columns(self, projection: Sequence[int]) -> pl.DataFrame:
+        """The ``projection`` columns of the body, plus ``c{width}`` if some row has more
+        fields than the header (polars errors are raised as they are).
+
+        The first read has the header's width and refuses longer rows: a well-formed
+        export (the common case) then costs no extra column. If it fails for any reason,
+        the ragged read decides, as if it had been the only one.
+        """
+        assert self.source is not None
+        try:
+            return pl.read_csv(self.source, **self._options(projection, ragged=False))
+        except pl.exceptions.PolarsError:
+            pass
+        ragged = sorted({*projection, self.width})
+        return pl.read_csv(self.source, **self._options(ragged, ragged=True))
+
     def _polars(self, projection: Sequence[int] | None) -> pl.DataFrame:
         assert self.source is not None
         try:
-            return pl.read_csv(self.source, **self._options(projection))
+            return pl.read_csv(self.source, **self._options(projection, ragged=True))
         except pl.exceptions.PolarsError as exc:
             raise self._error(exc) from None
 
@@ -231,18 +251,22 @@ class _Table:
     def read(self) -> tuple[pl.DataFrame, pl.Series | None]:
         """The raw string columns (named for _events) and each row's field-count problem."""
         last, extra = self.width - 1, self.width
-        projection = sorted({*self.wanted.values(), last, extra})
-        frame = self._read_body(projection)
+        frame = self._read_body(sorted({*self.wanted.values(), last}))
         names = {f"c{index}": _FIELDS[column] for column, index in self.wanted.items()}
         names.setdefault(f"c{last}", "__last")
-        names[f"c{extra}"] = "__extra"
+        if f"c{extra}" in frame.columns:
+            names[f"c{extra}"] = "__extra"
         frame = frame.rename(names)
         blank = frame.select(pl.all_horizontal(pl.all().is_null())).to_series()
         if blank.any():  # empty lines between rows: not rows at all
             self.kept = (~blank).arg_true()
             frame = frame.filter(~blank)
         last_name = names[f"c{last}"]
-        more = frame["__extra"].is_not_null()
+        more = (
+            frame["__extra"].is_not_null()
+            if "__extra" in frame.columns
+            else pl.repeat(False, frame.height, eager=True)
+        )
         fewer = frame[last_name].is_null()
         if not self.header.quoted:
             # Excel leaves empty fields unquoted, so a null last field is usually just an
@@ -266,7 +290,7 @@ class _Table:
             path = trace_input.path
             self.source = path if path is not None else trace_input.read_bytes()
             try:
-                return pl.read_csv(self.source, **self._options(projection))
+                return self._columns(projection)
             except pl.exceptions.ComputeError as exc:
                 if "utf-8" not in str(exc).lower() and "utf8" not in str(exc).lower():
                     raise self._error(exc) from None
@@ -277,7 +301,10 @@ class _Table:
         if note:
             self.warnings.append(note)
         self.source = decoded.text.encode("utf-8")
-        return self._polars(projection)
+        try:
+            return self._columns(projection)
+        except pl.exceptions.PolarsError as exc:
+            raise self._error(exc) from None
 
     def line_numbers(self, rows: Sequence[int]) -> list[int]:
         """Line numbers (1-based, as an editor counts them) of 1-based data rows.
