@@ -113,7 +113,7 @@ def _conflict_groups(report: Report) -> list[str]:
                 lines.append(_blocker_line(b))
             if len(blockers) > MAX_BLOCKERS_SHOWN:
                 lines.append(f"      ... and {len(blockers) - MAX_BLOCKERS_SHOWN} more handles")
-            if not blockers:
+            if not blockers or row["verdict"] == "blocked-by-own-handle":
                 lines.append(f"      {row['verdict_reason']}")
         if group.height > MAX_CONFLICTS_PER_PATH:
             lines.append(
