@@ -158,3 +158,26 @@ class Story:
             frame = frame.sort("time", maintain_order=True)
         frame = frame.with_row_index("row", offset=1)
         return conform_events(frame)
+
+
+# The uv scenario most tests start from: a directory rename retried with uv's backoff.
+TMP = r"C:\cache\.tmpAbC123"
+DLL = TMP + r"\a.dll"
+
+
+def uv_with_backoff(release_ms: float) -> Story:
+    """uv retries the rename at 10, 20, 40 ms … while the scanner holds a DLL below it."""
+    story = Story().open_(0, 20, DLL, process="MsMpEng.exe")
+    t, delay = 5.0, 10.0
+    for _ in range(11):
+        story.open_(t, 10, TMP, access="ad", process="uv.exe")
+        result = "ACCESS DENIED" if t < release_ms else "SUCCESS"
+        story.rename(t + 0.1, 10, TMP, r"C:\cache\x", result=result)
+        story.close(t + 0.2, 10, TMP)
+        if result == "SUCCESS":
+            break
+        t += delay
+        delay *= 2
+    story.close(release_ms, 20, DLL)
+    story.op(release_ms + 1, 99, "ReadFile", r"C:\other", process="explorer.exe")
+    return story

@@ -14,7 +14,7 @@ import pytest
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from builders import Story
+from builders import DLL, TMP, Story, uv_with_backoff
 from traceaudit import _plot_data as data
 from traceaudit import plot
 from traceaudit.analysis import analyze
@@ -23,27 +23,7 @@ from traceaudit.schema import Trace
 
 matplotlib.use("Agg")  # headless; the figures never need a GUI backend
 
-TMP = r"C:\cache\.tmpAbC123"
-DLL = TMP + r"\a.dll"
 DOC = r"C:\Users\me\Documents\report.docx"
-
-
-def uv_with_backoff(release_ms: float) -> Story:
-    """uv retries the rename at 10, 20, 40 ms … while the scanner holds a DLL below it."""
-    story = Story().open_(0, 20, DLL, process="MsMpEng.exe")
-    t, delay = 5.0, 10.0
-    for _ in range(11):
-        story.open_(t, 10, TMP, access="ad", process="uv.exe")
-        result = "ACCESS DENIED" if t < release_ms else "SUCCESS"
-        story.rename(t + 0.1, 10, TMP, r"C:\cache\x", result=result)
-        story.close(t + 0.2, 10, TMP)
-        if result == "SUCCESS":
-            break
-        t += delay
-        delay *= 2
-    story.close(release_ms, 20, DLL)
-    story.op(release_ms + 1, 99, "ReadFile", r"C:\other", process="explorer.exe")
-    return story
 
 
 def two_blockers() -> Story:

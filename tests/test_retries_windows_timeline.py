@@ -4,31 +4,10 @@ from __future__ import annotations
 
 import polars as pl
 
-from builders import Story
+from builders import DLL, TMP, Story, uv_with_backoff
 from traceaudit.analysis import analyze
 from traceaudit.schema import Trace
 from traceaudit.timeline import timeline
-
-TMP = r"C:\cache\.tmpAbC123"
-DLL = TMP + r"\a.dll"
-
-
-def uv_with_backoff(release_ms: float) -> Story:
-    """uv retries the rename at 10, 20, 40 ms … while the scanner holds a DLL."""
-    story = Story().open_(0, 20, DLL, process="MsMpEng.exe")
-    t, delay = 5.0, 10.0
-    for _ in range(11):
-        story.open_(t, 10, TMP, access="ad", process="uv.exe")
-        result = "ACCESS DENIED" if t < release_ms else "SUCCESS"
-        story.rename(t + 0.1, 10, TMP, r"C:\cache\x", result=result)
-        story.close(t + 0.2, 10, TMP)
-        if result == "SUCCESS":
-            break
-        t += delay
-        delay *= 2
-    story.close(release_ms, 20, DLL)
-    story.op(release_ms + 1, 99, "ReadFile", r"C:\other", process="explorer.exe")
-    return story
 
 
 def report_of(story: Story):

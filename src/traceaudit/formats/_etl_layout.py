@@ -55,6 +55,8 @@ from functools import cache
 
 import numpy as np
 
+from traceaudit.formats._binary import FILETIME_UNIX_EPOCH, struct_dtype
+
 __all__ = [
     "BUFFER_HEADER_SIZE",
     "BUFFER_HEADER_DTYPE",
@@ -88,21 +90,6 @@ __all__ = [
     "FILETIME_UNIX_EPOCH",
 ]
 
-FILETIME_UNIX_EPOCH = 116_444_736_000_000_000
-"""1970-01-01 as a FILETIME (100 ns ticks since 1601-01-01, UTC)."""
-
-
-def _struct(fields: list[tuple[str, str, int]], itemsize: int | None = None) -> np.dtype:
-    """A little-endian structured dtype from ``(name, format, offset)`` rows."""
-    spec: dict = {
-        "names": [f[0] for f in fields],
-        "formats": [f[1] for f in fields],
-        "offsets": [f[2] for f in fields],
-    }
-    if itemsize is not None:
-        spec["itemsize"] = itemsize
-    return np.dtype(spec)
-
 
 # ----------------------------------------------------------------------------- buffers
 
@@ -110,7 +97,7 @@ BUFFER_HEADER_SIZE = 0x48
 BUFFER_FLAG_COMPRESSED = 0x40
 BUFFER_TYPE_HEADER = 4
 
-BUFFER_HEADER_DTYPE = _struct(
+BUFFER_HEADER_DTYPE = struct_dtype(
     [
         ("buffer_size", "<u4", 0x00),  # bytes this buffer takes in the file
         ("saved_offset", "<u4", 0x04),
@@ -129,7 +116,7 @@ BUFFER_HEADER_DTYPE = _struct(
 
 # ----------------------------------------------------------------------------- records
 
-SYSTEM_HEADER_DTYPE = _struct(
+SYSTEM_HEADER_DTYPE = struct_dtype(
     [
         ("version", "<u2", 0x00),  # low byte: class version; 0x8000 / 0x0700: extra items
         ("header_type", "u1", 0x02),
@@ -145,7 +132,7 @@ SYSTEM_HEADER_DTYPE = _struct(
 )
 """SYSTEM_TRACE_HEADER (0x20 bytes) and its compact form (0x18): the common 0x18 bytes."""
 
-PERFINFO_HEADER_DTYPE = _struct(
+PERFINFO_HEADER_DTYPE = struct_dtype(
     [
         ("version", "<u2", 0x00),
         ("header_type", "u1", 0x02),
@@ -158,7 +145,7 @@ PERFINFO_HEADER_DTYPE = _struct(
     itemsize=0x10,
 )
 
-TRACE_HEADER_DTYPE = _struct(
+TRACE_HEADER_DTYPE = struct_dtype(
     [
         ("size", "<u2", 0x00),
         ("header_type", "u1", 0x02),
@@ -175,7 +162,7 @@ TRACE_HEADER_DTYPE = _struct(
 )
 """EVENT_TRACE_HEADER: classic (MOF) events of user-mode providers, with their GUID."""
 
-EVENT_HEADER_DTYPE = _struct(
+EVENT_HEADER_DTYPE = struct_dtype(
     [
         ("size", "<u2", 0x00),
         ("header_type", "u1", 0x02),
@@ -243,7 +230,7 @@ def logfile_header_dtype(pointer: int) -> np.dtype:
     64-bit pointers, 0x110 for 32-bit): two name pointers and the 0xB0-byte time-zone
     block move the fields after ``cpu_speed_mhz``."""
     tail = 0x48 + 0xB0 if pointer == 8 else 0x40 + 0xB0
-    return _struct(
+    return struct_dtype(
         [
             ("buffer_size", "<u4", 0x00),
             ("version", "<u4", 0x04),
@@ -492,7 +479,7 @@ def _payload_dtype(fields: tuple[tuple[str, str], ...], pointer: int) -> tuple[n
         fmt = ("<u8" if pointer == 8 else "<u4") if kind == "ptr" else _FORMATS[kind]
         rows.append((name, fmt, offset))
         offset += size
-    return _struct(rows, itemsize=max(offset, 1)), offset
+    return struct_dtype(rows, itemsize=max(offset, 1)), offset
 
 
 def payload_dtype(fields: list[tuple[str, str]], pointer: int) -> tuple[np.dtype, int]:

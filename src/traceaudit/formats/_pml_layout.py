@@ -29,6 +29,8 @@ from functools import cache
 
 import numpy as np
 
+from traceaudit.formats._binary import FILETIME_UNIX_EPOCH, struct_dtype
+
 __all__ = [
     "PROCESS",
     "REGISTRY",
@@ -58,23 +60,8 @@ SUPPORTED_VERSIONS = (7, 9)
 """Header versions read: 9 (current Procmon 3.x) and 7 (Procmon 2.x, as in the 2013
 corpus capture), which has the same file layout (checked against Procmon's CSV of it)."""
 
-FILETIME_UNIX_EPOCH = 116_444_736_000_000_000
-"""1970-01-01 as a FILETIME (100 ns ticks since 1601-01-01, UTC)."""
 
-
-def _struct(fields: list[tuple[str, str, int]], itemsize: int | None = None) -> np.dtype:
-    """A little-endian structured dtype from ``(name, format, offset)`` rows."""
-    spec: dict = {
-        "names": [f[0] for f in fields],
-        "formats": [f[1] for f in fields],
-        "offsets": [f[2] for f in fields],
-    }
-    if itemsize is not None:
-        spec["itemsize"] = itemsize
-    return np.dtype(spec)
-
-
-HEADER_DTYPE = _struct(
+HEADER_DTYPE = struct_dtype(
     [
         ("magic", "S4", 0x000),
         ("version", "<u4", 0x004),
@@ -100,7 +87,7 @@ HEADER_DTYPE = _struct(
     itemsize=HEADER_SIZE,
 )
 
-EVENT_HEADER_DTYPE = _struct(
+EVENT_HEADER_DTYPE = struct_dtype(
     [
         ("process_index", "<u4", 0),
         ("tid", "<u4", 4),
@@ -116,7 +103,7 @@ EVENT_HEADER_DTYPE = _struct(
     itemsize=52,
 )
 
-OFFSET_ENTRY_DTYPE = _struct([("offset", "<u4", 0), ("flags", "u1", 4)], itemsize=5)
+OFFSET_ENTRY_DTYPE = struct_dtype([("offset", "<u4", 0), ("flags", "u1", 4)], itemsize=5)
 """One entry of the event offset array. Bit 0 of ``flags`` is bit 32 of the offset
 (files over 4 GiB), as procmon-reader reads it."""
 
@@ -128,7 +115,7 @@ def process_record_dtype(pointer: int) -> np.dtype:
     String fields are indexes into the strings table. ``authentication_id`` is the
     logon session LUID (shown ``00000000:0000fde3``).
     """
-    return _struct(
+    return struct_dtype(
         [
             ("process_index", "<u4", 0),
             ("pid", "<u4", 4),
@@ -217,7 +204,7 @@ def create_file_dtype(pointer: int) -> np.dtype:
     block = 4
     options = block + (0x14 if wide else 0x10)
     attributes = options + (8 if wide else 4)
-    return _struct(
+    return struct_dtype(
         [
             ("sub_operation", "u1", 0),
             ("options", "<u4", options),
@@ -234,7 +221,7 @@ def read_write_dtype(pointer: int) -> np.dtype:
     """ReadFile / WriteFile: I/O flags and priority, Length and ByteOffset."""
     wide = pointer == 8
     block = 4
-    return _struct(
+    return struct_dtype(
         [
             ("sub_operation", "u1", 0),
             ("flags", "<u4", block + 4),
@@ -252,7 +239,7 @@ def lock_dtype(pointer: int) -> np.dtype:
     The Length follows the path, pointer-sized (a 32-bit capture shows only the low
     32 bits, as Procmon does)."""
     block = 4
-    return _struct(
+    return struct_dtype(
         [
             ("sub_operation", "u1", 0),
             ("offset", "<i8", block + 12 + 2 * pointer),
@@ -263,7 +250,7 @@ def lock_dtype(pointer: int) -> np.dtype:
     )
 
 
-NETWORK_DTYPE = _struct(
+NETWORK_DTYPE = struct_dtype(
     [
         ("flags", "<u2", 0),  # bit 0: source IPv4, bit 1: destination IPv4, bit 2: TCP
         ("length", "<u4", 4),
