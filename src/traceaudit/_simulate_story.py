@@ -28,7 +28,15 @@ from traceaudit.formats.procmon_csv_write import (
     format_detail_readwrite,
     format_detail_rename,
 )
-from traceaudit.schema import ACCESS_BITS, CREATE_OPTION_BITS, SHARE_DELETE, SHARE_READ, SHARE_WRITE
+from traceaudit.schema import (
+    ACCESS_BITS,
+    CREATE_OPTION_BITS,
+    DETAIL_COLUMNS,
+    EVENT_SCHEMA,
+    SHARE_DELETE,
+    SHARE_READ,
+    SHARE_WRITE,
+)
 
 __all__ = [
     "OTHER",
@@ -50,29 +58,15 @@ OTHER, OPEN, CLOSE = 0, 1, 2
 """Model kinds of an event: no handle effect, opens a handle, closes one."""
 
 EV_SCHEMA: dict[str, pl.DataType] = {
-    "time": pl.Int64(),
+    "time": pl.Int64(),  # integer ns on the trace's wall clock
     "seq": pl.Int64(),
-    "process": pl.String(),
-    "pid": pl.Int64(),
-    "tid": pl.Int64(),
-    "operation": pl.String(),
-    "path": pl.String(),
-    "result": pl.String(),
-    "detail": pl.String(),
-    "duration": pl.Int64(),
-    "event_class": pl.String(),
-    "access_mask": pl.UInt32(),
-    "share_mode": pl.UInt8(),
-    "disposition": pl.String(),
-    "create_options": pl.UInt32(),
-    "is_directory": pl.Boolean(),
-    "delete_on_close": pl.Boolean(),
-    "open_result": pl.String(),
-    "rename_target": pl.String(),
-    "replace_if_exists": pl.Boolean(),
-    "delete_flag": pl.Boolean(),
-    "offset": pl.Int64(),
-    "length": pl.Int64(),
+    **{
+        n: EVENT_SCHEMA[n]
+        for n in ("process", "pid", "tid", "operation", "path", "result", "detail")
+    },
+    "duration": pl.Int64(),  # ns
+    "event_class": EVENT_SCHEMA["event_class"],
+    **{name: EVENT_SCHEMA[name] for name in DETAIL_COLUMNS},
     "_kind": pl.Int8(),
     "_handle": pl.Int64(),
     "_m_dir": pl.Boolean(),

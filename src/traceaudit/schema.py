@@ -57,6 +57,7 @@ import polars as pl
 
 __all__ = [
     "EVENT_SCHEMA",
+    "DETAIL_COLUMNS",
     "ACCESS_BITS",
     "GENERIC_BITS",
     "ATTRIBUTE_ONLY_MASK",
@@ -95,6 +96,22 @@ EVENT_SCHEMA: dict[str, pl.DataType] = {
     "length": pl.Int64(),
     "file_object": pl.UInt64(),
 }
+
+DETAIL_COLUMNS: tuple[str, ...] = (
+    "access_mask",
+    "share_mode",
+    "disposition",
+    "create_options",
+    "is_directory",
+    "delete_on_close",
+    "open_result",
+    "rename_target",
+    "replace_if_exists",
+    "delete_flag",
+    "offset",
+    "length",
+)
+"""The typed columns parsed out of Procmon's Detail (a slice of :data:`EVENT_SCHEMA`)."""
 
 # FILE_SHARE_* (winnt.h)
 SHARE_READ = 0x1

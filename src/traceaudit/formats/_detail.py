@@ -43,7 +43,15 @@ from functools import partial
 
 import polars as pl
 
-from traceaudit.schema import ACCESS_BITS, CREATE_OPTION_BITS, SHARE_DELETE, SHARE_READ, SHARE_WRITE
+from traceaudit.schema import (
+    ACCESS_BITS,
+    CREATE_OPTION_BITS,
+    DETAIL_COLUMNS,
+    EVENT_SCHEMA,
+    SHARE_DELETE,
+    SHARE_READ,
+    SHARE_WRITE,
+)
 
 __all__ = [
     "DETAIL_SCHEMA",
@@ -55,20 +63,7 @@ __all__ = [
     "submit_detail_columns",
 ]
 
-DETAIL_SCHEMA: dict[str, pl.DataType] = {
-    "access_mask": pl.UInt32(),
-    "share_mode": pl.UInt8(),
-    "disposition": pl.String(),
-    "create_options": pl.UInt32(),
-    "is_directory": pl.Boolean(),
-    "delete_on_close": pl.Boolean(),
-    "open_result": pl.String(),
-    "rename_target": pl.String(),
-    "replace_if_exists": pl.Boolean(),
-    "delete_flag": pl.Boolean(),
-    "offset": pl.Int64(),
-    "length": pl.Int64(),
-}
+DETAIL_SCHEMA: dict[str, pl.DataType] = {name: EVENT_SCHEMA[name] for name in DETAIL_COLUMNS}
 """The columns :func:`parse_detail` adds, with their types (as in EVENT_SCHEMA)."""
 
 CREATE_OPERATIONS = ("CreateFile", "CreatePipe", "CreateMailSlot")
