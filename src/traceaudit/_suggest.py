@@ -179,6 +179,12 @@ class RetryPolicy:
         }
 
 
+# Each retry is charged this much when candidate policies are compared. Sleeping is what
+# really costs time, but with no charge at all a fine fixed poll (20 ms × 60) always wins by a
+# hair; hammering a scanner's file that often is not advice anyone should follow.
+ATTEMPT_COST_MS = 1.0
+
+
 # --- the search -----------------------------------------------------------------------
 
 
@@ -267,14 +273,14 @@ def suggest(
     *,
     target: float = 0.99,
     max_wait_ms: float | None = None,
-    attempt_cost_ms: float = 0.0,
+    attempt_cost_ms: float = ATTEMPT_COST_MS,
 ) -> RetryPolicy:
     """The cheapest exponential backoff that would have ridden out ``target`` of the locks seen.
 
     ``max_wait_ms`` bounds the total budget: the result then has the best coverage reachable
     within it (and if that meets the target, the least expected wait). ``attempt_cost_ms``
-    charges each attempt that much when candidates are compared (0 by default: sleeps are
-    what cost time; raise it to prefer fewer, longer sleeps over fine polling). See the
+    charges each attempt that much when candidates are compared (:data:`ATTEMPT_COST_MS` by
+    default, so a backoff beats fine polling; raise it to prefer fewer, longer sleeps). See the
     module docstring for the search, and the returned policy's ``notes`` for what the data
     can and cannot support.
     """

@@ -12,12 +12,7 @@ import polars as pl
 
 from traceaudit import policy as _policy
 
-__all__ = ["ATTEMPT_COST_MS", "Advice", "retry_advice"]
-
-# Each retry is charged this much when candidate policies are compared. Sleeping is what
-# really costs time, but with no charge at all a fine fixed poll (20 ms × 60) always wins by
-# a hair; hammering a scanner's file that often is not advice anyone should follow.
-ATTEMPT_COST_MS = 1.0
+__all__ = ["Advice", "retry_advice"]
 
 
 @dataclass(frozen=True)
@@ -38,9 +33,7 @@ def retry_advice(
     """Everything :mod:`traceaudit.policy` can say about these episodes."""
     if episodes.is_empty():
         return Advice(policy=None, replay=pl.DataFrame(), app_retries=pl.DataFrame())
-    suggestion = _policy.suggest(
-        episodes, blocked, target=target, max_wait_ms=max_wait_ms, attempt_cost_ms=ATTEMPT_COST_MS
-    )
+    suggestion = _policy.suggest(episodes, blocked, target=target, max_wait_ms=max_wait_ms)
     replay = _policy.replay_table(episodes, blocked)
     linked = chains.join(episodes.select("trace", "chain"), on=["trace", "chain"], how="semi")
     app = _policy.assess_app_retries(linked, episodes, blocked) if linked.height else pl.DataFrame()
