@@ -82,7 +82,10 @@ def read(trace_input: TraceInput, *, date: Date | None = None, strict: bool = Fa
     columns: dict[str, list[str | None]] = {}
     count = 0
     seen_fields: set[str] = set()
-    stream = io.BytesIO(trace_input.read_bytes())
+    # A plain file on disk is parsed from the file itself; only archive members are in memory.
+    stream = (
+        trace_input.path if trace_input.path is not None else io.BytesIO(trace_input.read_bytes())
+    )
     depth_in_event = False
     values: dict[str, str] = {}
     try:
