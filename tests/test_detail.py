@@ -275,3 +275,26 @@ def test_repeated_details_parse_like_distinct_ones() -> None:
     assert out["access_mask"].unique().to_list() == [0x80000000]
     assert out["open_result"].unique().to_list() == ["Opened"]
     assert out.height == 400
+
+
+def test_sparse_family_parses_like_a_dense_one() -> None:
+    """Renames among many other rows (a sparse pick, packed before parsing) give the same
+    values, nulls and row order as renames alone."""
+    renames = [
+        f"ReplaceIfExists: {'True' if n % 2 else 'False'}, FileName: C:\\out\\f{n}, copy.bin"
+        for n in range(30)
+    ]
+    alone = parse_detail(
+        pl.DataFrame({"operation": ["SetRenameInformationFile"] * 30, "detail": renames})
+    )
+    operations, details = [], []
+    for rename in renames:
+        operations += ["SetRenameInformationFile"] + ["ReadFile"] * 9
+        details += [rename] + ["Offset: 0, Length: 4,096"] * 9
+    sparse = parse_detail(pl.DataFrame({"operation": operations, "detail": details}))
+    picked = sparse.filter(pl.col("operation") == "SetRenameInformationFile")
+    assert picked.select("rename_target", "replace_if_exists").equals(
+        alone.select("rename_target", "replace_if_exists")
+    )
+    assert picked["rename_target"][1] == "C:\\out\\f1, copy.bin"
+    assert sparse.filter(pl.col("operation") == "ReadFile")["rename_target"].null_count() == 270
