@@ -131,9 +131,11 @@ def replace_under_indexer() -> Simulation:
 
 def mixed_small() -> Simulation:
     """600 events with every family once or more, and background noise."""
-    sim = simulate_mix(600, seed=21, scenario_share=0.7)
+    sim = simulate_mix(600, seed=4593, scenario_share=0.7)
+    assert all(n > 0 for n in sim.params["scenarios"].values()), sim.params["scenarios"]
     assert set(_verdicts(sim)) == {
         "blocked-by-other-process", "blocked-by-own-handle", "no-holder-filtered", "no-holder-permission",
+        "oplock-probe", "mapped-by-own-process", "mapped-by-other-process",
     }, _verdicts(sim)  # fmt: skip
     return sim
 

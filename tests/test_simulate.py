@@ -15,11 +15,16 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from traceaudit import read_trace
+from traceaudit._simulate_story import EV_SCHEMA as EV_SCHEMA_SIM
+from traceaudit._simulate_story import TraceBuilder, ms
+from traceaudit._simulate_truth import compute_truth
 from traceaudit.errors import UsageError
 from traceaudit.formats.procmon_csv_write import format_iso_time, format_time_of_day
 from traceaudit.schema import EVENT_SCHEMA
@@ -28,12 +33,23 @@ from traceaudit.simulate import (
     LOCK_RESULTS,
     RetrySchedule,
     Simulation,
+    SimulationBug,
+    _assemble,
     simulate,
     simulate_mix,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = range(4)
+OPEN_REQUIRING_OPLOCK = 0x00010000
+CONFLICT_KEYS = [
+    "row", "time", "pid", "process", "operation", "path", "result", "verdict", "blockers",
+    "sections", "remaining_ms",
+]  # fmt: skip
+OPLOCK = {"OPLOCK NOT GRANTED", "CANNOT BREAK OPLOCK"}
+MAPPING_RESULTS = ["SUCCESS", "FILE LOCKED WITH ONLY READERS", "FILE LOCKED WITH WRITERS"]
+# read data/execute, write/append data, delete, and the generic rights that imply them
+SHARING_BITS = 0x0001 | 0x0020 | 0x0002 | 0x0004 | 0x00010000 | 0xF0000000
 INFORMATIONAL = {
     "FILE LOCKED WITH ONLY READERS",
     "FAST IO DISALLOWED",
@@ -73,6 +89,49 @@ def pair_handles(frame: pl.DataFrame) -> tuple[dict[int, int | None], list[int]]
     return pairs, orphans
 
 
+def live_sections(frame: pl.DataFrame, conflict: dict[str, Any]) -> list[dict[str, Any]]:
+    """The sections a USER MAPPED FILE conflict should list, from the rows alone: per pid,
+    its earliest mapping row on the path before the failure, unless it exited before."""
+    if conflict["result"] != "USER MAPPED FILE":
+        return []
+    exits = dict(
+        frame.filter(pl.col("operation") == "Process Exit")
+        .group_by("pid")
+        .agg(pl.col("row").min())
+        .iter_rows()
+    )
+    mapped = frame.filter(
+        (
+            (pl.col("operation") == "CreateFileMapping") & pl.col("result").is_in(MAPPING_RESULTS)
+            | ((pl.col("operation") == "Load Image") & (pl.col("result") == "SUCCESS"))
+        )
+        & (pl.col("path").str.to_lowercase() == conflict["path"].lower())
+        & (pl.col("row") < conflict["row"])
+    ).sort("row")
+    out: dict[int, dict[str, Any]] = {}
+    for row, pid, process, path in mapped.select("row", "pid", "process", "path").iter_rows():
+        if exits.get(pid, conflict["row"] + 1) > conflict["row"]:
+            out.setdefault(pid, {"pid": pid, "process": process, "path": path, "row": row})
+    return sorted(out.values(), key=lambda s: s["row"])
+
+
+def sharing_handles_open_at(
+    sim: Simulation, pairs: dict[int, int | None], conflict: dict[str, Any]
+) -> list[int]:
+    """Open rows of the handles on the conflict's path, open at its row, that read, write
+    or delete (what an oplock probe's blockers are)."""
+    events = sim.to_frame().filter(
+        pl.col("row").is_in(list(pairs))
+        & (pl.col("path").str.to_lowercase() == conflict["path"].lower())
+        & (pl.col("access_mask") & SHARING_BITS != 0)
+    )
+    return sorted(
+        r
+        for r in events["row"].to_list()
+        if r < conflict["row"] and (pairs[r] is None or pairs[r] > conflict["row"])
+    )
+
+
 def check_truth(sim: Simulation) -> None:
     """Everything the truth claims must follow from the rows."""
     frame = _rows(sim)
@@ -110,8 +169,20 @@ def check_truth(sim: Simulation) -> None:
             if b["close_row"] is not None:
                 assert c["row"] < b["close_row"]
                 closes.append(by_row[b["close_row"]]["time"])
-        if not c["blockers"]:
-            assert c["remaining_ms"] is None
+        assert list(c) == CONFLICT_KEYS
+        assert c["sections"] == live_sections(frame, c)
+        if c["result"] in OPLOCK:
+            assert c["verdict"] == "oplock-probe"
+            assert opens == sharing_handles_open_at(sim, pairs, c)
+        elif c["result"] == "USER MAPPED FILE":
+            assert c["blockers"] == []
+            pids = {s["pid"] for s in c["sections"]}
+            assert c["verdict"] == (
+                "no-holder-filtered" if not pids
+                else "mapped-by-own-process" if pids == {c["pid"]}
+                else "mapped-by-other-process"
+            )  # fmt: skip
+        elif not c["blockers"]:
             expected = (
                 "no-holder-permission" if c["result"] == "ACCESS DENIED" else "no-holder-filtered"
             )
@@ -119,16 +190,15 @@ def check_truth(sim: Simulation) -> None:
         else:
             own = all(b["pid"] == c["pid"] for b in c["blockers"])
             assert c["verdict"] == ("blocked-by-own-handle" if own else "blocked-by-other-process")
-            if len(closes) == len(c["blockers"]):
-                assert c["remaining_ms"] == pytest.approx(
-                    (max(closes) - row["time"]) / 1e6, abs=1e-4
-                )
-            else:
-                assert c["remaining_ms"] is None
-    with_blockers = [c for c in truth["conflicts"] if c["blockers"]]
+        if c["blockers"] and len(closes) == len(c["blockers"]):
+            assert c["remaining_ms"] == pytest.approx((max(closes) - row["time"]) / 1e6, abs=1e-4)
+        else:
+            assert c["remaining_ms"] is None
+    windows = [c for c in truth["conflicts"] if c["verdict"].startswith("blocked-by-")]
+    assert all(c["blockers"] for c in windows)
     assert truth["windows"] == {
-        "count": len(with_blockers),
-        "censored": sum(c["remaining_ms"] is None for c in with_blockers),
+        "count": len(windows),
+        "censored": sum(c["remaining_ms"] is None for c in windows),
     }
     conflict_rows = set(rows)
     for chain in truth["retry_chains"]:
@@ -210,12 +280,15 @@ def test_mix_has_every_family_and_noise() -> None:
     results = set(sim.rows.frame["result"].unique())
     assert results >= INFORMATIONAL
     verdicts = {c["verdict"] for c in sim.truth["conflicts"]}
-    assert verdicts == {
+    every = {
         "blocked-by-other-process",
         "blocked-by-own-handle",
         "no-holder-permission",
         "no-holder-filtered",
+        "oplock-probe",
     }
+    mapped = {"mapped-by-own-process", "mapped-by-other-process"}
+    assert every <= verdicts <= every | mapped and verdicts & mapped
     assert sim.truth["windows"]["censored"] > 0
 
 
@@ -387,6 +460,199 @@ def test_censored_blocker_never_closes() -> None:
             for b in c["blockers"]
         )
         assert sim.truth["windows"] == {"count": len(conflicts), "censored": len(conflicts)}
+        # the sync client reads (and closes) other files of the same folder
+        frame = sim.rows.frame
+        sync = frame.filter(pl.col("process") == "OneDrive.exe")
+        folder = conflicts[0]["path"].rsplit("\\", 1)[0]
+        closed = sync.filter(pl.col("operation") == "CloseFile")["path"].to_list()
+        assert len(closed) >= sim.params["siblings"] >= 1
+        assert any(p.rsplit("\\", 1)[0] == folder and p != conflicts[0]["path"] for p in closed)
+
+
+def _silent_openers(sim: Simulation) -> set[str]:
+    frame = sim.rows.frame
+    opened = frame.filter((pl.col("operation") == "CreateFile") & (pl.col("result") == "SUCCESS"))
+    closed = set(frame.filter(pl.col("operation") == "CloseFile")["pid"])
+    return {f"{p} ({pid})" for pid, p in opened.select("pid", "process").unique().iter_rows()
+            if pid not in closed}  # fmt: skip
+
+
+@pytest.mark.parametrize("family", FAMILY_NAMES)
+def test_a_complete_capture_shows_every_opening_process_closing_something(family: str) -> None:
+    """The analysis reads "a process with opens but no CloseFile at all" as a capture that
+    filtered its closes out; a complete simulated capture never looks like that."""
+    for seed in range(8):
+        sim = simulate(family, seed=seed)
+        assert not _silent_openers(sim), (family, seed)
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_complete_mixed_capture_shows_every_opening_process_closing_something(
+    seed: int,
+) -> None:
+    assert not _silent_openers(simulate_mix(20_000, seed=seed))
+
+
+def _row(frame: pl.DataFrame, row: int) -> dict[str, Any]:
+    return frame.filter(pl.col("row") == row).row(0, named=True)
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_oplock_probe_yields_to_the_writer(seed: int) -> None:
+    sim = simulate("oplock-probe", seed=seed, probes=1 + seed % 3)
+    frame = sim.to_frame()
+    conflicts = sim.truth["conflicts"]
+    assert len(conflicts) == sim.params["probes"]
+    writer = sim.params["process"]
+    for c in conflicts:
+        assert (c["process"], c["operation"], c["result"], c["verdict"]) == (
+            "MsMpEng.exe", "CreateFile", "OPLOCK NOT GRANTED", "oplock-probe",
+        )  # fmt: skip
+        probe = _row(frame, c["row"])
+        assert probe["create_options"] & OPEN_REQUIRING_OPLOCK
+        assert probe["detail"].startswith("Desired Access: Read Attributes, Disposition: Open")
+        (blocker,) = c["blockers"]
+        opened = _row(frame, blocker["open_row"])
+        assert (blocker["process"], opened["path"]) == (writer, c["path"])
+        assert opened["detail"].startswith("Desired Access: Generic Write, Read Attributes")
+        assert c["remaining_ms"] > 0 and c["sections"] == []
+        # the fallback: the same open without Open Requiring Oplock, 50-150 µs later
+        after = frame.filter(
+            (pl.col("row") > c["row"]) & (pl.col("pid") == c["pid"]) & (pl.col("path") == c["path"])
+        )
+        fallback = after.row(0, named=True)
+        assert (fallback["operation"], fallback["result"]) == ("CreateFile", "SUCCESS")
+        assert not fallback["create_options"] & OPEN_REQUIRING_OPLOCK
+        gap = (fallback["time"] - probe["time"]).total_seconds() * 1e6
+        assert 50 <= gap < 200
+        assert after["operation"].to_list()[2] == "CloseFile"
+    assert sim.truth["windows"] == {"count": 0, "censored": 0}
+    chains = sim.truth["retry_chains"]
+    assert [(ch["attempts"], ch["succeeded"]) for ch in chains] == [(2, True)] * len(conflicts)
+    # the attribute-only explorer.exe handle is open at the first probe, never a blocker
+    first = conflicts[0]
+    decoy = frame.filter(
+        (pl.col("process") == "explorer.exe") & (pl.col("path") == first["path"])
+        & (pl.col("operation") == "CreateFile")
+    )  # fmt: skip
+    assert decoy.height == 1 and decoy["row"][0] < first["row"]
+
+
+@pytest.mark.parametrize("seed", range(6))
+@pytest.mark.parametrize("holder", ["own", "other"])
+def test_mapped_section_is_no_handle(holder: str, seed: int) -> None:
+    sim = simulate("mapped-section", seed=seed, holder=holder)
+    frame = sim.rows.frame
+    conflicts = sim.truth["conflicts"]
+    assert conflicts
+    verdict = "mapped-by-own-process" if holder == "own" else "mapped-by-other-process"
+    for c in conflicts:
+        assert c["result"] == "USER MAPPED FILE" and c["verdict"] == verdict
+        assert c["blockers"] == [] and c["remaining_ms"] is None
+        (section,) = c["sections"]
+        mapping = _row(frame, section["row"])
+        assert mapping["operation"] == "CreateFileMapping"
+        assert mapping["result"] in MAPPING_RESULTS
+        assert (mapping["pid"], mapping["path"]) == (section["pid"], c["path"])
+        assert (section["pid"] == c["pid"]) == (holder == "own")
+    assert sim.truth["windows"] == {"count": 0, "censored": 0}
+    (chain,) = sim.truth["retry_chains"]
+    exits = frame.filter(pl.col("operation") == "Process Exit")
+    if holder == "own":
+        c = conflicts[0]
+        assert (c["process"], c["operation"]) == ("explorer.exe", "WriteFile")
+        assert "Paging I/O" in _row(frame, c["row"])["detail"]
+        assert (chain["attempts"], chain["succeeded"]) == (2, True)
+        assert exits.height == 0
+    else:
+        assert {c["operation"] for c in conflicts} <= {
+            "SetEndOfFileInformationFile", "SetAllocationInformationFile",
+        }  # fmt: skip
+        (exit_,) = exits.iter_rows(named=True)
+        assert exit_["pid"] == conflicts[0]["sections"][0]["pid"]
+        assert exit_["event_class"] == "Process" and exit_["path"] == ""
+        assert all(c["row"] < exit_["row"] for c in conflicts)
+        assert chain["succeeded"] == (exit_["row"] < chain["last_row"])
+
+
+def _truth_of(story: Any) -> dict[str, Any]:
+    """The truth of a hand-written story (no noise), by the simulator's own engine."""
+    b = TraceBuilder(np.random.default_rng(0))
+    story(b)
+    frame = _assemble(b, pl.DataFrame(schema=EV_SCHEMA_SIM), np.random.default_rng(1))
+    return compute_truth(frame, b.expectations, b.leave_open, b.mapped_by)
+
+
+def _mapped_story(*, exit_ms: float | None, expect_mapper: bool, close_first: bool = True) -> Any:
+    def story(b: TraceBuilder) -> None:
+        mapper, writer = b.spawn("dllhost.exe"), b.spawn("python.exe")
+        path = "C:\\Users\\a\\m.bin"
+        h = b.open(ms(1), mapper, path, ("Generic Read",), ("Read", "Write"))
+        b.emit(ms(2), mapper, "CreateFileMapping", path, detail="SyncType: SyncTypeOther")
+        if close_first:
+            b.close(ms(3), h)
+        if exit_ms is not None:
+            b.exit_process(ms(exit_ms), mapper)
+        mine = b.open(ms(10), writer, path, ("Generic Write",), ("Read",))
+        b.fail(ms(20), writer, "SetEndOfFileInformationFile", path, "USER MAPPED FILE",
+               "EndOfFile: 0", mapped_by=[mapper] if expect_mapper else [])  # fmt: skip
+        b.close(ms(30), mine)
+        if not close_first:
+            b.close(ms(40), h)
+
+    return story
+
+
+def test_truth_engine_sections_and_exits() -> None:
+    (c,) = _truth_of(_mapped_story(exit_ms=None, expect_mapper=True))["conflicts"]
+    assert (c["verdict"], c["blockers"], c["remaining_ms"]) == ("mapped-by-other-process", [], None)
+    assert [s["process"] for s in c["sections"]] == ["dllhost.exe"]
+    # the mapper exited before the failure: its section is gone, nobody is in the trace
+    truth = _truth_of(_mapped_story(exit_ms=15, expect_mapper=False))
+    assert [(c["verdict"], c["sections"]) for c in truth["conflicts"]] == [
+        ("no-holder-filtered", [])
+    ]
+    assert truth["windows"] == {"count": 0, "censored": 0}
+    with pytest.raises(SimulationBug, match="expected sections of pids"):
+        _truth_of(_mapped_story(exit_ms=None, expect_mapper=False))
+    with pytest.raises(SimulationBug, match="exits with 1 handle"):
+        _truth_of(_mapped_story(exit_ms=15, expect_mapper=False, close_first=False))
+    with pytest.raises(SimulationBug, match="after its Process Exit"):
+        _truth_of(_late_actor)
+
+
+def _late_actor(b: TraceBuilder) -> None:
+    proc = b.spawn("dllhost.exe")
+    b.exit_process(ms(1), proc)
+    h = b.open(ms(2), proc, "C:\\x.bin", ("Generic Read",), ("Read",))
+    b.close(ms(3), h)
+
+
+def test_new_families_read_back_from_csv(tmp_path: Path) -> None:
+    """The Procmon CSV of the new families reads back with the oplock bit and results."""
+    for family, params in (
+        ("oplock-probe", {}), ("mapped-section", {"holder": "other"}),
+        ("mapped-section", {"holder": "own"}),
+    ):  # fmt: skip
+        sim = simulate(family, seed=3, **params)
+        path = sim.write_csv(tmp_path / f"{family}.csv")
+        events = read_trace(path)
+        assert events.height == len(sim.rows)
+        assert events["result"].to_list() == sim.rows.frame["result"].to_list()
+        assert events["operation"].to_list() == sim.rows.frame["operation"].to_list()
+        for c in sim.truth["conflicts"]:
+            row = events.row(c["row"] - 1, named=True)
+            assert (row["operation"], row["result"], row["path"]) == (
+                c["operation"], c["result"], c["path"],
+            )  # fmt: skip
+            if family == "oplock-probe":
+                assert row["create_options"] & OPEN_REQUIRING_OPLOCK
+                fallback = events.row(c["row"], named=True)
+                assert fallback["result"] == "SUCCESS"
+                assert not fallback["create_options"] & OPEN_REQUIRING_OPLOCK
+        classes = dict(events.select("operation", "event_class").unique().iter_rows())
+        assert classes.get("Process Exit", "Process") == "Process"
+        assert classes.get("CreateFileMapping", "File System") == "File System"
 
 
 # --------------------------------------------------------------------------- outputs

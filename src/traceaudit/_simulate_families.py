@@ -37,6 +37,7 @@ from traceaudit.formats.procmon_csv_write import (
     format_detail_query_basic,
     format_detail_query_name,
     format_detail_query_standard,
+    format_detail_size,
 )
 
 __all__ = ["FAMILIES", "Story", "UV_RETRY", "EDITOR_RETRY", "COPY_RETRY", "USERS"]
@@ -72,6 +73,10 @@ _WORDS = (
     "exceptions", "registry", "manifest", "hooks", "install", "upload", "lockfile",
 )  # fmt: skip
 _PROJECTS = ("notes", "thesis", "website", "budget", "api-spec", "meeting-notes", "todo")
+_SYNCED = (
+    ("budget", "xlsx"), ("expenses", "xlsx"), ("cv", "docx"), ("slides", "pptx"),
+    ("photo", "jpg"), ("notes", "txt"), ("travel", "pdf"), ("contacts", "csv"),
+)  # fmt: skip
 _SHARE_ALL = ("Read", "Write", "Delete")
 _FILE_OPTS = ("Synchronous IO Non-Alert", "Non-Directory File")
 _WINSOCK = "HKLM\\System\\CurrentControlSet\\Services\\WinSock2\\Parameters"
@@ -788,13 +793,22 @@ def censored(
     process: str = "WINWORD.EXE",
     attempts: int = 4,
     retry: RetrySchedule | dict[str, Any] | None = None,
+    siblings: int | None = None,
 ) -> Story:
     """A sync client holds a document (Generic Read, ShareMode: Read) and never lets go
     before the capture stops; Word's save attempts fail with SHARING VIOLATION and the
-    blocker has no CloseFile (``close_row`` null, ``remaining_ms`` null)."""
+    blocker has no CloseFile (``close_row`` null, ``remaining_ms`` null).
+
+    Like any sync client it also reads ``siblings`` other files of the same OneDrive
+    folder (open, ReadFile, CloseFile) around that time, so a complete capture shows it
+    closing handles: only the document's handle is censored, not the process's closes.
+    """
     if attempts < 1:
         raise ValueError("attempts must be at least 1")
+    if siblings is not None and siblings < 0:
+        raise ValueError("siblings must be at least 0")
     user = _pick_user(b, user)
+    siblings = siblings if siblings is not None else int(b.rng.integers(1, 3))
     base = RetrySchedule.coerce(retry, RetrySchedule(1000, 1.5, max_retries=3))
     schedule = RetrySchedule(
         base.initial_ms, base.factor, base.increment_ms, base.cap_ms, attempts - 1, None
@@ -802,7 +816,14 @@ def censored(
     sync = b.shared(holder, threads=4)
     word = b.spawn(process, threads=2)
     doc = b.unique(b.choice(("report", "minutes", "proposal", "invoice")))
-    path = f"C:\\Users\\{user}\\OneDrive\\Documents\\{doc}.docx"
+    folder = f"C:\\Users\\{user}\\OneDrive\\Documents"
+    path = f"{folder}\\{doc}.docx"
+    for _ in range(siblings):
+        stem, ext = b.choice(_SYNCED)
+        start = t0 + ms(b.rng.uniform(-400, 600))
+        sibling = f"{folder}\\{b.unique(stem)}.{ext}"
+        _read_file(b, sync, sibling, start, start + ms(b.rng.uniform(0.3, 8)), tid=sync.tids[1],
+                   size=int(b.rng.choice([4096, 16384, 65536])))  # fmt: skip
     held = b.open(t0, sync, path, ("Generic Read",), ("Read",))
     b.readwrite(t0 + _gap(b, 20, 80), held, "ReadFile", 0, 65536)
     b.keep_open(held)
@@ -821,9 +842,262 @@ def censored(
             "process": process,
             "attempts": attempts,
             "retry": schedule.to_dict(),
+            "siblings": siblings,
         },
         user,
     )
+
+
+# ---------------------------------------------------------------------------- oplock-probe
+
+_PROBE_OPTS = ("Non-Directory File", "Open For Backup", "Open Reparse Point")
+_PAGING = ("Non-cached", "Paging I/O", "Synchronous Paging I/O")
+_OPLOCK_WRITERS = ("WINWORD.EXE", "calc1.exe", "python.exe")
+
+
+def _written_path(b: TraceBuilder, process: str, user: str) -> str:
+    """A fresh file that ``process`` writes under the user's profile."""
+    home = f"C:\\Users\\{user}"
+    if process.upper() == "WINWORD.EXE":
+        name = b.unique(b.choice(("report", "letter", "draft", "minutes")))
+        return f"{home}\\Documents\\{name}.docx"
+    if process.lower() == "python.exe":
+        project = b.unique(b.choice(("analysis", "etl", "report", "scraper")))
+        return f"{home}\\Projects\\{project}\\out\\{b.choice(('results', 'summary', 'export'))}.csv"
+    name = b.unique(b.choice(("results", "output", "table", "run")))
+    return f"{home}\\Documents\\{name}.dat"
+
+
+def oplock_probe(
+    b: TraceBuilder,
+    t0: int,
+    *,
+    user: str | None = None,
+    process: str | None = None,
+    scanner: str = "MsMpEng.exe",
+    hold_median_ms: float = 400.0,
+    hold_sigma: float = 0.8,
+    probes: int = 1,
+    explorer_decoy: bool = True,
+) -> Story:
+    """An antivirus probes a file another process is writing, and yields.
+
+    ``process`` (WINWORD.EXE, calc1.exe or python.exe) creates a file (Generic Write,
+    Read Attributes; ShareMode: Read, Write), writes it for a lognormal while and closes
+    it. Meanwhile ``scanner`` opens it ``probes`` times asking only Read Attributes with
+    ``Open Requiring Oplock`` (share Read, Write, Delete): OPLOCK NOT GRANTED, because
+    the writer's handle is open. 50-150 µs later it opens again without that option,
+    succeeds, queries the file and closes: the probe yielded and nothing waited, so the
+    truth's verdict is ``oplock-probe`` with the writer's handle as blocker (the capture
+    of Defender probing calc1.exe's output). Decoy: explorer.exe holds an attribute-only
+    handle across the first probe (never a blocker).
+    """
+    if probes < 1:
+        raise ValueError("probes must be at least 1")
+    user = _pick_user(b, user)
+    process = process if process is not None else b.choice(_OPLOCK_WRITERS)
+    writer = b.spawn(process, threads=2)
+    av = b.shared(scanner, threads=8)
+    path = _written_path(b, process, user)
+    hold = ms(max(b.lognormal_ms(hold_median_ms, hold_sigma), 20.0, 5.0 * probes))
+    t_close = t0 + hold
+    held = b.open(
+        t0, writer, path, ("Generic Write", "Read Attributes"), ("Read", "Write"),
+        disposition="OverwriteIf", options=(*_FILE_OPTS, "Open Reparse Point"),
+        open_result="Created", allocation_size=0,
+    )  # fmt: skip
+    n_writes = int(b.rng.integers(3, 10))
+    chunk = int(b.rng.choice([4096, 16384, 65536]))
+    spots = sorted(b.rng.uniform(t0 + us(60), t_close - us(60), n_writes))
+    for k, t in enumerate(spots):
+        b.readwrite(int(t), held, "WriteFile", k * chunk, chunk)
+    b.close(t_close, held)
+    slot = hold // probes
+    times = [
+        t0 + i * slot + ms(b.rng.uniform(1.0, max(1.5, slot / 1e6 * 0.6))) for i in range(probes)
+    ]
+    relevant = [held]
+    if explorer_decoy:
+        relevant.append(_attribute_reader(b, path, t0, times[0], t_close))
+    tid = b.choice(av.tids)
+    for t in times:
+        t = b.avoid(t, relevant)
+        b.fail_open(
+            t, av, path, ("Read Attributes",), _SHARE_ALL, "OPLOCK NOT GRANTED",
+            expect=[held] if held.open_at(t) else [],
+            options=(*_PROBE_OPTS, "Open Requiring Oplock"), tid=tid,
+        )  # fmt: skip
+        t += us(b.rng.uniform(50, 150))
+        fallback = b.open(t, av, path, ("Read Attributes",), _SHARE_ALL, options=_PROBE_OPTS,
+                          tid=tid)  # fmt: skip
+        t += _gap(b, 10, 60)
+        if b.rng.random() < 0.5:
+            b.emit(t, av, "FileSystemControl", path, detail="Control: FSCTL_READ_FILE_USN_DATA",
+                   tid=tid)  # fmt: skip
+        else:
+            size = n_writes * chunk
+            b.emit(t, av, "QueryStandardInformationFile", path, tid=tid,
+                   detail=format_detail_query_standard(size, size))  # fmt: skip
+        b.close(t + _gap(b, 10, 60), fallback, tid=tid)
+    return Story(
+        {
+            "user": user, "process": process, "scanner": scanner,
+            "hold_median_ms": hold_median_ms, "hold_sigma": hold_sigma, "probes": probes,
+            "explorer_decoy": explorer_decoy,
+        },
+        user,
+    )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- mapped-section
+
+_MAPPERS = ("SearchProtocolHost.exe", "SearchProtocolHost.exe", "dllhost.exe")
+_TRUNCATE_RETRY = RetrySchedule(initial_ms=100, factor=2, max_retries=4)
+"""A program retrying a truncate: 100, 200, 400, 800 ms."""
+
+
+def _mapped_path(b: TraceBuilder, process: str, user: str) -> str:
+    home = f"C:\\Users\\{user}"
+    if process.lower() == "explorer.exe":
+        return f"{home}\\Pictures\\{b.unique(f'IMG_{int(b.rng.integers(1000, 10000))}')}.jpg"
+    if process.lower() == "devenv.exe":
+        name = b.unique(b.choice(("Contoso.Desktop", "Fabrikam.Viewer", "Northwind.Tools")))
+        return (
+            f"{home}\\source\\repos\\{name}\\Resources\\{b.choice(('splash', 'logo', 'icon'))}.png"
+        )
+    project = b.unique(b.choice(("analysis", "features", "model", "survey")))
+    return f"{home}\\Projects\\{project}\\data\\{b.choice(('embeddings', 'matrix', 'cache'))}.npy"
+
+
+def _map(b: TraceBuilder, proc: Proc, path: str, t: int, protection: str) -> int:
+    """A section created for ``path``: CreateFileMapping (sometimes the FILE LOCKED WITH
+    ONLY READERS form first, as for a read-only handle). Returns the time after."""
+    if protection == "PAGE_READONLY" and b.rng.random() < 0.6:
+        b.emit(t, proc, "CreateFileMapping", path, "FILE LOCKED WITH ONLY READERS",
+               format_detail_mapping(protection))  # fmt: skip
+        t += _gap(b, 5, 20)
+        b.emit(t, proc, "CreateFileMapping", path, detail=format_detail_mapping(None))
+    else:
+        b.emit(t, proc, "CreateFileMapping", path, detail=format_detail_mapping(protection))
+    return t + _gap(b, 10, 40)
+
+
+def mapped_section(
+    b: TraceBuilder,
+    t0: int,
+    *,
+    user: str | None = None,
+    holder: str | None = None,
+    process: str | None = None,
+    mapper: str | None = None,
+    hold_median_ms: float = 300.0,
+    hold_sigma: float = 0.8,
+    operation: str | None = None,
+    retry: RetrySchedule | dict[str, Any] | None = None,
+) -> Story:
+    """An operation refused with USER MAPPED FILE: a mapped section, not a handle, is in
+    the way, so no conflict has handle blockers.
+
+    ``holder="other"``: ``mapper`` (a fresh SearchProtocolHost.exe or dllhost.exe) opens
+    the file, maps it (CreateFileMapping) and closes its handle; the section stays.
+    ``process`` (python.exe or devenv.exe) opens the file for Generic Write and
+    ``operation`` (SetEndOfFileInformationFile or SetAllocationInformationFile) fails
+    with USER MAPPED FILE, retried by ``retry`` (100 ms ×2, 4 retries) until the mapper's
+    ``Process Exit`` ends the section (lognormal ``hold_median_ms`` after the first
+    failure): verdict ``mapped-by-other-process``. ``holder="own"``: ``process``
+    (explorer.exe editing a picture's tags) opens the file, maps it, flushes, and its
+    paging WriteFile fails with USER MAPPED FILE, retried ~0.1 ms later with success:
+    verdict ``mapped-by-own-process``. ``None`` picks one at random.
+    """
+    if holder is None:
+        holder = b.choice(("own", "other"))
+    if holder not in ("own", "other"):
+        raise ValueError(f"holder must be 'own' or 'other', not {holder!r}")
+    ops = ("SetEndOfFileInformationFile", "SetAllocationInformationFile")
+    if operation is not None and operation not in ops:
+        raise ValueError(f"operation must be one of {', '.join(ops)}, not {operation!r}")
+    user = _pick_user(b, user)
+    schedule = RetrySchedule.coerce(retry, _TRUNCATE_RETRY)
+    if holder == "own":
+        process = process if process is not None else "explorer.exe"
+        mapper, operation = None, "WriteFile"
+        _own_mapping(b, b.shared(process), _mapped_path(b, process, user), t0)
+    else:
+        process = process if process is not None else b.choice(("python.exe", "devenv.exe"))
+        mapper = mapper if mapper is not None else b.choice(_MAPPERS)
+        operation = operation if operation is not None else b.choice(ops)
+        _other_mapping(
+            b, b.spawn(mapper, threads=3), b.spawn(process, threads=2),
+            _mapped_path(b, process, user), t0, operation, hold_median_ms, hold_sigma, schedule,
+        )  # fmt: skip
+    return Story(
+        {
+            "user": user, "holder": holder, "process": process, "mapper": mapper,
+            "hold_median_ms": hold_median_ms, "hold_sigma": hold_sigma,
+            "operation": operation, "retry": schedule.to_dict(),
+        },
+        user,
+    )  # fmt: skip
+
+
+def _own_mapping(b: TraceBuilder, proc: Proc, path: str, t0: int) -> None:
+    """The process maps the file it has open for read/write, flushes, and its paging
+    write is refused once (USER MAPPED FILE), then accepted ~0.1 ms later."""
+    tid = b.choice(proc.tids)
+    h = b.open(t0, proc, path, ("Generic Read/Write",), ("Read",), tid=tid)
+    t = _map(b, proc, path, t0 + _gap(b, 30, 120), "PAGE_READWRITE")
+    b.readwrite(t, h, "ReadFile", 0, 8192, io_flags=_PAGING, tid=tid)
+    t += ms(b.rng.uniform(1, 30))
+    b.emit(t, proc, "FlushBuffersFile", path, tid=tid)
+    t += _gap(b, 20, 80)
+    seq = b.readwrite(t, h, "WriteFile", 4096, 4096, result="USER MAPPED FILE", io_flags=_PAGING,
+                      tid=tid)  # fmt: skip
+    b.expect(seq, mapped_by=[proc])
+    t += us(b.rng.uniform(80, 150))
+    b.readwrite(t, h, "WriteFile", 4096, 4096, io_flags=_PAGING, tid=tid)
+    b.close(t + ms(b.rng.uniform(0.5, 20)), h, tid=tid)
+
+
+def _other_mapping(
+    b: TraceBuilder, mapper: Proc, proc: Proc, path: str, t0: int, operation: str,
+    hold_median_ms: float, hold_sigma: float, schedule: RetrySchedule,
+) -> None:  # fmt: skip
+    """``mapper`` maps the file and closes its handle; ``proc``'s truncation fails with
+    USER MAPPED FILE until ``mapper`` exits."""
+    size = int(b.rng.uniform(2e5, 2e7)) // 4096 * 4096
+    h = b.open(t0, mapper, path, ("Generic Read",), ("Read", "Write"))
+    b.emit(t0 + _gap(b, 20, 60), mapper, "QueryStandardInformationFile", path,
+           detail=format_detail_query_standard(size, size))  # fmt: skip
+    t = _map(b, mapper, path, t0 + _gap(b, 80, 200), "PAGE_READONLY")
+    b.readwrite(t, h, "ReadFile", 0, 65536, io_flags=_PAGING)
+    t += ms(b.rng.uniform(0.3, 5))
+    b.close(t, h)
+    t_open = t + ms(b.rng.uniform(20, 2000))
+    tid = proc.tids[0]
+    mine = b.open(
+        t_open, proc, path, ("Generic Write", "Read Attributes"), ("Read",),
+        options=(*_FILE_OPTS, "Open Reparse Point"), tid=tid,
+    )  # fmt: skip
+    t_first = t_open + _gap(b, 40, 200)
+    t_exit = t_first + ms(max(b.lognormal_ms(hold_median_ms, hold_sigma), 1.0))
+    b.exit_process(t_exit, mapper)
+    new_size = int(b.rng.integers(1, max(size // 4096, 2))) * 4096
+    detail = format_detail_size(new_size, allocation=operation == "SetAllocationInformationFile")
+
+    def attempt(t: int) -> tuple[int, bool]:
+        t = t + 100 if t == t_exit else t
+        if t < t_exit:
+            b.fail(
+                t, proc, operation, path, "USER MAPPED FILE", detail, mapped_by=[mapper], tid=tid
+            )
+            return t + _gap(b, 30, 100), False
+        b.emit(t, proc, operation, path, detail=detail, tid=tid)
+        t += _gap(b, 30, 100)
+        b.readwrite(t, mine, "WriteFile", 0, min(new_size, 65536), tid=tid)
+        return t + _gap(b, 30, 100), True
+
+    end, _, _ = retry_loop(t_first, schedule, attempt)
+    b.close(end + _gap(b, 20, 80), mine, tid=tid)
 
 
 FAMILIES: dict[str, Callable[..., Story]] = {
@@ -833,5 +1107,7 @@ FAMILIES: dict[str, Callable[..., Story]] = {
     "own-handle": own_handle,
     "filtered-holder": filtered_holder,
     "censored": censored,
+    "oplock-probe": oplock_probe,
+    "mapped-section": mapped_section,
 }
 """Family name → story function (keyword parameters with defaults; ``None`` = random)."""

@@ -4,7 +4,8 @@ A :class:`TraceBuilder` collects the events of one simulation as plain tuples (c
 append, turned into one polars frame at the end) together with the *model* the ground
 truth is computed from: which event opened which handle with which access and share
 bits, which event closed it, which failing event the story expects to be blocked by
-which handles, and which handles are meant to stay open to the end of the trace.
+which handles (and, for ``USER MAPPED FILE``, by which processes' mapped sections), and
+which handles are meant to stay open to the end of the trace.
 
 Stories give times as integer nanoseconds on the trace clock; every time is rounded down
 to Procmon's 100 ns tick. Events need not be appended in time order: the simulation
@@ -25,6 +26,7 @@ import polars as pl
 from traceaudit.formats.procmon_csv_write import (
     event_class_of,
     format_detail_createfile,
+    format_detail_process_exit,
     format_detail_readwrite,
     format_detail_rename,
 )
@@ -210,6 +212,7 @@ class _Checkpoint:
     events: int
     handles: int
     leave_open: set[int] = field(default_factory=set)
+    exited: set[int] = field(default_factory=set)
 
 
 class TraceBuilder:
@@ -220,7 +223,9 @@ class TraceBuilder:
         self.events: list[tuple[Any, ...]] = []
         self.handles: list[Handle] = []
         self.expectations: dict[int, tuple[int, ...]] = {}
+        self.mapped_by: dict[int, tuple[int, ...]] = {}
         self.leave_open: set[int] = set()
+        self.exited: set[int] = set()
         self._shared: dict[str, Proc] = {}
         self._ids: set[int] = {4}
         self._tokens: set[str] = set()
@@ -415,8 +420,55 @@ class TraceBuilder:
             attributes=attributes, allocation_size=allocation_size,
         )  # fmt: skip
         seq = self.emit(t, proc, "CreateFile", path, result, detail, tid=tid, **fields)
-        self.expectations[seq] = tuple(h.hid for h in expect)
+        return self.expect(seq, expect)
+
+    def expect(
+        self, seq: int, blockers: Sequence[Handle] = (), *, mapped_by: Sequence[Proc] = ()
+    ) -> int:
+        """Plan event ``seq`` as a failure: ``blockers`` are the modelled handles the story
+        expects to block it; ``mapped_by`` the processes whose mapped sections it expects
+        to be in the way of a ``USER MAPPED FILE`` failure. Returns ``seq``."""
+        self.expectations[seq] = tuple(h.hid for h in blockers)
+        self.mapped_by[seq] = tuple(sorted({p.pid for p in mapped_by}))
         return seq
+
+    def fail(
+        self,
+        t: int,
+        proc: Proc,
+        operation: str,
+        path: str,
+        result: str,
+        detail: str = "",
+        *,
+        expect: Sequence[Handle] = (),
+        mapped_by: Sequence[Proc] = (),
+        tid: int | None = None,
+    ) -> int:
+        """A failed operation other than CreateFile or rename (e.g. SetEndOfFile → USER
+        MAPPED FILE), planned with :meth:`expect`."""
+        seq = self.emit(t, proc, operation, path, result, detail, tid=tid)
+        return self.expect(seq, expect, mapped_by=mapped_by)
+
+    def exit_process(self, t: int, proc: Proc, *, tid: int | None = None) -> int:
+        """``Process Exit`` of ``proc`` (event class Process, no path): its mapped sections
+        end here. Its handles must be closed before; it must not act afterwards."""
+        if proc.pid in self.exited:
+            raise RuntimeError(f"simulator bug: {proc.name} ({proc.pid}) exits twice")
+        self.exited.add(proc.pid)
+        rng = self.rng
+        private = int(rng.integers(2_000, 60_000)) * 4096
+        working = int(rng.integers(4_000, 90_000)) * 4096
+        detail = format_detail_process_exit(
+            0,
+            user_ns=int(rng.integers(1, 400)) * 156_250 * 100,
+            kernel_ns=int(rng.integers(1, 200)) * 156_250 * 100,
+            private_bytes=private,
+            peak_private_bytes=private + int(rng.integers(0, 4_000)) * 4096,
+            working_set=working,
+            peak_working_set=working + int(rng.integers(0, 8_000)) * 4096,
+        )
+        return self.emit(t, proc, "Process Exit", "", "SUCCESS", detail, tid=tid)
 
     def close(self, t: int, handle: Handle, *, tid: int | None = None) -> int:
         """CloseFile (IRP_MJ_CLEANUP) of ``handle``: its share-mode lock ends here."""
@@ -454,7 +506,7 @@ class TraceBuilder:
             replace_if_exists=replace, m_dir=is_dir, m_target_exists=target_exists,
         )  # fmt: skip
         if result != "SUCCESS":
-            self.expectations[seq] = tuple(h.hid for h in expect)
+            self.expect(seq, expect)
         return seq
 
     def readwrite(
@@ -495,7 +547,9 @@ class TraceBuilder:
 
     def checkpoint(self) -> _Checkpoint:
         """Remember the current size, to undo a story that does not fit (see rollback)."""
-        return _Checkpoint(len(self.events), len(self.handles), set(self.leave_open))
+        return _Checkpoint(
+            len(self.events), len(self.handles), set(self.leave_open), set(self.exited)
+        )
 
     def rollback(self, point: _Checkpoint) -> None:
         """Forget every event and handle appended since ``point``."""
@@ -503,7 +557,9 @@ class TraceBuilder:
         del self.handles[point.handles :]
         for seq in [s for s in self.expectations if s >= point.events]:
             del self.expectations[seq]
+            self.mapped_by.pop(seq, None)
         self.leave_open = point.leave_open
+        self.exited = point.exited
 
     def frame(self) -> pl.DataFrame:
         """The events as a frame with :data:`EV_SCHEMA` (append order)."""

@@ -13,12 +13,26 @@ independent implementation:
 * failed rename/delete of a directory: every handle on a path strictly below it,
   whatever its share mode; a rename with ReplaceIfExists onto an existing file: every
   handle on the target path;
-* every file-system row with a lock-type result is a conflict; registry rows are not.
+* ``OPLOCK NOT GRANTED`` / ``CANNOT BREAK OPLOCK`` (whatever the operation): every
+  handle on the same path that reads, writes or deletes (attribute-only handles do
+  not), any process's; verdict ``oplock-probe`` (a probe that yielded, not a window);
+* ``USER MAPPED FILE``: no handle blockers; the *sections* on the same path instead. A
+  section is a ``CreateFileMapping`` (SUCCESS, ``FILE LOCKED WITH ONLY READERS`` or
+  ``… WITH WRITERS``) or ``Load Image`` (SUCCESS) row of process P on that path; it
+  lives from that row until P's ``Process Exit`` (or the end of the trace). A conflict
+  lists one section per pid, that pid's earliest mapping row still alive at the failure
+  (mapped on an earlier row, its process not exited on an earlier row); verdict
+  ``mapped-by-other-process`` if any belongs to another pid, ``mapped-by-own-process``
+  if all are the failing process's, ``no-holder-filtered`` if there is none;
+* every file-system row with a lock-type result is a conflict; registry rows are not;
+* ``windows`` counts the ``blocked-by-…`` conflicts (and which of them are censored).
 
 While walking the events in time order this module also checks the model: CloseFiles
 pair with opens as a per-(pid, path) stack (LIFO), every handle is closed unless the
 story said otherwise, and every conflict's blockers are exactly the ones its story
-expected. A mismatch is a simulator bug and raises :class:`SimulationBug`.
+expected (for ``USER MAPPED FILE``: exactly the processes whose sections it expected),
+and no process opens, closes, maps or fails after its ``Process Exit`` or exits with a
+handle still open. A mismatch is a simulator bug and raises :class:`SimulationBug`.
 """
 
 from __future__ import annotations
@@ -33,7 +47,15 @@ from traceaudit._simulate_story import CLOSE, OPEN
 from traceaudit.formats.procmon_csv_write import format_iso_time
 from traceaudit.schema import SHARE_DELETE, SHARE_READ, SHARE_WRITE
 
-__all__ = ["LOCK_RESULTS", "SimulationBug", "compute_truth", "shares_conflict"]
+__all__ = [
+    "LOCK_RESULTS",
+    "OPLOCK_RESULTS",
+    "MAPPED_RESULT",
+    "MAPPING_RESULTS",
+    "SimulationBug",
+    "compute_truth",
+    "shares_conflict",
+]
 
 LOCK_RESULTS = frozenset(
     {
@@ -44,9 +66,20 @@ LOCK_RESULTS = frozenset(
         "FILE LOCK CONFLICT",
         "NOT GRANTED",
         "OPLOCK NOT GRANTED",
+        "CANNOT BREAK OPLOCK",
+        "USER MAPPED FILE",
     }
 )
 """Results that make a file-system row a conflict."""
+
+OPLOCK_RESULTS = frozenset({"OPLOCK NOT GRANTED", "CANNOT BREAK OPLOCK"})
+"""Conflicts of an oplock probe: verdict ``oplock-probe``, blockers = handles in use."""
+MAPPED_RESULT = "USER MAPPED FILE"
+"""The conflict a mapped section causes: no handle blockers, ``sections`` instead."""
+MAPPING_RESULTS = frozenset(
+    {"SUCCESS", "FILE LOCKED WITH ONLY READERS", "FILE LOCKED WITH WRITERS"}
+)
+"""Results of a ``CreateFileMapping`` row that created (or found) a section."""
 
 RENAME_OPS = frozenset({"SetRenameInformationFile", "SetRenameInformationEx"})
 DELETE_OPS = frozenset({"SetDispositionInformationFile", "SetDispositionInformationEx"})
@@ -96,6 +129,14 @@ class _Open:
 
 
 @dataclass
+class _Section:
+    pid: int
+    process: str
+    path: str
+    row: int
+
+
+@dataclass
 class _Failure:
     row: int
     time: int
@@ -106,18 +147,58 @@ class _Failure:
     path: str
     result: str
     blockers: list[_Open]
+    sections: list[_Section]
 
 
 class _Walker:
-    """Replays the model's opens, closes and failures in row order."""
+    """Replays the model's opens, closes, sections, exits and failures in row order."""
 
-    def __init__(self, expectations: dict[int, tuple[int, ...]], leave_open: set[int]) -> None:
+    def __init__(
+        self,
+        expectations: dict[int, tuple[int, ...]],
+        leave_open: set[int],
+        mapped_by: dict[int, tuple[int, ...]] | None = None,
+    ) -> None:
         self.expectations = expectations
+        self.mapped_by = mapped_by or {}
         self.leave_open = leave_open
         self.open: dict[int, _Open] = {}
         self.by_path: dict[str, dict[int, _Open]] = defaultdict(dict)
         self.stacks: dict[tuple[int, str], list[int]] = defaultdict(list)
         self.failures: list[_Failure] = []
+        # live sections: path_cf → pid → that pid's earliest live mapping row
+        self.sections: dict[str, dict[int, _Section]] = defaultdict(dict)
+        self.mapped_paths: dict[int, set[str]] = defaultdict(set)
+        self.exited: dict[int, int] = {}
+
+    def alive(self, ev: dict[str, Any]) -> None:
+        """A process acts: it must not have exited on an earlier row."""
+        if ev["pid"] in self.exited:
+            raise SimulationBug(
+                f"row {ev['row']}: {ev['process']} ({ev['pid']}) {ev['operation']} after its "
+                f"Process Exit (row {self.exited[ev['pid']]})"
+            )
+
+    def on_section(self, ev: dict[str, Any]) -> None:
+        """A mapping row: the pid's section on the path, unless it already has a live one."""
+        self.sections[ev["path_cf"]].setdefault(
+            ev["pid"], _Section(ev["pid"], ev["process"], ev["path"], ev["row"])
+        )
+        self.mapped_paths[ev["pid"]].add(ev["path_cf"])
+
+    def on_exit(self, ev: dict[str, Any]) -> None:
+        """Process Exit: the pid's sections end; it must hold no open handle any more."""
+        pid = ev["pid"]
+        held = sorted(h for h, r in self.open.items() if r.pid == pid)
+        if held:
+            rec = self.open[held[0]]
+            raise SimulationBug(
+                f"row {ev['row']}: {ev['process']} ({pid}) exits with {len(held)} handle(s) "
+                f"open, first {rec.path} opened at row {rec.open_row}"
+            )
+        for path_cf in self.mapped_paths.pop(pid, set()):
+            self.sections[path_cf].pop(pid, None)
+        self.exited[pid] = ev["row"]
 
     def on_open(self, ev: dict[str, Any]) -> None:
         rec = _Open(
@@ -146,7 +227,13 @@ class _Walker:
         """The handles that block the failing event ``ev`` under the contract rules."""
         found: dict[int, _Open] = {}
         op = ev["operation"]
-        if op == "CreateFile":
+        if ev["result"] == MAPPED_RESULT:
+            return []
+        if ev["result"] in OPLOCK_RESULTS:
+            for rec in self.by_path.get(ev["path_cf"], {}).values():
+                if any(_needs(rec.access)):
+                    found[rec.hid] = rec
+        elif op == "CreateFile":
             for rec in self.by_path.get(ev["path_cf"], {}).values():
                 if shares_conflict(
                     rec.access, rec.share, ev["access_mask"] or 0, ev["share_mode"] or 0
@@ -170,10 +257,20 @@ class _Walker:
                 f"row {ev['row']}: {ev['operation']} {ev['result']} on {ev['path']}: story expected "
                 f"handles {sorted(expected)}, the rules find {[r.hid for r in blockers]}"
             )
+        sections = []
+        if ev["result"] == MAPPED_RESULT:
+            sections = sorted(self.sections.get(ev["path_cf"], {}).values(), key=lambda s: s.row)
+        expected_pids = self.mapped_by.get(ev["seq"], ())
+        if sorted(expected_pids) != sorted(s.pid for s in sections):
+            raise SimulationBug(
+                f"row {ev['row']}: {ev['operation']} {ev['result']} on {ev['path']}: story "
+                f"expected sections of pids {sorted(expected_pids)}, the rules find "
+                f"{[s.pid for s in sections]}"
+            )
         self.failures.append(
             _Failure(
                 ev["row"], ev["time"], ev["seq"], ev["pid"], ev["process"], ev["operation"],
-                ev["path"], ev["result"], blockers,
+                ev["path"], ev["result"], blockers, sections,
             )
         )  # fmt: skip
 
@@ -187,15 +284,24 @@ class _Walker:
 
 
 def _relevant(frame: pl.DataFrame) -> pl.DataFrame:
-    """Only the rows the walk needs: opens, closes and lock-type file-system failures."""
+    """Only the rows the walk needs: opens, closes, lock-type file-system failures,
+    section-creating rows (CreateFileMapping, Load Image) and Process Exit."""
     lock = pl.col("result").is_in(list(LOCK_RESULTS)) & (pl.col("event_class") == "File System")
-    return frame.filter((pl.col("_kind") != 0) | lock).select(
+    op, result = pl.col("operation"), pl.col("result")
+    path_cf = pl.col("path").str.to_lowercase()
+    section = ((op == "CreateFileMapping") & result.is_in(list(MAPPING_RESULTS))) | (
+        (op == "Load Image") & (result == "SUCCESS")
+    )
+    exit_ = op == "Process Exit"
+    return frame.filter((pl.col("_kind") != 0) | lock | section | exit_).select(
         "row", "time", "seq", "process", "pid", "operation", "path", "result",
         "access_mask", "share_mode", "replace_if_exists", "_kind", "_handle", "_m_dir",
         "_m_target_exists",
-        pl.col("path").str.to_lowercase().alias("path_cf"),
+        path_cf.alias("path_cf"),
         pl.col("rename_target").str.to_lowercase().alias("target_cf"),
         lock.alias("is_lock"),
+        section.alias("is_section"),
+        exit_.alias("is_exit"),
     )  # fmt: skip
 
 
@@ -211,14 +317,25 @@ def _conflict_dict(f: _Failure) -> dict[str, Any]:
         }
         for b in f.blockers
     ]
-    if not f.blockers:
+    sections = [
+        {"pid": s.pid, "process": s.process, "path": s.path, "row": s.row} for s in f.sections
+    ]
+    closes = [b.close_time for b in f.blockers]
+    remaining = None if not closes or None in closes else round((max(closes) - f.time) / 1e6, 4)
+    if f.result in OPLOCK_RESULTS:
+        verdict = "oplock-probe"
+    elif f.result == MAPPED_RESULT:
+        if not f.sections:
+            verdict = "no-holder-filtered"
+        elif all(s.pid == f.pid for s in f.sections):
+            verdict = "mapped-by-own-process"
+        else:
+            verdict = "mapped-by-other-process"
+    elif not f.blockers:
         verdict = "no-holder-permission" if f.result == "ACCESS DENIED" else "no-holder-filtered"
-        remaining = None
     else:
         own = all(b.pid == f.pid for b in f.blockers)
         verdict = "blocked-by-own-handle" if own else "blocked-by-other-process"
-        closes = [b.close_time for b in f.blockers]
-        remaining = None if None in closes else round((max(closes) - f.time) / 1e6, 4)
     return {
         "row": f.row,
         "time": format_iso_time(f.time),
@@ -229,6 +346,7 @@ def _conflict_dict(f: _Failure) -> dict[str, Any]:
         "result": f.result,
         "verdict": verdict,
         "blockers": blockers,
+        "sections": sections,
         "remaining_ms": remaining,
     }
 
@@ -293,28 +411,38 @@ def compute_truth(
     frame: pl.DataFrame,
     expectations: dict[int, tuple[int, ...]],
     leave_open: set[int],
+    mapped_by: dict[int, tuple[int, ...]] | None = None,
 ) -> dict[str, Any]:
-    """``conflicts``, ``retry_chains`` and ``windows`` of a sorted, numbered event frame."""
-    walker = _Walker(expectations, leave_open)
+    """``conflicts``, ``retry_chains`` and ``windows`` of a sorted, numbered event frame.
+
+    ``expectations``: failure seq → the handle ids the story expects to block it;
+    ``mapped_by``: failure seq → the pids whose sections it expects (``USER MAPPED FILE``).
+    """
+    walker = _Walker(expectations, leave_open, mapped_by)
     for ev in _relevant(frame).iter_rows(named=True):
+        walker.alive(ev)
         if ev["_kind"] == OPEN:
             walker.on_open(ev)
         elif ev["_kind"] == CLOSE:
             walker.on_close(ev)
+        if ev["is_section"]:
+            walker.on_section(ev)
         if ev["is_lock"]:
             walker.on_failure(ev)
+        if ev["is_exit"]:
+            walker.on_exit(ev)
     walker.finish()
     planned = set(expectations)
     seen = {f.seq for f in walker.failures}
     if planned - seen:
         raise SimulationBug(f"{len(planned - seen)} planned failure(s) lost their lock-type result")
     conflicts = [_conflict_dict(f) for f in walker.failures]
-    with_blockers = [c for c in conflicts if c["blockers"]]
+    windows = [c for c in conflicts if c["verdict"].startswith("blocked-by-")]
     return {
         "conflicts": conflicts,
         "retry_chains": _retry_chains(frame, walker.failures),
         "windows": {
-            "count": len(with_blockers),
-            "censored": sum(1 for c in with_blockers if c["remaining_ms"] is None),
+            "count": len(windows),
+            "censored": sum(1 for c in windows if c["remaining_ms"] is None),
         },
     }

@@ -9,7 +9,9 @@ Two entry points:
 
 * :func:`simulate` builds one scenario *family* (``extract-rename``, the uv case;
   ``replace-under-indexer``; ``permission-denied``; ``own-handle``; ``filtered-holder``;
-  ``censored``) with its decoys, plus a little background noise;
+  ``censored``; ``oplock-probe``, an antivirus probe that yields to a writer;
+  ``mapped-section``, USER MAPPED FILE from a mapped section of another process or the
+  failing one) with its decoys, plus a little background noise;
 * :func:`simulate_mix` interleaves many scenarios of every family with background noise
   up to an exact event count (a million events take seconds).
 
@@ -23,10 +25,18 @@ The truth is computed from the simulator's own model of which handle is open whe
     {"family", "seed", "params",
      "conflicts": [{"row", "time", "pid", "process", "operation", "path", "result",
                     "verdict", "blockers": [{"pid", "process", "path", "open_row",
-                    "close_row"}], "remaining_ms"}],
+                    "close_row"}], "sections": [{"pid", "process", "path", "row"}],
+                    "remaining_ms"}],
      "retry_chains": [{"pid", "operation", "path", "attempts", "first_row", "last_row",
                        "succeeded"}],
      "windows": {"count", "censored"}}
+
+``verdict`` is one of ``blocked-by-other-process``, ``blocked-by-own-handle``,
+``no-holder-permission``, ``no-holder-filtered``, ``oplock-probe`` (OPLOCK NOT GRANTED /
+CANNOT BREAK OPLOCK), ``mapped-by-other-process`` and ``mapped-by-own-process`` (USER
+MAPPED FILE). ``sections`` is empty except on USER MAPPED FILE conflicts: one entry per
+mapping pid, its earliest mapping row still alive at the failure. ``windows`` counts the
+``blocked-by-…`` conflicts only.
 """
 
 from __future__ import annotations
@@ -78,12 +88,14 @@ DEFAULT_DATE = "2024-07-15"
 """The day simulated traces are captured on (the day of the uv issue's Procmon rows)."""
 
 _MIX_WEIGHTS = {
-    "extract-rename": 0.30,
-    "replace-under-indexer": 0.30,
-    "permission-denied": 0.10,
-    "own-handle": 0.10,
-    "filtered-holder": 0.10,
-    "censored": 0.10,
+    "extract-rename": 0.27,
+    "replace-under-indexer": 0.27,
+    "permission-denied": 0.09,
+    "own-handle": 0.09,
+    "filtered-holder": 0.09,
+    "censored": 0.09,
+    "oplock-probe": 0.05,
+    "mapped-section": 0.05,
 }
 _MIX_EVENTS_PER_SECOND = 2000
 _MIX_SCENARIO_SHARE = 0.25
@@ -246,7 +258,7 @@ def _finish(
 ) -> Simulation:
     frame = _assemble(builder, noise, rng)
     truth = {"family": family, "seed": seed, "params": params}
-    truth.update(compute_truth(frame, builder.expectations, builder.leave_open))
+    truth.update(compute_truth(frame, builder.expectations, builder.leave_open, builder.mapped_by))
     return Simulation(family, seed, params, EventRows(frame), truth)
 
 
@@ -374,11 +386,14 @@ def simulate_mix(
 
 
 def _mix_params(family: str, user: str, rng: np.random.Generator) -> dict[str, Any]:
-    """Per-scenario variety in a mix: sizes, modes and the odd case-variant path."""
+    """Per-scenario variety in a mix: sizes, modes, the odd case-variant path, repeated
+    oplock probes (mapped-section picks its holder itself)."""
     params: dict[str, Any] = {"user": user}
     if family == "extract-rename":
         params["n_files"] = int(rng.integers(4, 60))
     elif family == "replace-under-indexer":
         params["mode"] = ("rename", "write", "delete")[int(rng.choice(3, p=[0.6, 0.25, 0.15]))]
         params["case_variant"] = bool(rng.random() < 0.1)
+    elif family == "oplock-probe":
+        params["probes"] = 1 + int(rng.random() < 0.25)
     return params

@@ -61,6 +61,8 @@ __all__ = [
     "format_detail_query_name",
     "format_detail_attribute_tag",
     "format_detail_mapping",
+    "format_detail_size",
+    "format_detail_process_exit",
 ]
 
 DEFAULT_COLUMNS: tuple[str, ...] = (
@@ -341,6 +343,35 @@ def format_detail_mapping(page_protection: str | None = "PAGE_EXECUTE_READ|PAGE_
     if page_protection is None:
         return "SyncType: SyncTypeOther"
     return f"SyncType: SyncTypeCreateSection, PageProtection: {page_protection}"
+
+
+def format_detail_size(size: int, *, allocation: bool = False) -> str:
+    """SetEndOfFileInformationFile's Detail (``EndOfFile: 12,288``), or with
+    ``allocation`` SetAllocationInformationFile's (``AllocationSize: 12,288``)."""
+    return f"{'AllocationSize' if allocation else 'EndOfFile'}: {format_number(size)}"
+
+
+def format_detail_process_exit(
+    exit_status: int = 0,
+    *,
+    user_ns: int = 0,
+    kernel_ns: int = 0,
+    private_bytes: int = 0,
+    peak_private_bytes: int = 0,
+    working_set: int = 0,
+    peak_working_set: int = 0,
+) -> str:
+    """Process Exit's Detail: ``Exit Status: 0, User Time: 0.0312500 seconds, …``."""
+
+    def seconds(ns: int) -> str:
+        return f"{ns // 1_000_000_000}.{ns % 1_000_000_000 // 100:07d}"
+
+    return (
+        f"Exit Status: {exit_status}, User Time: {seconds(user_ns)} seconds, Kernel Time: "
+        f"{seconds(kernel_ns)} seconds, Private Bytes: {private_bytes:,}, Peak Private Bytes: "
+        f"{peak_private_bytes:,}, Working Set: {working_set:,}, Peak Working Set: "
+        f"{peak_working_set:,}"
+    )
 
 
 # --------------------------------------------------------------------------- vectorised
