@@ -97,6 +97,12 @@ class Story:
     def close(self, ms: float, pid: int, path: str, process: str | None = None) -> Story:
         return self._add(ms, pid, process, "CloseFile", path)
 
+    def elsewhere(self, ms: float, pid: int, process: str | None = None) -> Story:
+        """The process opens and closes a file of its own elsewhere: the capture shows this
+        process's CloseFiles, so a handle of it with no close was really still open."""
+        path = rf"C:\elsewhere\{pid}.tmp"
+        return self.open_(ms, pid, path, process=process).close(ms + 0.01, pid, path)
+
     def fail_open(
         self,
         ms: float,

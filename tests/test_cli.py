@@ -67,8 +67,19 @@ def test_several_traces_are_pooled():
 
 
 def test_max_wait_bounds_the_suggested_budget():
+    doc = json.loads(run("analyze", UV, "--json", "--max-wait", "300ms").output)
+    assert doc["policy"]["total_budget_ms"] <= 300 and doc["policy"]["coverage"] == 1.0
+
+
+def test_a_max_wait_too_short_to_cover_anything_gives_no_policy():
+    # uv's rename stayed blocked 226 ms: no policy within 100 ms rides it out, and a policy
+    # that covers nothing is not advice.
     doc = json.loads(run("analyze", UV, "--json", "--max-wait", "100ms").output)
-    assert doc["policy"]["total_budget_ms"] <= 100
+    assert doc["policy"] is None and doc["snippets"] == {}
+    assert doc["policy_withheld"] == (
+        "No retry advice: no retry policy within --max-wait 100.0 ms would have ridden out "
+        "any of the 1 lock episodes. Allow a longer wait, or capture more failures."
+    )
 
 
 def test_pasted_rows_warn_that_the_capture_was_filtered():

@@ -1,4 +1,5 @@
-"""The analysis against the simulator's ground truth: exact blockers and remaining time.
+"""The analysis against the simulator's ground truth: exact verdicts, blockers, mapped
+sections and hold times.
 
 The simulator decides who holds what from its own model, independently of the analysis
 code, and writes the answer key. Here every family, over several seeds, is analysed from
@@ -24,6 +25,7 @@ def found(report) -> dict[int, dict]:
         out[row["row"]] = {
             "verdict": row["verdict"],
             "blockers": sorted(b["handle"] for b in row["blockers"]),
+            "sections": sorted(s["row"] for s in row["sections"]),
             "remaining_ms": row["remaining_ms"],
         }
     return out
@@ -36,6 +38,7 @@ def expected(truth: dict, handles: pl.DataFrame) -> dict[int, dict]:
         out[c["row"]] = {
             "verdict": c["verdict"],
             "blockers": sorted(by_open[b["open_row"]] for b in c["blockers"]),
+            "sections": sorted(s["row"] for s in c.get("sections", [])),
             "remaining_ms": c["remaining_ms"],
         }
     return out
@@ -48,6 +51,7 @@ def assert_matches_truth(sim) -> None:
     for row, truth in want.items():
         assert got[row]["verdict"] == truth["verdict"], row
         assert got[row]["blockers"] == truth["blockers"], row
+        assert got[row]["sections"] == truth["sections"], row
         if truth["remaining_ms"] is None:
             assert got[row]["remaining_ms"] is None, row
         else:

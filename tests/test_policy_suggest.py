@@ -61,12 +61,12 @@ def test_unreachable_max_wait_gives_no_retry():
     assert p.max_attempts == 1 and p.total_budget_ms == 0 and p.coverage == 0
 
 
-def test_five_windows_get_a_small_sample_note():
+def test_five_episodes_get_a_small_sample_note():
     p = suggest(*frames_from_windows([40, 90, 150, 700, 1200]))
     assert p.n_windows == 5
     assert p.coverage == 1.0
-    assert any(n.startswith("Only 5 lock windows") for n in p.notes)
-    assert any("needs at least 100 windows" in n for n in p.notes)
+    assert any(n.startswith("Only 5 lock episodes") for n in p.notes)
+    assert any("needs at least 100 episodes" in n for n in p.notes)
     # the confidence bound makes plain how little 5/5 proves
     assert any("lower confidence bound" in n and "56.6%" in n for n in p.notes)
 
@@ -108,7 +108,15 @@ def test_result_fields_and_json():
     assert p.multiplier in (1, 1.5, 2, 3)
     # the stated budget is the sum of the stated delays
     assert p.total_budget_ms == pytest.approx(p.nominal_delays().sum())
-    assert p.error_codes == (5, 32, 33)
+    assert p.error_codes == (5,)  # exactly the codes observed (frames_from_windows: 5)
+
+
+def test_the_policy_retries_exactly_the_codes_observed():
+    episodes, blocked = frames_from_windows([10.0, 20.0, 30.0], error_code=[5, 32, 5])
+    assert suggest(episodes, blocked).error_codes == (5, 32)
+    note = next(n for n in suggest(episodes, blocked).notes if n.startswith("Observed"))
+    assert note.startswith("Observed error codes: 5 (ACCESS_DENIED), 32 (SHARING_VIOLATION);")
+    assert "add 33" in note
 
 
 def test_expected_wait_matches_replay():

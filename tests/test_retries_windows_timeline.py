@@ -47,6 +47,7 @@ def test_censored_windows_are_counted_not_dropped():
     story = (
         Story()
         .open_(0, 20, DLL, process="MsMpEng.exe")
+        .elsewhere(0.5, 20)
         .open_(1, 10, TMP, access="ad", process="uv.exe")
     )
     story.rename(2, 10, TMP, r"C:\c\x").close(3, 10, TMP)
@@ -67,16 +68,14 @@ def test_timeline_shows_everything_below_a_directory_with_handles():
 
 
 def test_an_observed_successful_retry_ends_the_episode_for_the_replay():
-    # Defender's open "requiring an oplock" is refused while the writer holds the file; it
-    # retries at once without one and succeeds. The window the model sees (until the writer
-    # closes) must not override that observation in the retry advice.
+    # The model says calc.exe's exclusive handle blocks the reader until 57 s, but the
+    # reader's retry of the very same open 0.1 ms later succeeded: the observation wins in
+    # the retry advice (the handle's close was not where the model put it).
     txt = r"C:\calc\my-total.txt"
     story = (
         Story()
-        .open_(0, 1, txt, access="w", share="rw", process="calc.exe")
-        .fail_open(
-            10, 2, txt, access="r", share="rwd", result="OPLOCK NOT GRANTED", process="MsMpEng.exe"
-        )
+        .open_(0, 1, txt, access="w", share="", process="calc.exe")
+        .fail_open(10, 2, txt, access="r", share="rwd", process="reader.exe")
         .open_(10.1, 2, txt, access="r", share="rwd")
         .close(11, 2, txt)
         .close(57_000, 1, txt)
@@ -85,3 +84,31 @@ def test_an_observed_successful_retry_ends_the_episode_for_the_replay():
     assert report.conflicts["remaining_ms"].to_list() == [56_990.0]
     assert report.blocked.select("start_ms", "end_ms").rows() == [(0.0, 0.1)]
     assert report.policy.total_budget_ms < 10
+
+
+def test_an_oplock_probes_fallback_open_is_neither_a_retry_nor_an_episode():
+    # Defender's open "requiring an oplock" is refused while the writer holds the file; it
+    # opens again at once without the oplock. That fallback is a different request: it says
+    # nothing about when the probe could have succeeded, and the probe is no lock episode.
+    txt = r"C:\calc\my-total.txt"
+    story = (
+        Story()
+        .open_(0, 1, txt, access="w", share="rw", process="calc.exe")
+        .fail_open(
+            10, 2, txt, access="a", share="rwd", result="OPLOCK NOT GRANTED", process="MsMpEng.exe"
+        )
+        .open_(10.1, 2, txt, access="a", share="rwd")
+        .close(11, 2, txt)
+        .close(57_000, 1, txt)
+    )
+    events = story.events().with_columns(
+        create_options=pl.when(pl.col("result") == "OPLOCK NOT GRANTED")
+        .then(pl.lit(0x00010040, dtype=pl.UInt32))
+        .otherwise(pl.col("create_options"))
+    )
+    report = analyze(Trace(events=events, format="test"))
+    assert report.conflicts["verdict"].to_list() == ["oplock-probe"]
+    assert report.chains["same_request"].to_list() == [False]
+    assert report.episodes.is_empty() and report.policy is None
+    assert report.windows.row(0, named=True)["count"] == 0
+    assert not report.blocked_by_other()

@@ -23,6 +23,7 @@ import numpy as np
 import polars as pl
 
 from traceaudit._paths import SEP, fold, path_key
+from traceaudit.conflicts import BLOCKED_VERDICTS
 
 if TYPE_CHECKING:
     from traceaudit.report import Report
@@ -49,7 +50,7 @@ DEFAULT_POLICIES: tuple[str, ...] = (
     "MSBuild Copy",
     ".NET SDK FileAccessRetrier",
 )
-"""Real tools drawn over the lock windows by default: a spread of short and long budgets."""
+"""Real tools drawn over the blocked times by default: a spread of short and long budgets."""
 
 MAX_ROWS = 30
 """Processes shown on one timeline; the rest are counted in the subtitle."""
@@ -305,6 +306,8 @@ def timeline_data(report: Report, path: str | None = None) -> TimelineData | Non
         blocking = blocking.filter(pl.col("trace") == trace)
     ids = on_path["conflict"].to_list() if on_path.height else []
     blocking = blocking.filter(pl.col("conflict").is_in(ids)) if blocking.height else blocking
+    if "candidate" in blocking.columns:  # candidates are no evidence: not drawn as blockers
+        blocking = blocking.filter(~pl.col("candidate"))
     relation: dict[int, str] = (
         dict(
             blocking.unique("handle", keep="first", maintain_order=True)
@@ -377,7 +380,7 @@ def timeline_data(report: Report, path: str | None = None) -> TimelineData | Non
         operation="operation",
         remaining_ms="remaining_ms",
         censored="censored",
-        blocked=pl.col("n_blockers") > 0,
+        blocked=pl.col("verdict").is_in(list(BLOCKED_VERDICTS)),
     ) if on_path.height else pl.DataFrame(
         schema={
             "x_ms": pl.Float64, "row": pl.Int64, "result": pl.String, "operation": pl.String,
@@ -513,7 +516,7 @@ def _held_intervals(
 
 @dataclass(frozen=True)
 class WindowSample:
-    """Lock windows: for each episode, how long after its first failure a retry first works.
+    """Blocked times: for each episode, how long after its first failure a retry first works.
 
     ``window_ms`` is that time, or for a ``censored`` one the time observed until the
     trace ended (a lower bound). ``error_code`` is the Win32 code the application saw;
@@ -587,10 +590,11 @@ def window_sample(report: Report) -> WindowSample | None:
 
 
 def _sample_from_conflicts(report: Report) -> WindowSample | None:
+    """Each blocked failure's hold time, when the report carries no episodes."""
     timed = report.conflicts
     if timed.is_empty():
         return None
-    timed = timed.filter(pl.col("n_blockers") > 0)
+    timed = timed.filter(pl.col("verdict").is_in(list(BLOCKED_VERDICTS)))
     if timed.is_empty():
         return None
     ends = {t.name: t.last for t in report.traces}
@@ -713,13 +717,19 @@ def resolve_policies(policies: Iterable[Any]) -> list[Any]:
 # ---------------------------------------------------------------------------- blockers
 
 
+_MAPPED = ("mapped-by-other-process", "mapped-by-own-process")
+_NO_HOLDER = ("no-holder-permission", "no-holder-filtered")
+
+
 def blocker_counts(report: Report) -> pl.DataFrame:
     """Conflicts per blocking process, most first.
 
     Each conflict with a holder counts once, for its *decisive* blocker (the one that let
-    go last, as in the windows table). Columns ``process``, ``own`` (the failing process's
-    own handle), ``conflicts``, ``censored`` (holder still open at the end),
-    ``median_ms`` (median remaining window over the uncensored ones, null if none).
+    go last, as in the hold-time table; for a mapped section, the process that mapped the
+    file). Oplock probes and failures whose holder the capture cannot show have none.
+    Columns ``process``, ``own`` (the failing process's own handle or section),
+    ``conflicts``, ``censored`` (holder still open at the end), ``median_ms`` (median hold
+    time over the uncensored ones, null if none).
     """
     frame = report.conflicts
     schema = {
@@ -731,13 +741,15 @@ def blocker_counts(report: Report) -> pl.DataFrame:
     }
     if frame.is_empty():
         return pl.DataFrame(schema=schema)
-    timed = frame.filter(pl.col("n_blockers") > 0)
+    timed = frame.filter(pl.col("verdict").is_in([*BLOCKED_VERDICTS, *_MAPPED]))
     if timed.is_empty():
         return pl.DataFrame(schema=schema)
     out = (
         timed.group_by(
             pl.col("decisive_process").fill_null("?").alias("process"),
-            (pl.col("verdict") == "blocked-by-own-handle").alias("own"),
+            pl.col("verdict")
+            .is_in(["blocked-by-own-handle", "mapped-by-own-process"])
+            .alias("own"),
             maintain_order=True,
         )
         .agg(
@@ -751,9 +763,11 @@ def blocker_counts(report: Report) -> pl.DataFrame:
 
 
 def unexplained_count(report: Report) -> int:
-    """Conflicts with no holder in the trace (they have no blocking process to show)."""
+    """Conflicts no holder in the trace explains (no holder, or only candidates)."""
     frame = report.conflicts
-    return int((frame["n_blockers"] == 0).sum()) if frame.height else 0
+    if frame.is_empty():
+        return 0
+    return int(frame["verdict"].is_in(["incomplete-capture", *_NO_HOLDER]).sum())
 
 
 def fmt_ms(value: float | None) -> str:

@@ -1,16 +1,16 @@
-"""Suggest a retry policy from observed lock windows.
+"""Suggest a retry policy from the blocked times of observed lock episodes.
 
 The search is a grid of exponential backoffs: first delay × multiplier, optionally capped,
 with as many attempts as it takes to reach past the latest release seen. Each candidate
-is replayed exactly against the episodes (the suggestion assumes the user retries every
-error code observed), and for each number of attempts the coverage (share of episodes
+is replayed exactly against the episodes (the suggestion retries exactly the error codes
+observed for these locks, so its snippets match the failures in the trace), and for each number of attempts the coverage (share of episodes
 that succeed) and the expected added wait (mean over episodes; failures and censored
 episodes count their whole budget) follow from one replay. The winner is the one with
 coverage ≥ target and the least expected wait (ties: fewer attempts, then a smaller
 budget); if the target cannot be met, the best coverage wins. Everything is
 deterministic: the grid has no jitter and the replay no randomness.
 
-Coverage is in-sample: it says how the policy would have done on *these* windows. The
+Coverage is in-sample: it says how the policy would have done on *these* episodes. The
 tail fit (:mod:`traceaudit._tail`) and the notes say how far that can be trusted.
 """
 
@@ -296,8 +296,10 @@ def suggest(
             "suggest(): no lock episodes to learn from; capture a trace in which the "
             "operation fails because another process holds the file"
         )
+    # Retry exactly the codes the application saw for these locks: the snippets then match
+    # the failures in the trace, not a guess (5, 32 and 33 when none is known).
     codes = sorted({int(c) for c in tl.error_code if c >= 0})
-    error_codes = tuple(sorted(set(codes) | {5, 32, 33}))
+    error_codes = tuple(codes) or (5, 32, 33)
 
     # How far attempts need to reach: past every known release; beyond a censored episode's
     # horizon nothing more can be learned.
@@ -392,13 +394,13 @@ def _notes(
     covered = round(cov * n)
     if n < SMALL_SAMPLE:
         notes.append(
-            f"Only {n} lock window{'s' if n != 1 else ''}: the policy covers what was seen, "
-            "not what will happen. Percentiles like p99 need ~100 windows or more; capture "
+            f"Only {n} lock episode{'s' if n != 1 else ''}: the policy covers what was seen, "
+            "not what will happen. Percentiles like p99 need ~100 episodes or more; capture "
             "more traces and pool() them."
         )
     if n < math.ceil(1 / max(1 - target, 1e-12)) and target < 1:
         notes.append(
-            f"A {target:.0%} target needs at least {math.ceil(1 / (1 - target))} windows to "
+            f"A {target:.0%} target needs at least {math.ceil(1 / (1 - target))} episodes to "
             f"check empirically; with {n} it is an in-sample figure."
         )
     lower = _wilson_lower(covered, n)
@@ -411,7 +413,7 @@ def _notes(
         notes.append(
             f"Target {target:.1%} is not reachable{why}: best coverage is {cov:.1%}"
             + (
-                f"; {n_cens} window(s) were still blocked when the trace ended and count as "
+                f"; {n_cens} episode(s) were still blocked when the trace ended and count as "
                 "not covered."
                 if n_cens
                 else "."
@@ -422,12 +424,12 @@ def _notes(
     if n_cens:
         longest = float(np.max(tl.horizon[~np.isfinite(tl.window)]))
         notes.append(
-            f"{n_cens} window(s) were still blocked when the trace ended (observed up to "
+            f"{n_cens} episode(s) were still blocked when the trace ended (observed up to "
             f"{_fmt_ms(longest)}): they count as not covered, and the tail fit treats them as "
             "right-censored. Record longer traces to see them end."
         )
     if tail is None:
-        notes.append("Too few completed windows (< 3 distinct) to fit a tail model.")
+        notes.append("Too few completed episodes (< 3 distinct blocked times) to fit a tail model.")
     else:
         others = ", ".join(f"{d} {k:.3f}" for d, k in tail.alternatives[1:])
         fit_quality = "poor" if tail.ks_statistic > 0.2 or tail.ks_pvalue < 0.05 else "fair"
@@ -442,16 +444,23 @@ def _notes(
             model_cov = float(tail.cdf(policy.total_budget_ms))
             notes.append(
                 f"Under the fitted {tail.distribution}, this budget "
-                f"({_fmt_ms(policy.total_budget_ms)}) covers {model_cov:.1%} of windows: the "
+                f"({_fmt_ms(policy.total_budget_ms)}) covers {model_cov:.1%} of episodes: the "
                 f"sample may understate the tail; consider a budget of "
                 f"{_fmt_ms(tail.budget_for_target_ms)} if a failure is costly."
             )
     if codes:
         shown = ", ".join(f"{c} ({_CODE_NAMES.get(c, 'code')})" for c in codes)
+        others = [c for c in (5, 32, 33) if c not in codes]
         notes.append(
-            f"Observed error codes: {shown}. Retry 5, 32 and 33 alike: a directory rename "
-            "blocked by a scanner fails with 5, and Rust's std maps 32/33 to Uncategorized, "
-            "not PermissionDenied."
+            f"Observed error codes: {shown}; the policy and its code retry exactly these."
+            + (
+                f" A scanner's handle makes a directory rename fail with 5 and an open with 32; "
+                f"add {' and '.join(str(c) for c in others)} where your code also does what "
+                "fails with them (Rust's std maps 32 and 33 to Uncategorized, so match them "
+                "by raw code)."
+                if others
+                else ""
+            )
         )
     if policy.retries and policy.initial_delay_ms < 16:
         notes.append(

@@ -1,41 +1,48 @@
-"""The terminal report: what was analysed, conflicts by blocked path, windows, warnings.
+"""The terminal report: the answer first, then the details behind it.
 
-Plain ASCII apart from the trace's own strings, so it prints on any Windows console.
+Order: what was analysed; the answer (who held what, how long operations stayed blocked,
+the advice and its coverage, the warning that matters most); then the details: conflicts
+by path (at most ``limit`` paths, saying how many more there are and how to see them),
+the application's own retries, blocked and hold times, the advice's evidence, every
+warning, and the advice as code only when asked for (``snippets``).
+
+Times are printed at the trace's own 100 ns precision, as Procmon shows them. Plain text
+apart from the trace's own strings and the policy's ``×``/``≤``, so it prints on any Windows
+console (the CLI replaces what a console cannot encode).
 """
 
 from __future__ import annotations
 
-from datetime import datetime
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
+from traceaudit._timefmt import clock_expr
+from traceaudit.answer import answer, fmt_ms, plural
 from traceaudit.report import access_text, share_text
 
 if TYPE_CHECKING:
     from traceaudit.report import Report
 
+__all__ = ["render_text", "VERDICT_WORDS", "DEFAULT_LIMIT"]
+
+DEFAULT_LIMIT = 10
 MAX_CONFLICTS_PER_PATH = 5
 MAX_BLOCKERS_SHOWN = 5
+MAX_TABLE_ROWS = 10
 
 VERDICT_WORDS = {
     "blocked-by-other-process": "blocked by another process",
     "blocked-by-own-handle": "blocked by its own handle",
+    "mapped-by-other-process": "a mapped section of another process is in the way",
+    "mapped-by-own-process": "its own mapped section is in the way",
+    "incomplete-capture": "the capture cannot show the holder",
+    "oplock-probe": "an oplock probe, declined by design",
     "no-holder-permission": "no holder in the trace (permission refusal?)",
     "no-holder-filtered": "no holder in the trace (filtered out of the capture?)",
 }
 
-
-def _clock(value: datetime | None) -> str:
-    return "-" if value is None else f"{value:%H:%M:%S}.{value.microsecond:06d}"
-
-
-def _ms(value: float | None) -> str:
-    if value is None:
-        return "-"
-    if value >= 10_000:
-        return f"{value / 1000:,.1f} s"
-    return f"{value:,.1f} ms"
+_LABEL = 11
 
 
 def _header(report: Report) -> list[str]:
@@ -47,83 +54,175 @@ def _header(report: Report) -> list[str]:
             else "no events"
         )
         lines.append(
-            f"Trace {t.name}: {t.format}, {t.events:,} events, {t.processes} processes, {span} ({t.clock} time)"
+            f"Trace {t.name}: {t.format}, {t.events:,} events, {t.processes} processes, "
+            f"{span} ({t.clock} time)"
         )
     return lines
 
 
-def _plural(n: int, word: str) -> str:
-    return f"{n:,} {word}" + ("" if n == 1 else "s")
+def _answer(report: Report) -> list[str]:
+    lines = ["", "Answer:"]
+    found = answer(report)
+    if not found.conflicts and not found.filter_note:
+        lines.append(
+            f"  {'':<{_LABEL}} No failed file operation in this trace can be explained by a lock."
+        )
+    for label, text in found.lines():
+        lines.append(f"  {label:<{_LABEL}} {text}")
+    return lines
 
 
-def _summary(conflicts: pl.DataFrame) -> list[str]:
-    if conflicts.is_empty():
-        return ["No failed file operation in this trace can be explained by a lock."]
+def _verdict_counts(conflicts: pl.DataFrame) -> str:
     counts = dict(conflicts.group_by("verdict").len().iter_rows())
     paths = conflicts["path"].str.to_lowercase().n_unique()
-    parts = [f"{counts[v]} {VERDICT_WORDS[v]}" for v in VERDICT_WORDS if counts.get(v)]
-    return [
-        f"{_plural(conflicts.height, 'conflict')} on {_plural(paths, 'path')}: "
+    parts = [f"{counts[v]:,} {VERDICT_WORDS[v]}" for v in VERDICT_WORDS if counts.get(v)]
+    return (
+        f"{plural(conflicts.height, 'conflict')} on {plural(paths, 'path')}: "
         + "; ".join(parts)
         + "."
-    ]
+    )
 
 
-def _blocker_line(b: dict) -> str:
-    opened = "before capture" if b["opened"] is None else _clock(b["opened"])
-    closed = "still open at end" if b["closed"] is None else _clock(b["closed"])
+def _with_clock_text(frame: pl.DataFrame) -> pl.DataFrame:
+    """Times as text at 100 ns, for the conflict rows and each handle or section in them."""
+    field = pl.element().struct.field
+
+    def handles(column: str) -> pl.Expr:
+        return pl.col(column).list.eval(
+            pl.struct(
+                pl.element().struct.unnest(),
+                opened_text=clock_expr(field("opened")),
+                closed_text=clock_expr(field("closed")),
+            )
+        )
+
+    return frame.with_columns(
+        time_text=clock_expr(pl.col("time")),
+        blockers=handles("blockers"),
+        candidates=handles("candidates"),
+        sections=pl.col("sections").list.eval(
+            pl.struct(pl.element().struct.unnest(), mapped_text=clock_expr(field("mapped")))
+        ),
+    )
+
+
+def _handle_line(b: dict[str, Any], role: str) -> str:
+    opened = "before capture" if b["opened"] is None else b["opened_text"]
+    closed = "no close in the capture" if b["closed"] is None else b["closed_text"]
     own = ", its own" if b["own"] else ""
     return (
-        f"      held by {b['process']} ({b['pid']}){own}: {b['path']}\n"
+        f"      {role} {b['process']} ({b['pid']}){own}: {b['path']}\n"
         f"        open {opened} -> {closed}; access {access_text(b['access_mask'])}, "
         f"share {share_text(b['share_mode'])}; {b['relation']}"
     )
 
 
-def _conflict_groups(report: Report) -> list[str]:
-    lines: list[str] = []
-    frame = report.conflicts.with_columns(key=pl.col("path").str.to_lowercase())
-    groups = frame.group_by("key", maintain_order=True)
-    for _, group in groups:
+def _section_line(s: dict[str, Any]) -> str:
+    own = ", its own" if s["own"] else ""
+    return (
+        f"      mapped by {s['process']} ({s['pid']}){own}: {s['source']} at {s['mapped_text']}"
+        f" (row {s['row']}); when the section went away is not in the capture"
+    )
+
+
+def _outcome(row: dict[str, Any], follow_up: dict[tuple[Any, int], str]) -> str:
+    if row["kind"] in ("oplock", "section"):
+        return follow_up.get((row.get("trace"), row["conflict"]), "")
+    if row["censored"]:
+        return "holder still open at end of trace"
+    if row["remaining_ms"] is not None:
+        return f"released {fmt_ms(row['remaining_ms'])} later"
+    return ""
+
+
+def _follow_ups(report: Report) -> dict[tuple[Any, int], str]:
+    """For oplock probes and sections: what the same process did next on that path."""
+    chains = report.chains
+    if chains.is_empty():
+        return {}
+    out = {}
+    for r in chains.filter(pl.col("attempts") > 1).iter_rows(named=True):
+        after = r["delays_ms"][0] if r["delays_ms"] else r["total_ms"]
+        if r["same_request"] and r["succeeded"]:
+            text = f"the same request succeeded {fmt_ms(r['total_ms'])} later"
+        elif r["succeeded"]:
+            text = f"opened again {fmt_ms(after)} later without the oplock: SUCCESS"
+        else:
+            text = f"tried {r['attempts']} times over {fmt_ms(r['total_ms'])}, never succeeded"
+        out[(r.get("trace"), r["first_conflict"])] = text
+    return out
+
+
+def _conflict_groups(report: Report, limit: int | None) -> list[str]:
+    conflicts = report.conflicts
+    if conflicts.is_empty():
+        return []
+    lines = ["", "Conflicts by path: " + _verdict_counts(conflicts)]
+    frame = _with_clock_text(conflicts).with_columns(key=pl.col("path").str.to_lowercase())
+    follow_up = _follow_ups(report)
+    groups = list(frame.group_by("key", maintain_order=True))
+    shown = groups if not limit else groups[:limit]
+    for _, group in shown:
         first = group.row(0, named=True)
         ops = ", ".join(sorted(set(group["operation"])))
+        target = f" -> {first['rename_target']}" if first["rename_target"] else ""
         lines.append("")
         lines.append(f"{first['path']}")
-        target = f" -> {first['rename_target']}" if first["rename_target"] else ""
         lines.append(
-            f"  {ops}{target}: {_plural(group.height, 'failed attempt')} by {', '.join(sorted(set(group['process'])))}"
+            f"  {ops}{target}: {plural(group.height, 'failed attempt')} by "
+            f"{', '.join(sorted(set(group['process'])))}"
         )
         for row in group.head(MAX_CONFLICTS_PER_PATH).iter_rows(named=True):
-            remaining = (
-                "holder still open at end of trace"
-                if row["censored"]
-                else (
-                    f"released {_ms(row['remaining_ms'])} later"
-                    if row["remaining_ms"] is not None
-                    else ""
-                )
-            )
+            outcome = _outcome(row, follow_up)
             lines.append(
-                f"    {_clock(row['time'])}  {row['process']} ({row['pid']}) {row['operation']}: "
+                f"    {row['time_text']}  {row['process']} ({row['pid']}) {row['operation']}: "
                 f"{row['result']} - {VERDICT_WORDS[row['verdict']]}"
-                + (f"; {remaining}" if remaining else "")
+                + (f"; {outcome}" if outcome else "")
             )
-            blockers = row["blockers"]
-            for b in blockers[:MAX_BLOCKERS_SHOWN]:
-                lines.append(_blocker_line(b))
-            if len(blockers) > MAX_BLOCKERS_SHOWN:
-                lines.append(f"      ... and {len(blockers) - MAX_BLOCKERS_SHOWN} more handles")
-            if not blockers or row["verdict"] == "blocked-by-own-handle":
+            role = "prevented the oplock:" if row["kind"] == "oplock" else "held by"
+            lines += _listed(row["blockers"], lambda b, r=role: _handle_line(b, r), "handles")
+            lines += _listed(
+                row["candidates"],
+                lambda b: _handle_line(b, "candidate (cannot show it closed):"),
+                "candidates",
+            )
+            lines += _listed(row["sections"], _section_line, "sections")
+            if row["verdict"] not in ("blocked-by-other-process",):
                 lines.append(f"      {row['verdict_reason']}")
         if group.height > MAX_CONFLICTS_PER_PATH:
             lines.append(
                 f"    ... {group.height - MAX_CONFLICTS_PER_PATH} more failures on this path"
             )
+    hidden = len(groups) - len(shown)
+    if hidden:
+        lines += [
+            "",
+            f"... and {plural(hidden, 'more path')} with conflicts: --limit 0 shows them all, "
+            '--path "GLOB" picks some.',
+        ]
     return lines
 
 
-def _retries(report: Report) -> list[str]:
-    if report.chains.is_empty():
+def _listed(items: list[dict[str, Any]], render: Any, what: str) -> list[str]:
+    lines = [render(item) for item in items[:MAX_BLOCKERS_SHOWN]]
+    if len(items) > MAX_BLOCKERS_SHOWN:
+        lines.append(f"      ... and {len(items) - MAX_BLOCKERS_SHOWN} more {what}")
+    return lines
+
+
+def _retries(report: Report, limit: int | None) -> list[str]:
+    chains = report.chains
+    if chains.is_empty():
+        return []
+    probes = report.conflicts.filter(pl.col("kind") == "oplock")
+    if probes.height:  # an oplock probe's fallback open is not a retry
+        keys = ["trace", "conflict"] if "trace" in probes.columns else ["conflict"]
+        chains = chains.join(
+            probes.select(*keys).rename({"conflict": "first_conflict"}),
+            on=[k if k != "conflict" else "first_conflict" for k in keys],
+            how="anti",
+        )
+    if chains.is_empty():
         return []
     lines = ["", "Retries by the failing process:"]
     advice = {}
@@ -132,51 +231,78 @@ def _retries(report: Report) -> list[str]:
             (r["trace"], r["chain"]): r["advice"]
             for r in report.app_retries.select("trace", "chain", "advice").iter_rows(named=True)
         }
-    for r in report.chains.filter(pl.col("attempts") > 1).iter_rows(named=True):
+    retried = chains.filter(pl.col("attempts") > 1)
+    shown = retried if not limit else retried.head(limit)
+    for r in shown.iter_rows(named=True):
         delays = ", ".join(f"{d:.0f}" for d in r["delays_ms"][:12])
         more = ", ..." if len(r["delays_ms"]) > 12 else ""
         outcome = "then succeeded" if r["succeeded"] else "then gave up"
         lines.append(
             f"  {r['process']} ({r['pid']}) {r['operation']} {r['path']}: {r['attempts']} attempts "
-            f"over {_ms(r['total_ms'])} (delays {delays}{more} ms), {outcome}"
+            f"over {fmt_ms(r['total_ms'])} (delays {delays}{more} ms), {outcome}"
         )
-        if advice.get((r["trace"], r["chain"])):
-            lines.append(f"    {advice[(r['trace'], r['chain'])]}")
-    singles = report.chains.filter(pl.col("attempts") == 1).height
-    if singles:
-        lines.append(f"  {_plural(singles, 'failure')} not retried.")
-    return lines
-
-
-def _windows(report: Report) -> list[str]:
-    if report.windows.is_empty() or report.windows["count"][0] == 0:
-        return []
-    lines = ["", "Lock windows (time from a failure until its holders let go):"]
-    lines.append(
-        f"  {'blocker':<28} {'count':>6} {'censored':>9} {'p50':>11} {'p90':>11} {'p99':>11} {'max':>11}"
-    )
-    for r in report.windows.iter_rows(named=True):
+        if advice.get((r.get("trace"), r["chain"])):
+            lines.append(f"    {advice[(r.get('trace'), r['chain'])]}")
+    if retried.height > shown.height:
         lines.append(
-            f"  {r['blocker'][:28]:<28} {r['count']:>6} {r['censored']:>9} {_ms(r['p50_ms']):>11} "
-            f"{_ms(r['p90_ms']):>11} {_ms(r['p99_ms']):>11} {_ms(r['max_ms']):>11}"
+            f"  ... and {plural(retried.height - shown.height, 'more retried operation')} "
+            "(--limit 0 shows them all)"
         )
+    singles = chains.filter(pl.col("attempts") == 1).height
+    if singles:
+        lines.append(f"  {plural(singles, 'failure')} not retried.")
     return lines
 
 
-def _advice(report: Report) -> list[str]:
+def _table(title: str, table: pl.DataFrame, key: str, unit: str) -> list[str]:
+    if table.is_empty() or table["count"][0] == 0:
+        return []
+    lines = ["", title]
+    lines.append(
+        f"  {key:<28} {unit:>8} {'censored':>9} {'p50':>11} {'p90':>11} {'p99':>11} {'max':>11}"
+    )
+    for r in table.head(MAX_TABLE_ROWS + 1).iter_rows(named=True):
+        lines.append(
+            f"  {str(r[key])[:28]:<28} {r['count']:>8} {r['censored']:>9} "
+            f"{fmt_ms(r['p50_ms']):>11} {fmt_ms(r['p90_ms']):>11} {fmt_ms(r['p99_ms']):>11} "
+            f"{fmt_ms(r['max_ms']):>11}"
+        )
+    if table.height > MAX_TABLE_ROWS + 1:
+        lines.append(f"  ... and {table.height - MAX_TABLE_ROWS - 1} more processes")
+    return lines
+
+
+def _times(report: Report) -> list[str]:
+    return _table(
+        "Blocked time (per lock episode: from the first failure until the operation could "
+        "first have succeeded; what a retry policy must ride out):",
+        report.blocked_windows,
+        "holder",
+        "episodes",
+    ) + _table(
+        "Hold time (per failure: how long the handles present at that instant stayed open):",
+        report.windows,
+        "blocker",
+        "failures",
+    )
+
+
+def _advice(report: Report, snippets: bool) -> list[str]:
     policy = report.policy
     if policy is None:
         return []
-    lines = ["", f"Suggested retry policy (to ride out {policy.target:.0%} of these locks):"]
+    lines = ["", f"Suggested retry policy (to ride out {policy.target:.0%} of the lock episodes):"]
     lines.append(f"  {policy.describe()}")
     lines.append(
-        f"  coverage {policy.coverage:.1%} of {policy.n_windows} lock episodes; "
-        f"expected added wait {_ms(policy.expected_wait_ms)}, worst {_ms(policy.worst_wait_ms)}"
+        f"  coverage {policy.coverage:.1%} of {plural(policy.n_windows or 0, 'lock episode')}; "
+        f"expected added wait {fmt_ms(policy.expected_wait_ms)}, worst "
+        f"{fmt_ms(policy.worst_wait_ms)}; retries Win32 errors "
+        + ", ".join(str(c) for c in policy.error_codes)
     )
     for note in policy.notes:
         lines.append(f"  - {note}")
     if report.replay.height:
-        lines += ["", "How real tools' retry policies would have fared on these locks:"]
+        lines += ["", "How real tools' retry policies would have fared on these lock episodes:"]
         lines.append(
             f"  {'tool':<34} {'retries on':<10} {'success':>8} {'median wait':>12} {'worst wait':>12}"
         )
@@ -184,24 +310,31 @@ def _advice(report: Report) -> list[str]:
             rate = "-" if r["success_rate"] is None else f"{r['success_rate']:.0%}"
             lines.append(
                 f"  {r['tool'][:34]:<34} {r['triggers']:<10} {rate:>8} "
-                f"{_ms(r['median_wait_ms']):>12} {_ms(r['worst_wait_ms']):>12}"
+                f"{fmt_ms(r['median_wait_ms']):>12} {fmt_ms(r['worst_wait_ms']):>12}"
             )
     code = report.snippets()
-    if code:
+    if code and snippets:
         lines += ["", "The suggested policy in code:"]
         for language, snippet in code.items():
             lines.append(f"  --- {language}")
             lines += [f"  {line}" for line in snippet.rstrip().splitlines()]
+    elif code:
+        lines += ["", "  (--snippets prints this policy as Rust, Python, Go and .NET code.)"]
     return lines
 
 
-def render_text(report: Report) -> str:
+def render_text(
+    report: Report, *, limit: int | None = DEFAULT_LIMIT, snippets: bool = False
+) -> str:
+    """The report for a terminal (see the module docstring); ``limit`` None or 0: no cap."""
     lines = _header(report)
-    lines += _summary(report.conflicts)
-    lines += _conflict_groups(report)
-    lines += _retries(report)
-    lines += _windows(report)
-    lines += _advice(report)
+    lines += _answer(report)
+    details = _conflict_groups(report, limit)
+    details += _retries(report, limit)
+    details += _times(report)
+    details += _advice(report, snippets)
     if report.warnings:
-        lines += ["", "Warnings:"] + [f"  - {w}" for w in report.warnings]
+        details += ["", "Warnings:"] + [f"  - {w}" for w in report.warnings]
+    if details:
+        lines += ["", "Details", "-------"] + details[1:]
     return "\n".join(lines) + "\n"

@@ -6,17 +6,14 @@ from typing import Any
 
 import polars as pl
 
+from traceaudit._timefmt import clock_expr, iso_expr
 from traceaudit.report import access_text, share_text
 
 
 def timeline_records(frame: pl.DataFrame) -> list[dict[str, Any]]:
     """The timeline as JSON-ready dicts, times in ISO 8601 with 100 ns precision."""
     out = frame.with_columns(
-        time=pl.format(
-            "{}.{}",
-            pl.col("time").dt.strftime("%Y-%m-%dT%H:%M:%S"),
-            (pl.col("time").dt.nanosecond() // 100).cast(pl.String).str.zfill(7),
-        ),
+        time=iso_expr(pl.col("time")),
         duration_ms=pl.col("duration").dt.total_nanoseconds() / 1_000_000,
     ).drop("duration")
     records = out.to_dicts()
@@ -32,7 +29,7 @@ def timeline_text(frame: pl.DataFrame, path: str) -> str:
     if frame.is_empty():
         return f"No events on {path} or below it in this trace.\n"
     lines = [f"{frame.height:,} events on {path} and below:"]
-    for r in frame.iter_rows(named=True):
+    for r in frame.with_columns(time_text=clock_expr(pl.col("time"))).iter_rows(named=True):
         extras = []
         if r["access_mask"] is not None:
             extras.append(f"access {access_text(r['access_mask'])}")
@@ -43,9 +40,8 @@ def timeline_text(frame: pl.DataFrame, path: str) -> str:
         if r["duration"] is not None:
             extras.append(f"{r['duration'].total_seconds() * 1000:.3f} ms")
         handle = f"h{r['handle']}" if r["handle"] is not None else "-"
-        t = r["time"]
         lines.append(
-            f"{t:%H:%M:%S}.{t.microsecond:06d}  {r['process']} ({r['pid']})  {handle:>6}  "
+            f"{r['time_text']}  {r['process']} ({r['pid']})  {handle:>6}  "
             f"{r['operation']}  {r['path']}  {r['result']}"
             + (f"  [{'; '.join(extras)}]" if extras else "")
         )

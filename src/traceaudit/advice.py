@@ -1,7 +1,10 @@
 """Retry advice for a report: replay of known tools, a suggested policy, the app's own retries.
 
-Glue between the analysis frames and :mod:`traceaudit.policy`; with no lock episode (no
-failure with a holder in the trace) there is nothing to learn from and every part is empty.
+Glue between the analysis frames and :mod:`traceaudit.policy`. Advice has to be earned by
+what the trace shows: a policy is suggested only when at least one lock episode was seen
+to end (its blockers closed, or the same request succeeded) and the policy would have
+ridden out some of them. Otherwise there is no policy, and :attr:`Advice.withheld` says in
+one sentence why and what to capture instead.
 """
 
 from __future__ import annotations
@@ -20,6 +23,35 @@ class Advice:
     policy: _policy.RetryPolicy | None
     replay: pl.DataFrame
     app_retries: pl.DataFrame
+    withheld: str | None = None
+
+
+def _why_no_episode(conflicts: pl.DataFrame | None) -> str | None:
+    """Why there is no lock episode to learn from, or None when nothing failed at all."""
+    if conflicts is None or conflicts.is_empty():
+        return None
+    verdicts = set(conflicts["verdict"].to_list())
+    if "incomplete-capture" in verdicts:
+        return (
+            "No retry advice: no failure has a holder whose release this capture shows (the "
+            "handles in the way are candidates only). Capture the whole system, with "
+            "CreateFile and CloseFile, until the operation succeeds, and analyse that."
+        )
+    if verdicts <= {"oplock-probe"}:
+        return (
+            "No retry advice: the only refusals are oplock probes, which their callers "
+            "handle by design by opening again without the oplock."
+        )
+    if verdicts & {"mapped-by-other-process", "mapped-by-own-process"}:
+        return (
+            "No retry advice: the failures come from mapped sections, whose end no event "
+            "shows, so how long to retry cannot be read from this capture."
+        )
+    return (
+        "No retry advice: no failure has a holder in the capture whose release could be "
+        "timed. Capture again without a process filter (filter on the path instead) so "
+        "the process that holds the file is in the trace."
+    )
 
 
 def retry_advice(
@@ -29,12 +61,50 @@ def retry_advice(
     *,
     target: float = 0.99,
     max_wait_ms: float | None = None,
+    conflicts: pl.DataFrame | None = None,
 ) -> Advice:
-    """Everything :mod:`traceaudit.policy` can say about these episodes."""
+    """Everything :mod:`traceaudit.policy` can say about these episodes.
+
+    ``conflicts`` (the report's conflict frame) only serves to say why there is no advice.
+    """
     if episodes.is_empty():
-        return Advice(policy=None, replay=pl.DataFrame(), app_retries=pl.DataFrame())
-    suggestion = _policy.suggest(episodes, blocked, target=target, max_wait_ms=max_wait_ms)
+        return Advice(
+            policy=None,
+            replay=pl.DataFrame(),
+            app_retries=pl.DataFrame(),
+            withheld=_why_no_episode(conflicts),
+        )
     replay = _policy.replay_table(episodes, blocked)
     linked = chains.join(episodes.select("trace", "chain"), on=["trace", "chain"], how="semi")
     app = _policy.assess_app_retries(linked, episodes, blocked) if linked.height else pl.DataFrame()
+    windows = _policy.window_lengths(episodes, blocked)
+    if bool(windows["censored"].all()):
+        longest = float(windows["window_ms"].max())
+        return Advice(
+            policy=None,
+            replay=replay,
+            app_retries=app,
+            withheld=(
+                f"No retry advice: every lock episode ({windows.height}) was still blocked "
+                f"when the capture ended (observed up to {_fmt(longest)}), so no release was "
+                "seen to time. Capture for longer, until the operation succeeds."
+            ),
+        )
+    suggestion = _policy.suggest(episodes, blocked, target=target, max_wait_ms=max_wait_ms)
+    if not suggestion.coverage:
+        budget = "" if max_wait_ms is None else f" within --max-wait {_fmt(max_wait_ms)}"
+        return Advice(
+            policy=None,
+            replay=replay,
+            app_retries=app,
+            withheld=(
+                f"No retry advice: no retry policy{budget} would have ridden out any of the "
+                f"{windows.height} lock episodes. Allow a longer wait, or capture more "
+                "failures."
+            ),
+        )
     return Advice(policy=suggestion, replay=replay, app_retries=app)
+
+
+def _fmt(ms: float) -> str:
+    return f"{ms / 1000:,.1f} s" if ms >= 10_000 else f"{ms:,.1f} ms"

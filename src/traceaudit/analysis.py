@@ -1,6 +1,7 @@
 """The whole analysis, from trace files to a :class:`~traceaudit.report.Report`.
 
-    trace ─► events ─► handles ─► conflicts (+ blockers) ─► retry chains ─► lock windows
+    trace ─► events ─► handles ─► completeness ─► conflicts (+ blockers, candidates,
+    sections) ─► retry chains ─► hold times, lock episodes and their blocked times ─► advice
 
 This module only wires the stages together and gathers diagnostics; each stage is a
 frame-in, frame-out function in its own module.
@@ -20,12 +21,19 @@ import polars as pl
 
 from traceaudit._clock import to_timezone
 from traceaudit.advice import retry_advice
+from traceaudit.completeness import (
+    MINOR_GAPS,
+    Completeness,
+    capture_completeness,
+    ended_during_failure,
+)
 from traceaudit.conflicts import blocking_handles, conflicts, lock_failures
-from traceaudit.episodes import lock_episodes
+from traceaudit.episodes import blocked_table, blocked_times, lock_episodes
 from traceaudit.handles import handles as build_handles
-from traceaudit.report import Report, TraceSummary
+from traceaudit.report import FilterOutcome, Report, TraceSummary
 from traceaudit.retries import retry_chains
 from traceaudit.schema import Trace
+from traceaudit.sections import section_holders, sections
 from traceaudit.windows import window_table
 
 __all__ = ["analyze", "analyze_trace", "diagnose"]
@@ -42,15 +50,35 @@ class _Parts:
     blocking: pl.DataFrame
     chains: pl.DataFrame
     warnings: tuple[str, ...]
+    headline: str | None = None
 
 
-def diagnose(trace: Trace, events: pl.DataFrame) -> list[str]:
-    """Warnings about what the trace can and cannot show."""
-    warnings = list(trace.warnings)
-    processes = events["process"].unique().drop_nulls().to_list()
+def diagnose(
+    trace: Trace, events: pl.DataFrame, completeness: Completeness | None = None
+) -> list[str]:
+    """Warnings about what the trace can and cannot show, the most serious first: gaps in
+    the capture that limit the verdicts come before the reader's notes."""
+    return _diagnose(trace, events, completeness)[0]
+
+
+def _diagnose(
+    trace: Trace, events: pl.DataFrame, completeness: Completeness | None
+) -> tuple[list[str], str | None]:
+    """The warnings, and the one about the capture itself that matters most (or None)."""
     if events.is_empty():
-        warnings.append(f"{trace.name}: the trace holds no events.")
-        return warnings
+        message = f"{trace.name}: the trace holds no events."
+        return [*trace.warnings, message], message
+    warnings: list[str] = []
+    if events.filter(pl.col("event_class") == "File System").is_empty():
+        warnings.append(
+            f"{trace.name}: no file-system events: enable Show File System Activity in "
+            "Process Monitor and capture again."
+        )
+    if completeness is None:
+        completeness = capture_completeness(events, name=trace.name, format=trace.format)
+    gaps = completeness.warning_items()
+    warnings += [text for gap, text in gaps if gap not in MINOR_GAPS]
+    processes = events["process"].unique().drop_nulls().to_list()
     if len(processes) == 1:
         warnings.append(
             f"{trace.name}: only one process ({processes[0]}) is in the trace: the capture was "
@@ -58,29 +86,40 @@ def diagnose(trace: Trace, events: pl.DataFrame) -> list[str]:
             "seen. Capture again with no process filter; filter on the path instead "
             "(Filter > Filter…: Path begins with <your directory>)."
         )
-    if events.filter(pl.col("event_class") == "File System").is_empty():
-        warnings.append(
-            f"{trace.name}: no file-system events: enable Show File System Activity in "
-            "Process Monitor and capture again."
-        )
+    warnings += [text for gap, text in gaps if gap in MINOR_GAPS]
     if trace.time_precision_lost:
         warnings.append(
             f"{trace.name}: the times were truncated (an Excel re-save keeps only mm:ss.f): "
-            "event order and lock windows are unreliable. Export from Process Monitor again."
+            "event order, hold and blocked times are unreliable. Export from Process Monitor "
+            "again."
         )
-    return warnings
+    headline = warnings[0] if warnings else None
+    return warnings + list(trace.warnings), headline
 
 
 def analyze_trace(trace: Trace) -> _Parts:
     """Run every stage on one trace that has been read."""
     events = trace.events
     handle_frame = build_handles(events)
+    completeness = capture_completeness(
+        events,
+        name=trace.name,
+        format=trace.format,
+        handles=handle_frame,
+        truncated=trace.truncated,
+    )
     failures = lock_failures(events)
-    blocking = blocking_handles(failures, handle_frame)
+    blocking = blocking_handles(failures, handle_frame, completeness.visibility)
+    holders = section_holders(failures, sections(events))
     single_process = events["pid"].n_unique() <= 1
-    conflict_frame = conflicts(failures, blocking, single_process=single_process)
+    conflict_frame = conflicts(failures, blocking, single_process=single_process, sections=holders)
     chains = retry_chains(events, conflict_frame)
-    summary = TraceSummary.of(trace)
+    last = events["time"].max() if events.height else None
+    completeness = dataclasses.replace(
+        completeness, ended_during_failure=ended_during_failure(chains, last)
+    )
+    summary = TraceSummary.of(trace, completeness)
+    warnings, headline = _diagnose(trace, events, completeness)
     return _Parts(
         summary=summary,
         events=events,
@@ -88,7 +127,8 @@ def analyze_trace(trace: Trace) -> _Parts:
         conflicts=conflict_frame,
         blocking=blocking,
         chains=chains,
-        warnings=tuple(diagnose(trace, events)),
+        warnings=tuple(warnings),
+        headline=headline,
     )
 
 
@@ -114,12 +154,47 @@ def _glob_regex(pattern: str) -> str:
     return "(?i)^" + "".join(parts) + "$"
 
 
+def _process_matches(process: str) -> pl.Expr:
+    """The process name, case-insensitive, with or without ``.exe`` (``uv`` is ``uv.exe``)."""
+    name = pl.col("process").str.to_lowercase()
+    wanted = process.lower()
+    return (name == wanted) | (name == wanted + ".exe")
+
+
 def _select(frame: pl.DataFrame, path_glob: str | None, process: str | None) -> pl.DataFrame:
     if path_glob:
         frame = frame.filter(pl.col("path").str.contains(_glob_regex(path_glob)))
     if process:
-        frame = frame.filter(pl.col("process").str.to_lowercase() == process.lower())
+        frame = frame.filter(_process_matches(process))
     return frame
+
+
+def _filter_outcome(
+    everything: pl.DataFrame, selected: pl.DataFrame, path_glob: str | None, process: str | None
+) -> FilterOutcome | None:
+    """How many conflicts the filters kept, and what there was to choose from."""
+    if not (path_glob or process):
+        return None
+    by_process = (
+        everything.group_by("process").len().sort(["len", "process"], descending=[True, False])
+        if everything.height
+        else pl.DataFrame(schema={"process": pl.String, "len": pl.UInt32})
+    )
+    by_path = (
+        everything.group_by(pl.col("path").str.to_lowercase().alias("key"))
+        .agg(pl.col("path").first(), pl.len())
+        .sort(["len", "path"], descending=[True, False])
+        if everything.height
+        else pl.DataFrame(schema={"key": pl.String, "path": pl.String, "len": pl.UInt32})
+    )
+    return FilterOutcome(
+        path=path_glob,
+        process=process,
+        matched=selected.height,
+        total=everything.height,
+        processes=tuple(by_process.select("process", "len").iter_rows()),
+        paths=tuple(by_path.select("path", "len").iter_rows()),
+    )
 
 
 def _with_trace(frame: pl.DataFrame, name: str) -> pl.DataFrame:
@@ -141,7 +216,8 @@ def analyze(
     """Read one or more traces and analyse them; the same engine as ``traceaudit analyze``.
 
     ``path_glob`` and ``process`` narrow which conflicts are reported (the failing path and
-    the failing process); every process's handles still count as blockers. Several traces
+    the failing process, matched case-insensitively with or without ``.exe``); every
+    process's handles still count as blockers. Several traces
     are analysed one by one and their results stacked with a ``trace`` column.
     """
     sources: Iterable[PathLike | Trace]
@@ -163,7 +239,8 @@ def analyze(
         frames = [_with_trace(getattr(p, attr), p.summary.name) for p in parts]
         return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
 
-    conflict_frame = _select(stack("conflicts"), path_glob, process)
+    every_conflict = stack("conflicts")
+    conflict_frame = _select(every_conflict, path_glob, process)
     chains = _select(stack("chains"), path_glob, process)
     blocking = stack("blocking").join(
         conflict_frame.select("trace", "conflict"), on=["trace", "conflict"], how="semi"
@@ -173,7 +250,15 @@ def analyze(
         schema={"trace": pl.String, "last": pl.Datetime("ns")},
     )
     episodes, blocked = lock_episodes(conflict_frame, blocking, chains, trace_ends)
-    advice = retry_advice(episodes, blocked, chains, target=target, max_wait_ms=max_wait_ms)
+    advice = retry_advice(
+        episodes,
+        blocked,
+        chains,
+        target=target,
+        max_wait_ms=max_wait_ms,
+        conflicts=conflict_frame,
+    )
+    times = blocked_times(episodes, blocked)
     return Report(
         traces=tuple(p.summary for p in parts),
         events=stack("events"),
@@ -184,9 +269,14 @@ def analyze(
         windows=window_table(conflict_frame),
         episodes=episodes,
         blocked=blocked,
+        blocked_times=times,
+        blocked_windows=blocked_table(times),
         policy=advice.policy,
+        policy_withheld=advice.withheld,
         replay=advice.replay,
         app_retries=advice.app_retries,
         warnings=tuple(w for p in parts for w in p.warnings),
         filters={"path": path_glob, "process": process},
+        filter_outcome=_filter_outcome(every_conflict, conflict_frame, path_glob, process),
+        headline_warning=next((p.headline for p in parts if p.headline), None),
     )

@@ -130,7 +130,7 @@ def main() -> None:
 @click.option(
     "--check",
     is_flag=True,
-    help="Exit 4 when a conflict blocked by another process was found (for CI).",
+    help="Exit 4 when another process's handle or mapped section blocked an operation (for CI).",
 )
 @click.option(
     "--target",
@@ -149,6 +149,19 @@ def main() -> None:
     "--tz",
     metavar="ZONE",
     help="Show UTC traces (PML) in this time zone: an IANA name (Europe/Berlin) or 'local'.",
+)
+@click.option(
+    "--limit",
+    type=click.IntRange(min=0),
+    default=10,
+    show_default=True,
+    metavar="N",
+    help="Details for at most N blocked paths in the text report (0: all).",
+)
+@click.option(
+    "--snippets",
+    is_flag=True,
+    help="Also print the suggested retry policy as Rust, Python, Go and .NET code.",
 )
 @click.option(
     "--html",
@@ -174,16 +187,22 @@ def analyze(
     target: float,
     max_wait: str | None,
     tz: str | None,
+    limit: int,
+    snippets: bool,
     html_path: Path | None,
     plots_dir: Path | None,
 ) -> None:
     """Find the failed file operations in TRACES and the handles that blocked them.
+
+    The report opens with the answer: who held what, how long operations stayed blocked,
+    the retry advice (or why there is none) and the warning that matters most.
 
     \b
     Example:
         traceaudit analyze Logfile.CSV
         traceaudit analyze Logfile.CSV --process uv.exe --json > report.json
         traceaudit analyze Logfile.CSV --check || echo "a lock got in the way"
+        traceaudit analyze Logfile.CSV --limit 0 --snippets
         traceaudit analyze machine1.csv machine2.csv --target 0.999 --max-wait 10s
     """
     from traceaudit.analysis import analyze as run
@@ -200,7 +219,8 @@ def analyze(
             max_wait_ms=_parse_duration(max_wait),
             tz=tz,
         )
-    click.echo(report.to_json() if as_json else report.to_text(), nl=not as_json)
+    text = report.to_json() if as_json else report.to_text(limit=limit, snippets=snippets)
+    click.echo(text, nl=not as_json)
     if as_json:
         click.echo()
     if html_path is not None:

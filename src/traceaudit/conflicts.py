@@ -32,10 +32,39 @@ and closed after it (or never, within the trace). :func:`blocking_handles` also 
 handles that open *after* the failure and would block a retry, which the policy replay
 needs.
 
+Blockers and candidates
+-----------------------
+A handle counts as a **blocker** only where the capture could have shown its edges (see
+:mod:`traceaudit.completeness`): a handle with no CloseFile in a paste, in a one-thread
+capture, or of a process whose CloseFiles the capture lacks, may only *look* open. Such
+handles are **candidates** (``candidate`` true in :func:`blocking_handles`, the
+``candidates`` list of a conflict): shown, but never a verdict's evidence, never timed,
+never fed to the retry advice. A missing CloseFile alone never makes a process its own
+blocker. In a complete capture every handle is a blocker, exactly as before.
+
+Classes of failure (``kind``)
+-----------------------------
+``lock``     share modes, byte ranges, a rename below an open handle: the rules above;
+``oplock``   an **oplock probe**: an open with ``Open Requiring Oplock`` (scanners and
+             indexers use it) refused with OPLOCK NOT GRANTED or CANNOT BREAK OPLOCK (or
+             answered OPLOCK BREAK IN PROGRESS), or an FSCTL_REQUEST_OPLOCK refused. The
+             caller asked for an oplock that other handles on the file made impossible and
+             opens again without it: a probe declined by design, not a failure anyone
+             suffers. Its blockers are the handles with data access that prevented the
+             oplock; an attribute-only probe never conflicts on share modes;
+``section``  USER MAPPED FILE, or CANNOT DELETE on a file the trace shows mapped: a mapped
+             section (:mod:`traceaudit.sections`), not a handle, is in the way. Its holders
+             are the sections alive on the file (``sections``); a section outlives its
+             handle and nothing shows it end, so it has no hold time.
+
 Verdicts
 --------
 ``blocked-by-other-process``  at least one blocker belongs to another process;
 ``blocked-by-own-handle``     every blocker is the failing process's own;
+``incomplete-capture``        no blocker, but candidates: the capture cannot show the holder;
+``oplock-probe``              an oplock probe (above), whoever prevented the oplock;
+``mapped-by-other-process``   a section of another process is on the file;
+``mapped-by-own-process``     only the failing process's own section is;
 ``no-holder-permission``      ACCESS DENIED and nothing in the trace holds the file: most
                               likely a plain permission (ACL / read-only) refusal;
 ``no-holder-filtered``        a lock-type failure with no holder in the trace: the holder was
@@ -45,8 +74,13 @@ An ACCESS DENIED on a rename/delete in a capture that holds a single process is 
 ``no-holder-filtered``: the usual cause, an antivirus handle below the directory, cannot be
 seen in such a capture.
 
-``remaining_ms`` is the time from the failure until the last blocker present at that instant
-closed; null (and ``censored`` true) when one of them was still open when the trace ended.
+Hold time
+---------
+``remaining_ms``, the **hold time** of a failure: from the failure until the last blocker
+present at that instant closed; null (and ``censored`` true) when one of them was still
+open when the trace ended. It is not how long the operation stayed blocked: other handles
+may open after the failure and block a retry too (that is an episode's *blocked time*,
+:mod:`traceaudit.episodes`).
 """
 
 from __future__ import annotations
@@ -55,6 +89,9 @@ import polars as pl
 
 from traceaudit import _sharing
 from traceaudit._paths import SEP, path_key
+from traceaudit._timefmt import clock_expr
+from traceaudit.schema import CREATE_OPTION_BITS
+from traceaudit.sections import SECTION_FIELDS, SECTION_RESULTS
 
 __all__ = [
     "LOCK_RESULTS",
@@ -62,6 +99,9 @@ __all__ = [
     "NAMESPACE_OPERATIONS",
     "WIN32_ERROR",
     "VERDICTS",
+    "BLOCKED_VERDICTS",
+    "CHECK_VERDICTS",
+    "OPLOCK_RESULTS",
     "lock_failures",
     "blocking_handles",
     "conflicts",
@@ -124,12 +164,29 @@ WIN32_ERROR: dict[str, int] = {
     "USER MAPPED FILE": 1224,
 }
 
+# Statuses of a refused oplock request (FILE_OPEN_REQUIRING_OPLOCK, FSCTL_REQUEST_OPLOCK).
+OPLOCK_RESULTS = frozenset({"OPLOCK NOT GRANTED", "CANNOT BREAK OPLOCK"})
+# Informational for any other open; an oplock probe's answer when it required an oplock.
+_BREAK_IN_PROGRESS = "OPLOCK BREAK IN PROGRESS"
+_REQUIRES_OPLOCK = CREATE_OPTION_BITS["Open Requiring Oplock"]
+
 VERDICTS = (
     "blocked-by-other-process",
     "blocked-by-own-handle",
+    "mapped-by-other-process",
+    "mapped-by-own-process",
+    "incomplete-capture",
+    "oplock-probe",
     "no-holder-permission",
     "no-holder-filtered",
 )
+
+BLOCKED_VERDICTS = ("blocked-by-other-process", "blocked-by-own-handle")
+"""Verdicts whose blockers the capture shows open and closing: the failures a hold time,
+a lock episode and the retry advice are made of."""
+
+CHECK_VERDICTS = ("blocked-by-other-process", "mapped-by-other-process")
+"""Verdicts ``--check`` fails on: another process's handle or section was in the way."""
 
 _BLOCKER_FIELDS = (
     "handle",
@@ -147,12 +204,25 @@ _BLOCKER_FIELDS = (
 
 
 def lock_failures(events: pl.DataFrame) -> pl.DataFrame:
-    """The file-system events whose result can mean a lock, numbered as ``conflict``."""
+    """The file-system events whose result can mean a lock, numbered as ``conflict``.
+
+    Each has a ``kind``: ``lock``, ``oplock`` (a probe) or ``section`` (see the module
+    docstring); a ``CANNOT DELETE`` becomes ``section`` in :func:`conflicts` when a section
+    of the file is alive at that instant.
+    """
+    requires_oplock = (
+        pl.col("create_options").fill_null(0) & pl.lit(_REQUIRES_OPLOCK, dtype=pl.UInt32)
+    ) != 0
+    break_answer = (
+        (pl.col("result") == _BREAK_IN_PROGRESS)
+        & (pl.col("operation") == "CreateFile")
+        & requires_oplock
+    )
     return (
         events.lazy()
         .filter(
             (pl.col("event_class") == "File System")
-            & pl.col("result").is_in(list(LOCK_RESULTS))
+            & (pl.col("result").is_in(list(LOCK_RESULTS)) | break_answer)
             & pl.col("path").is_not_null()
             & (pl.col("path") != "")
         )
@@ -165,6 +235,11 @@ def lock_failures(events: pl.DataFrame) -> pl.DataFrame:
             error_code=pl.col("result").replace_strict(
                 WIN32_ERROR, default=None, return_dtype=pl.Int64
             ),
+            kind=pl.when(pl.col("result").is_in(list(OPLOCK_RESULTS)) | break_answer)
+            .then(pl.lit("oplock"))
+            .when(pl.col("result").is_in(list(SECTION_RESULTS)))
+            .then(pl.lit("section"))
+            .otherwise(pl.lit("lock")),
         )
         .select(
             "conflict",
@@ -183,6 +258,7 @@ def lock_failures(events: pl.DataFrame) -> pl.DataFrame:
             "path_key",
             "target_key",
             "namespace_op",
+            "kind",
         )
         .collect()
     )
@@ -203,8 +279,12 @@ def _same_path_rule(result: pl.Expr, operation: pl.Expr, namespace_op: pl.Expr) 
         .then(pl.lit(False))
         .when(result == "SHARING VIOLATION")
         .then(share_rule)
-        .when(result.is_in(["DELETE PENDING", "CANNOT DELETE", "USER MAPPED FILE"]))
+        # A mapped section, not a handle, is what USER MAPPED FILE is about.
+        .when(result.is_in(list(SECTION_RESULTS)))
+        .then(pl.lit(False))
+        .when(result.is_in(["DELETE PENDING", "CANNOT DELETE"]))
         .then(pl.lit(True))
+        # Byte-range and oplock refusals: any handle that reads, writes or deletes.
         .otherwise(data_rule)
     )
 
@@ -253,13 +333,20 @@ def _below_pairs(failures: pl.DataFrame, handles: pl.DataFrame) -> pl.LazyFrame:
     )
 
 
-def blocking_handles(failures: pl.DataFrame, handles: pl.DataFrame) -> pl.DataFrame:
+def blocking_handles(
+    failures: pl.DataFrame, handles: pl.DataFrame, visibility: pl.DataFrame | None = None
+) -> pl.DataFrame:
     """Every handle that blocks each failure at, or at any time after, its instant.
 
     One row per (conflict, handle) with the handle's columns, ``relation``, ``own``,
-    ``at_failure`` (open at the failure instant: a blocker), and the interval during which
-    it blocks, relative to the failure: ``start_ms`` (≥ 0) and ``end_ms`` (null when it was
-    still open at the end of the trace).
+    ``at_failure`` (open at the failure instant), ``candidate`` (the capture cannot show the
+    edge that would make it a blocker, see the module docstring), and the interval during
+    which it blocks, relative to the failure: ``start_ms`` (≥ 0) and ``end_ms`` (null when
+    it was still open at the end of the trace).
+
+    ``visibility`` (``pid``, ``closes_visible``, ``opens_visible``, from
+    :meth:`traceaudit.completeness.Completeness.visibility`) says which processes' closes
+    and opens the capture shows; without it every handle is taken at its word.
     """
     side = _failure_side(failures)
     lazy_handles = handles.lazy()
@@ -319,6 +406,7 @@ def blocking_handles(failures: pl.DataFrame, handles: pl.DataFrame) -> pl.DataFr
         .filter(pl.col("issuing").is_null() | (pl.col("handle") != pl.col("issuing")))
         .unique(subset=["conflict", "handle"], keep="first", maintain_order=True)
     )
+    pairs = _mark_candidates(pairs, visibility)
     ms = 1_000_000.0
     return (
         pairs.with_columns(
@@ -330,6 +418,23 @@ def blocking_handles(failures: pl.DataFrame, handles: pl.DataFrame) -> pl.DataFr
         .drop("time_f", "pid_f", "operation_f", "issuing", "path_key")
         .sort("conflict", "start_ms", "handle")
         .collect()
+    )
+
+
+def _mark_candidates(pairs: pl.LazyFrame, visibility: pl.DataFrame | None) -> pl.LazyFrame:
+    """``candidate``: a handle that looks open only because the capture cannot show its
+    close (no CloseFile where the capture could not have shown one) or, for a handle seen
+    only closing, its open."""
+    if visibility is None:
+        return pairs.with_columns(candidate=pl.lit(False))
+    seen = visibility.lazy().select(pl.col("pid").cast(pl.Int64), "closes_visible", "opens_visible")
+    return (
+        pairs.join(seen, on="pid", how="left")
+        .with_columns(
+            candidate=(pl.col("closed").is_null() & ~pl.col("closes_visible").fill_null(True))
+            | (pl.col("opened").is_null() & ~pl.col("opens_visible").fill_null(True))
+        )
+        .drop("closes_visible", "opens_visible")
     )
 
 
@@ -348,28 +453,66 @@ HANDLE_COLUMNS = (
 )
 
 
+def _holder_lists(at_failure: pl.DataFrame, name: str, count: str) -> pl.DataFrame:
+    return at_failure.group_by("conflict").agg(
+        pl.struct(*_BLOCKER_FIELDS).alias(name), pl.len().cast(pl.UInt32).alias(count)
+    )
+
+
 def conflicts(
-    failures: pl.DataFrame, blocking: pl.DataFrame, *, single_process: bool = False
+    failures: pl.DataFrame,
+    blocking: pl.DataFrame,
+    *,
+    single_process: bool = False,
+    sections: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
-    """Join failures with their blockers; decide the verdict and the remaining time.
+    """Join failures with their blockers, candidates and sections; decide the verdict and
+    the hold time (see the module docstring).
 
     ``single_process`` says the capture holds one process only (a filtered capture), which
-    changes how an unexplained ACCESS DENIED on a rename/delete is judged.
+    changes how an unexplained ACCESS DENIED on a rename/delete is judged. ``sections`` is
+    :func:`traceaudit.sections.section_holders` of these failures (none when omitted).
     """
+    if "kind" not in failures.columns:
+        failures = failures.with_columns(kind=pl.lit("lock"))
+    if "candidate" not in blocking.columns:
+        blocking = blocking.with_columns(candidate=pl.lit(False))
     at_failure = blocking.filter(pl.col("at_failure"))
-    per_conflict = at_failure.group_by("conflict").agg(
+    confirmed = at_failure.filter(~pl.col("candidate"))
+    per_conflict = confirmed.group_by("conflict").agg(
         blockers=pl.struct(*_BLOCKER_FIELDS),
         n_blockers=pl.len().cast(pl.UInt32),
         any_other=(~pl.col("own")).any(),
         censored=pl.col("closed").is_null().any(),
         last_close=pl.col("closed").max(),
         decisive_process=pl.col("process").sort_by(pl.col("closed"), nulls_last=True).last(),
+        # A handle still open when the trace ended decides; else the one that closed last.
+        open_at_end_process=pl.col("process").filter(pl.col("closed").is_null()).first(),
     )
+    candidates = _holder_lists(at_failure.filter(pl.col("candidate")), "candidates", "n_candidates")
+    section_lists = _section_lists(sections)
     ms = 1_000_000.0
-    out = failures.join(per_conflict, on="conflict", how="left").with_columns(
-        n_blockers=pl.col("n_blockers").fill_null(0),
-        censored=pl.col("censored").fill_null(False),
+    out = (
+        failures.join(per_conflict, on="conflict", how="left")
+        .join(candidates, on="conflict", how="left")
+        .join(section_lists, on="conflict", how="left")
+        .with_columns(
+            n_blockers=pl.col("n_blockers").fill_null(0),
+            n_candidates=pl.col("n_candidates").fill_null(0),
+            n_sections=pl.col("n_sections").fill_null(0),
+            censored=pl.col("censored").fill_null(False),
+        )
+        .with_columns(
+            kind=pl.when(
+                (pl.col("kind") == "lock")
+                & (pl.col("result") == "CANNOT DELETE")
+                & (pl.col("n_sections") > 0)
+            )
+            .then(pl.lit("section"))
+            .otherwise(pl.col("kind"))
+        )
     )
+    section = pl.col("kind") == "section"
     no_holder_verdict = (
         pl.when(
             (pl.col("result") == "ACCESS DENIED")
@@ -379,23 +522,33 @@ def conflicts(
         .otherwise(pl.lit("no-holder-filtered"))
     )
     out = out.with_columns(
-        verdict=pl.when(pl.col("n_blockers") == 0)
-        .then(no_holder_verdict)
-        .when(pl.col("any_other"))
-        .then(pl.lit("blocked-by-other-process"))
-        .otherwise(pl.lit("blocked-by-own-handle")),
-        remaining_ms=pl.when((pl.col("n_blockers") > 0) & ~pl.col("censored")).then(
+        verdict=pl.when(pl.col("kind") == "oplock")
+        .then(pl.lit("oplock-probe"))
+        .when(section & pl.col("section_other"))
+        .then(pl.lit("mapped-by-other-process"))
+        .when(section & (pl.col("n_sections") > 0))
+        .then(pl.lit("mapped-by-own-process"))
+        .when(section)
+        .then(pl.lit("no-holder-filtered"))
+        .when(pl.col("n_blockers") > 0)
+        .then(
+            pl.when(pl.col("any_other"))
+            .then(pl.lit("blocked-by-other-process"))
+            .otherwise(pl.lit("blocked-by-own-handle"))
+        )
+        .when(pl.col("n_candidates") > 0)
+        .then(pl.lit("incomplete-capture"))
+        .otherwise(no_holder_verdict),
+        remaining_ms=pl.when((pl.col("n_blockers") > 0) & ~pl.col("censored") & ~section).then(
             (pl.col("last_close") - pl.col("time")).dt.total_nanoseconds() / ms
         ),
-        decisive_process=pl.when(pl.col("n_blockers") > 0).then(
+        censored=pl.col("censored") & ~section,
+        decisive_process=pl.when(section)
+        .then(pl.col("section_process"))
+        .when(pl.col("n_blockers") > 0)
+        .then(
             pl.when(pl.col("censored"))
-            .then(
-                # With a holder still open at the end, the decisive one is a never-closed one.
-                pl.col("blockers")
-                .list.eval(pl.element().filter(pl.element().struct.field("closed").is_null()))
-                .list.first()
-                .struct.field("process")
-            )
+            .then(pl.col("open_at_end_process"))
             .otherwise(pl.col("decisive_process"))
         ),
     ).with_columns(verdict_reason=_reason())
@@ -411,10 +564,15 @@ def conflicts(
         "result",
         "error_code",
         "rename_target",
+        "kind",
         "verdict",
         "verdict_reason",
         "n_blockers",
         pl.col("blockers").fill_null(pl.lit([], dtype=per_conflict.schema["blockers"])),
+        "n_candidates",
+        pl.col("candidates").fill_null(pl.lit([], dtype=candidates.schema["candidates"])),
+        "n_sections",
+        pl.col("sections").fill_null(pl.lit([], dtype=section_lists.schema["sections"])),
         "remaining_ms",
         "censored",
         "decisive_process",
@@ -424,6 +582,23 @@ def conflicts(
     ).sort("conflict")
 
 
+def _section_lists(sections: pl.DataFrame | None) -> pl.DataFrame:
+    """Per conflict: its sections, how many, whether one is another process's, and the
+    process that decides the verdict (another process's first, else the own one)."""
+    from traceaudit.sections import section_holders
+
+    if sections is None:
+        sections = section_holders(pl.DataFrame(), pl.DataFrame())
+    return sections.group_by("conflict").agg(
+        sections=pl.struct(*SECTION_FIELDS),
+        n_sections=pl.len().cast(pl.UInt32),
+        section_other=(~pl.col("own")).any(),
+        section_process=pl.col("process").sort_by(pl.col("own")).first(),
+        section_time=clock_expr(pl.col("mapped").sort_by(pl.col("own")).first()),
+        section_source=pl.col("source").sort_by(pl.col("own")).first(),
+    )
+
+
 def _reason() -> pl.Expr:
     """One sentence per conflict saying why the verdict was given."""
     what = (
@@ -431,21 +606,78 @@ def _reason() -> pl.Expr:
         .then(pl.lit("a handle open on a file or folder below it"))
         .otherwise(pl.lit("a handle whose access and share mode exclude this open"))
     )
+    verdict = pl.col("verdict")
+    section_end = (
+        "a section outlives its handle and no event marks when it goes away, so the capture "
+        "cannot show how long it lasted"
+    )
     return (
-        pl.when(pl.col("verdict") == "blocked-by-other-process")
+        pl.when(verdict == "blocked-by-other-process")
         .then(pl.format("{} held {} at the failure", pl.col("decisive_process"), what))
-        .when((pl.col("verdict") == "blocked-by-own-handle") & pl.col("censored"))
+        .when((verdict == "blocked-by-own-handle") & pl.col("censored"))
         .then(
             pl.format(
-                "the process's own handle: {}, never closed in this trace. If the capture "
-                "was cut short or filtered (to one thread, say), its CloseFile may just be "
-                "missing and the real holder filtered out",
+                "the process's own handle: {}, never closed in this trace although the "
+                "capture shows this process's other closes",
                 what,
             )
         )
-        .when(pl.col("verdict") == "blocked-by-own-handle")
+        .when(verdict == "blocked-by-own-handle")
         .then(pl.format("the process's own earlier handle: {}", what))
-        .when(pl.col("verdict") == "no-holder-permission")
+        .when(verdict == "incomplete-capture")
+        .then(
+            pl.format(
+                "the capture cannot show the holder: no handle whose open and close it shows "
+                "explains the failure; {} handle(s) look open only because the capture cannot "
+                "show them close, and are listed as candidates",
+                pl.col("n_candidates"),
+            )
+        )
+        .when((verdict == "oplock-probe") & (pl.col("n_blockers") > 0))
+        .then(
+            pl.format(
+                "an oplock probe: the open asked for an oplock (Open Requiring Oplock), which "
+                "could not be granted while {} had the file open; declined by design, not a "
+                "failure anyone suffers: the caller opens again without the oplock",
+                pl.col("decisive_process"),
+            )
+        )
+        .when(verdict == "oplock-probe")
+        .then(
+            pl.lit(
+                "an oplock probe: the open asked for an oplock (Open Requiring Oplock), which "
+                "could not be granted; declined by design, not a failure anyone suffers. No "
+                "handle in the trace shows who else had the file open"
+            )
+        )
+        .when(verdict == "mapped-by-other-process")
+        .then(
+            pl.format(
+                "a mapped section of the file is in the way: {} mapped it ({} at {}); "
+                + section_end,
+                pl.col("decisive_process"),
+                pl.col("section_source"),
+                pl.col("section_time"),
+            )
+        )
+        .when(verdict == "mapped-by-own-process")
+        .then(
+            pl.format(
+                "the process's own mapped section of the file is in the way ({} at {}); "
+                + section_end,
+                pl.col("section_source"),
+                pl.col("section_time"),
+            )
+        )
+        .when((pl.col("kind") == "section") & (verdict == "no-holder-filtered"))
+        .then(
+            pl.lit(
+                "a mapped section of the file is in the way, and no mapping of it "
+                "(CreateFileMapping, Load Image) is in the capture: it was mapped before the "
+                "capture started, or by a process the capture left out"
+            )
+        )
+        .when(verdict == "no-holder-permission")
         .then(
             pl.lit(
                 "ACCESS DENIED and no handle in the trace explains it: most likely a "
@@ -464,7 +696,11 @@ def _reason() -> pl.Expr:
 def find_conflicts(
     events: pl.DataFrame, handle_frame: pl.DataFrame, *, single_process: bool | None = None
 ) -> pl.DataFrame:
-    """Convenience: :func:`lock_failures` → :func:`blocking_handles` → :func:`conflicts`."""
+    """Convenience: :func:`lock_failures` → :func:`blocking_handles` → :func:`conflicts`.
+
+    Takes the capture as complete (every handle at its word) and ignores sections; use
+    :func:`traceaudit.analyze` for the whole analysis.
+    """
     if single_process is None:
         single_process = events["pid"].n_unique() <= 1
     failures = lock_failures(events)

@@ -11,9 +11,11 @@
 The page is a single file that can be mailed or attached to an issue: the figures are
 embedded as ``data:`` SVG images, the CSS is inline, there is no script at all, and a
 Content-Security-Policy forbids loading anything from anywhere else. It reads top to
-bottom: what was analysed, the verdicts, every conflict with the handles that blocked it,
-timelines of the most telling blocked paths, the lock windows, the retry advice (with the
-replay of real tools and code), the application's own retries, and the warnings.
+bottom: the answer (who held what, how long operations stayed blocked, the advice and its
+coverage, the warning that matters most), what was analysed, the verdicts, every conflict
+with the handles that blocked it (and the candidates and mapped sections), timelines of
+the most telling blocked paths, blocked and hold times, the retry advice (with the replay
+of real tools and code), the application's own retries, and the warnings.
 
 Every string that comes from the trace (paths, process names, Procmon's Detail) is
 HTML-escaped: a file may well be called ``<script>.txt``.
@@ -25,7 +27,6 @@ import base64
 import html
 import os
 from collections.abc import Iterable, Sequence
-from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -33,7 +34,8 @@ import polars as pl
 
 from traceaudit import _plot_data as data
 from traceaudit._atomic import write_atomically
-from traceaudit._text import VERDICT_WORDS
+from traceaudit._text import VERDICT_WORDS, _with_clock_text
+from traceaudit.answer import answer
 from traceaudit.errors import UsageError
 from traceaudit.report import access_text, share_text
 
@@ -84,6 +86,13 @@ ul.blockers li { margin: 0 0 .2rem; }
   white-space: nowrap; color: #fff; background: var(--none); }
 .badge.blocked-by-other-process { background: var(--other); }
 .badge.blocked-by-own-handle { background: var(--own); }
+.badge.mapped-by-other-process { background: var(--other); }
+.badge.mapped-by-own-process { background: var(--own); }
+dl.answer { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem;
+  margin: .6rem 0 1rem; padding: .7rem 1rem; border: 1px solid var(--line);
+  background: var(--stripe); }
+dl.answer dt { font-weight: 600; }
+dl.answer dd { margin: 0; }
 figure { margin: .8rem 0 1.6rem; }
 figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
 pre { background: #f4f5f7; border: 1px solid var(--line); padding: .7rem .9rem;
@@ -111,10 +120,6 @@ def _plural(n: int, word: str, plural: str | None = None) -> str:
 
 def _ms(value: float | None) -> str:
     return _e(data.fmt_ms(value))
-
-
-def _clock(value: datetime | None) -> str:
-    return "" if value is None else f"{value:%H:%M:%S}.{value.microsecond:06d}"
 
 
 def _table(
@@ -183,7 +188,7 @@ def _header(report: Report) -> str:
     )
     return (
         f"<header><h1>traceaudit report: {_e(names)}</h1>"
-        f'<p class="lead">{_headline(report)}</p></header>'
+        f'<p class="lead">{_headline(report)}</p>{_answer(report)}</header>'
         + _nav(report)
         + '<section id="traces"><h2>What was analysed</h2>'
         + _table(
@@ -211,23 +216,19 @@ def _headline(report: Report) -> str:
     counts = dict(conflicts.group_by("verdict").len().iter_rows())
     paths = conflicts["path"].str.to_lowercase().n_unique()
     parts = [f"{counts[v]:,} {VERDICT_WORDS[v]}" for v in VERDICT_WORDS if counts.get(v)]
-    culprits = (
-        conflicts.filter(pl.col("verdict") == "blocked-by-other-process")
-        .group_by("decisive_process")
-        .len()
-        .sort("len", descending=True)["decisive_process"]
-        .drop_nulls()
-        .to_list()
-    )
-    text = (
+    return (  # built from constants and numbers only
         f"{_plural(conflicts.height, 'conflict')} on {_plural(paths, 'path')}: "
         + "; ".join(parts)
         + "."
     )
-    if culprits:
-        text += " Held by " + ", ".join(f"<b>{_e(c)}</b>" for c in culprits[:5])
-        text += (f" and {len(culprits) - 5} more" if len(culprits) > 5 else "") + "."
-    return text  # built from constants, numbers and escaped names only
+
+
+def _answer(report: Report) -> str:
+    """The answer first: the same lines the terminal report opens with."""
+    items = "".join(
+        f"<dt>{_e(label)}</dt><dd>{_e(text)}</dd>" for label, text in answer(report).lines()
+    )
+    return f'<dl class="answer">{items}</dl>'  # every value escaped
 
 
 def _nav(report: Report) -> str:
@@ -236,7 +237,7 @@ def _nav(report: Report) -> str:
         ("verdicts", "Verdicts and blockers"),
         ("conflicts", "Conflicts"),
         ("timelines", "Timelines of the blocked paths"),
-        ("windows", "Lock windows"),
+        ("windows", "Blocked time and hold time"),
         ("advice", "Retry advice"),
         ("retries", "The application's own retries"),
         ("warnings", "Warnings"),
@@ -282,12 +283,31 @@ def _verdicts(report: Report, fig: str) -> str:
     return "".join(out)
 
 
-def _blocker_item(b: dict[str, Any]) -> str:
-    opened = "before the capture" if b["opened"] is None else _clock(b["opened"])
-    closed = "still open at the end" if b["closed"] is None else _clock(b["closed"])
-    own = " <i>(its own handle)</i>" if b["own"] else ""
+def _items(entries: list[dict[str, Any]], render: Any, what: str) -> str:
+    items = "".join(render(e) for e in entries[:MAX_BLOCKERS_PER_CONFLICT])
+    if len(entries) > MAX_BLOCKERS_PER_CONFLICT:
+        items += f"<li>… and {len(entries) - MAX_BLOCKERS_PER_CONFLICT} more {what}</li>"
+    return items
+
+
+def _section_item(s: dict[str, Any]) -> str:
+    own = " <i>(its own)</i>" if s["own"] else ""
     return (
-        f"<li><b>{_e(b['process'])}</b> ({_e(b['pid'])}){own}: "
+        f"<li>mapped section of <b>{_e(s['process'])}</b> ({_e(s['pid'])}){own}: "
+        f'<span class="muted">{_e(s["source"])} at {_e(s["mapped_text"])}, row '
+        f"{_e(s['row'])}; its end is not in the capture</span></li>"
+    )
+
+
+def _blocker_item(b: dict[str, Any], *, candidate: bool = False) -> str:
+    opened = "before the capture" if b["opened"] is None else b["opened_text"]
+    closed = "still open at the end" if b["closed"] is None else b["closed_text"]
+    if candidate and b["closed"] is None:
+        closed = "no close in the capture"
+    own = " <i>(its own handle)</i>" if b["own"] else ""
+    role = "candidate, not evidence: " if candidate else ""
+    return (
+        f"<li>{role}<b>{_e(b['process'])}</b> ({_e(b['pid'])}){own}: "
         f'<span class="path">{_e(b["path"])}</span><br>'
         f'<span class="muted">access {_e(access_text(b["access_mask"]))}, '
         f"share mode {_e(share_text(b['share_mode']))}; {_e(b['relation'])}; "
@@ -305,17 +325,13 @@ def _conflicts(report: Report, limit: int) -> str:
     out.append(
         '<p class="note">Each failed open, rename or delete whose result can mean that a '
         "handle was in the way, with the handles open at that instant that block it under "
-        "Windows' sharing rules. <i>Held for</i> is the time from the failure until the "
-        "last of them closed.</p>"
+        "Windows' sharing rules. <i>Hold time</i> is the time from the failure until the "
+        "last of them closed. <i>Candidates</i> are handles that only look open because the "
+        "capture cannot show them close; they are no evidence. A mapped section keeps a "
+        "file in use after its handle closed; no event shows when it goes away.</p>"
     )
     shown = conflicts.sort("time").head(limit)
-    frame = shown.with_columns(
-        clock=pl.format(
-            "{}.{}",
-            pl.col("time").dt.strftime("%H:%M:%S"),
-            (pl.col("time").dt.nanosecond() // 100).cast(pl.String).str.zfill(7),
-        )
-    )
+    frame = _with_clock_text(shown).with_columns(clock=pl.col("time_text"))
     multi = len(report.traces) > 1
     rows = []
     for r in frame.iter_rows(named=True):
@@ -324,14 +340,20 @@ def _conflicts(report: Report, limit: int) -> str:
             if r.get("rename_target")
             else ""
         )
-        blockers = r["blockers"] or []
-        items = "".join(_blocker_item(b) for b in blockers[:MAX_BLOCKERS_PER_CONFLICT])
-        if len(blockers) > MAX_BLOCKERS_PER_CONFLICT:
-            items += f"<li>… and {len(blockers) - MAX_BLOCKERS_PER_CONFLICT} more handles</li>"
-        cell = f'<ul class="blockers">{items}</ul>' if items else _e(r["verdict_reason"])
+        items = _items(r["blockers"] or [], _blocker_item, "handles")
+        items += _items(
+            r["candidates"] or [], lambda b: _blocker_item(b, candidate=True), "candidates"
+        )
+        items += _items(r["sections"] or [], _section_item, "sections")
+        reason = (
+            ""
+            if r["verdict"] == "blocked-by-other-process"
+            else f'<p class="muted">{_e(r["verdict_reason"])}</p>'
+        )
+        cell = (f'<ul class="blockers">{items}</ul>' if items else "") + reason
         if r["censored"]:
             held = "still held at the end of the trace"
-        elif r["remaining_ms"] is not None:
+        elif r["remaining_ms"] is not None and r["kind"] == "lock":
             held = _ms(r["remaining_ms"])
         else:
             held = "-"
@@ -352,7 +374,7 @@ def _conflicts(report: Report, limit: int) -> str:
         )
     out.append(
         _table(
-            ["time", "process", "operation", "path", "result", "verdict", "blockers", "held for"],
+            ["time", "process", "operation", "path", "result", "verdict", "blockers", "hold time"],
             rows,
             numeric={7},
         )
@@ -397,22 +419,10 @@ def _timelines(report: Report, figures: list[tuple[data.BlockedPath, str]]) -> s
     return "".join(out)
 
 
-def _windows(report: Report, fig: str) -> str:
-    out = ['<section id="windows"><h2>Lock windows</h2>']
-    table = report.windows
-    if table.is_empty() or table["count"][0] == 0:
-        out.append("<p>No conflict had a holder in the trace: there is no window to time.</p>")
-        out.append("</section>")
-        return "".join(out)
-    out.append(
-        '<p class="note">How long the file stayed held after a failure: from the failed '
-        "attempt until the last handle blocking it closed. Windows whose holder was still "
-        "open when the trace ended are <i>censored</i>: counted, but left out of the "
-        "percentiles. Each conflict is attributed to the holder that let go last.</p>"
-    )
+def _time_table(table: pl.DataFrame, key: str, unit: str) -> str:
     rows = [
         [
-            "<b>all</b>" if r["blocker"] == "all" else _e(r["blocker"]),
+            "<b>all</b>" if r[key] == "all" else _e(r[key]),
             f"{r['count']:,}",
             f"{r['censored']:,}",
             _ms(r["p50_ms"]),
@@ -422,14 +432,45 @@ def _windows(report: Report, fig: str) -> str:
         ]
         for r in table.iter_rows(named=True)
     ]
-    out.append(
-        _table(
-            ["blocker", "windows", "censored", "p50", "p90", "p99", "max"],
-            rows,
-            numeric={1, 2, 3, 4, 5, 6},
-        )
+    return _table(
+        [_e(key), _e(unit), "censored", "p50", "p90", "p99", "max"],
+        rows,
+        numeric={1, 2, 3, 4, 5, 6},
     )
-    out.append(fig)
+
+
+def _windows(report: Report, fig: str) -> str:
+    out = ['<section id="windows"><h2>Blocked time and hold time</h2>']
+    blocked, hold = report.blocked_windows, report.windows
+    if (hold.is_empty() or hold["count"][0] == 0) and (
+        blocked.is_empty() or blocked["count"][0] == 0
+    ):
+        out.append(
+            "<p>No failure was blocked by a handle whose release the capture shows: there "
+            "is nothing to time.</p></section>"
+        )
+        return "".join(out)
+    if blocked.height and blocked["count"][0]:
+        out.append(
+            "<h3>Blocked time, per lock episode</h3>"
+            '<p class="note">How long the operation stayed blocked: from the first failure of '
+            "a retry chain until a retry could first have succeeded, counting every handle "
+            "that would have blocked a retry, including ones that opened after the failure. "
+            "This is what a retry policy must ride out. Episodes still blocked when the trace "
+            "ended are <i>censored</i>: counted, but left out of the percentiles. Each "
+            "episode is attributed to the holder at its first failure.</p>"
+        )
+        out.append(_time_table(blocked, "holder", "episodes"))
+        out.append(fig)
+    if hold.height and hold["count"][0]:
+        out.append(
+            "<h3>Hold time, per failure</h3>"
+            '<p class="note">How long the handles present at each failure stayed open: from '
+            "the failed attempt until the last of them closed. Shorter than the blocked time "
+            "when other handles open meanwhile (a scanner moving on to the next file below a "
+            "directory). Each failure is attributed to the holder that let go last.</p>"
+        )
+        out.append(_time_table(hold, "blocker", "failures"))
     out.append("</section>")
     return "".join(out)
 
@@ -438,13 +479,13 @@ def _advice(report: Report) -> str:
     out = ['<section id="advice"><h2>Retry advice</h2>']
     policy = report.policy
     if policy is None:
-        out.append(
-            "<p>No retry policy to suggest: no failure had a holder in the trace whose "
-            "release could be timed.</p></section>"
+        reason = report.policy_withheld or (
+            "No retry advice: no failure in this capture calls for a retry."
         )
+        out.append(f"<p>{_e(reason)}</p></section>")
         return "".join(out)
     target = f"{policy.target:.0%}" if policy.target is not None else "the chosen share"
-    out.append(f"<p>To ride out {_e(target)} of these locks, retry with:</p>")
+    out.append(f"<p>To ride out {_e(target)} of these lock episodes, retry with:</p>")
     out.append(f'<p class="policy">{_e(policy.describe())}</p>')
     facts = []
     if policy.coverage is not None and policy.n_windows is not None:
@@ -461,7 +502,9 @@ def _advice(report: Report) -> str:
         out.append("<ul>" + "".join(f"<li>{_e(n)}</li>" for n in policy.notes) + "</ul>")
 
     if report.replay.height:
-        out.append("<h3>How real tools' retry policies would have fared on these locks</h3>")
+        out.append(
+            "<h3>How real tools' retry policies would have fared on these lock episodes</h3>"
+        )
         out.append(
             '<p class="note">Each tool retries only on its own error codes (Rust maps only '
             "5 to PermissionDenied; libuv maps 32 and 33 to EBUSY). Success is over the "
@@ -623,11 +666,11 @@ def render_html(
         )
         windows_fig = _figure(
             made.get("windows"),
-            "Lock windows as a cumulative distribution, with retry schedules",
-            "The black step: share of lock windows over by each time after the first "
-            "failure (log scale). Coloured steps: how far each retry policy gets by then, "
-            "ending where it gives up; below, each policy's retry times. ▶ marks windows "
-            "still locked when the trace ended.",
+            "Blocked times as a cumulative distribution, with retry schedules",
+            "The black step: share of lock episodes no longer blocked by each time after "
+            "the first failure (log scale). Coloured steps: how far each retry policy gets "
+            "by then, ending where it gives up; below, each policy's retry times. ▶ marks "
+            "episodes still blocked when the trace ended.",
             figures,
         )
         for entry, fig in plot.timeline_figures(report, max_timelines):

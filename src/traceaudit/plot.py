@@ -6,7 +6,7 @@
 
     report = analyze("Logfile.CSV")
     ax = plot.timeline(report)        # handles on the blocked path, failures, what was held
-    ax = plot.windows(report)         # lock windows as an ECDF, real tools' retries over it
+    ax = plot.windows(report)         # blocked times as an ECDF, real tools' retries over it
     ax = plot.blockers(report)        # conflicts per blocking process
     plot.save_all(report, "plots/")   # every figure as PNG and SVG
 
@@ -398,13 +398,14 @@ def windows(
     ax: Axes | None = None,
     policies: Sequence[Any] = DEFAULT_POLICIES,
 ) -> Axes:
-    """The lock windows as an ECDF on a log time axis, with retry schedules over it.
+    """The blocked times as an ECDF on a log time axis, with retry schedules over it.
 
-    A window is how long after the first failure of a retry chain an attempt would first
-    have worked (from the report's episodes; the remaining time of every conflict when
-    there are none). The black step is the share of windows over by time *t*; windows
-    still locked when the trace ended are censored: they never reach the curve and are
-    marked ``▶`` at the time they had lasted by then, with their count.
+    A lock episode's *blocked time* is how long after the first failure of a retry chain an
+    attempt would first have worked (from the report's episodes; when a report carries none,
+    each failure's *hold time* instead, and the axes say so). The black step is the share
+    of episodes no longer blocked by time *t*; episodes still blocked when the trace ended
+    are censored: they never reach the curve and are marked ``▶`` at the time they had
+    lasted by then, with their count.
 
     Over it, each policy is a step that climbs at its retry times (one seeded draw for
     jittered ones) to the share of windows it would have ridden out by then, and ends at
@@ -420,7 +421,9 @@ def windows(
         ax = _new_axes(_windows_size(len(resolved) + (report.policy is not None)))
     if sample is None or sample.n == 0:
         return _nothing(
-            ax, "No lock windows in this report: no conflict had a holder in the trace."
+            ax,
+            "No blocked time to show: no failure was blocked by a handle whose release "
+            "the capture shows.",
         )
     curves: list[tuple[data.PolicyCurve, bool]] = []
     if report.policy is not None:
@@ -457,10 +460,12 @@ def _draw_windows(
     else:
         xs, ys = np.array([lo]), np.array([0.0])
     xs, ys = np.append(xs, hi), np.append(ys, ys[-1])
-    what = ("retry chain" if sample.source == "episodes" else "conflict") + ("" if n == 1 else "s")
+    episodes = sample.source == "episodes"
+    what = ("lock episode" if episodes else "failure") + ("" if n == 1 else "s")
+    measure = "blocked time" if episodes else "hold time"
     ax.plot(
         xs, ys, drawstyle="steps-post", color="black", linewidth=2.6, zorder=4, gid=GID_ECDF,
-        label=f"lock windows over by then ({n} {what})",
+        label=f"over by then ({measure}; {n} {what})",
     )  # fmt: skip
 
     if sample.n_censored:
@@ -469,7 +474,7 @@ def _draw_windows(
             np.clip(cens, lo, hi), np.full(len(cens), ys[-1]), marker=">",
             s=60 if len(cens) <= 20 else 30, alpha=1.0 if len(cens) <= 20 else 0.35,
             color="black", linewidths=0, zorder=6, gid=GID_CENSORED,
-            label=f"{sample.n_censored} still locked when the trace ended "
+            label=f"{sample.n_censored} still blocked when the trace ended "
             f"(had lasted {fmt_ms(float(cens.min()))}"
             + (f" to {fmt_ms(float(cens.max()))})" if len(cens) > 1 else ")"),
         )  # fmt: skip
@@ -543,9 +548,11 @@ def _draw_windows(
         ax.axhline(p, color="#eeeeee", linewidth=0.6, zorder=0)
     ax.set_axisbelow(True)
     ax.set_xlabel("time after the first failure (log scale)")
-    ax.set_ylabel("share of lock windows ridden out")
+    episodes = sample.source == "episodes"
+    ax.set_ylabel("share of lock episodes ridden out" if episodes else "share of failures")
     ax.set_title(
-        "Lock windows, and how far each retry policy gets through them (a dot: where it gives up)",
+        ("Blocked time of each lock episode" if episodes else "Hold time of each failure")
+        + ", and how far each retry policy gets through them (a dot: where it gives up)",
         fontsize=10,
     )
     ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.1), fontsize=7.5, frameon=False)
@@ -583,7 +590,7 @@ def blockers(report: Report, *, ax: Axes | None = None) -> Axes:
     """Conflicts per blocking process, one bar each, most first.
 
     Each conflict with a holder counts once, for its decisive blocker (the handle that let
-    go last, as in the windows table); a blocker that is the failing process's own handle
+    go last, as in the hold-time table); a blocker that is the failing process's own handle
     is labelled so. Each bar is annotated with the median time the file stayed held after
     a failure and how many holders were still open when the trace ended. Conflicts with no
     holder in the trace have no bar; their count is in the title.

@@ -12,7 +12,10 @@ Chain columns
 first failure), ``attempts``, ``failures``, ``first_row`` / ``last_row``,
 ``first_failure`` / ``last_attempt`` (Datetime), ``succeeded`` (Boolean), ``delays_ms``
 (List[Float64]: gaps between consecutive attempts), ``total_ms`` (first failure → last
-attempt), ``first_conflict`` (the conflict id of the first failure).
+attempt), ``first_conflict`` (the conflict id of the first failure), ``same_request``
+(the last attempt asked for what the first did: same access, share mode, oplock option and
+rename target; an oplock probe's fallback open without the oplock is not the same request,
+so its success says nothing about when the probe itself could have succeeded).
 """
 
 from __future__ import annotations
@@ -23,10 +26,14 @@ import polars as pl
 
 from traceaudit._paths import path_key
 from traceaudit.conflicts import LOCK_RESULTS, WIN32_ERROR
+from traceaudit.schema import CREATE_OPTION_BITS
 
 __all__ = ["MAX_GAP", "retry_chains"]
 
 MAX_GAP = timedelta(seconds=30)
+
+# What makes two attempts the same request (beyond process, operation and path).
+_REQUEST_FIELDS = ("access_mask", "share_mode", "oplock", "target")
 
 
 def retry_chains(events: pl.DataFrame, conflict_frame: pl.DataFrame) -> pl.DataFrame:
@@ -54,6 +61,14 @@ def retry_chains(events: pl.DataFrame, conflict_frame: pl.DataFrame) -> pl.DataF
         )
         .with_columns(chain=pl.col("starts").cast(pl.UInt32).cum_sum())
         .filter(pl.col("member"))
+        .with_columns(
+            oplock=(
+                pl.col("create_options").fill_null(0)
+                & pl.lit(CREATE_OPTION_BITS["Open Requiring Oplock"], dtype=pl.UInt32)
+            )
+            != 0,
+            target=path_key("rename_target"),
+        )
     )
     ms = 1_000_000.0
     chains = (
@@ -72,6 +87,9 @@ def retry_chains(events: pl.DataFrame, conflict_frame: pl.DataFrame) -> pl.DataF
             last_attempt=pl.col("time").last(),
             succeeded=pl.col("result").last() == "SUCCESS",
             delays_ms=(pl.col("time").diff().drop_nulls().dt.total_nanoseconds() / ms),
+            same_request=pl.all_horizontal(
+                pl.col(c).first().eq_missing(pl.col(c).last()) for c in _REQUEST_FIELDS
+            ),
         )
         .with_columns(
             error_code=pl.col("first_result").replace_strict(
@@ -104,4 +122,5 @@ def retry_chains(events: pl.DataFrame, conflict_frame: pl.DataFrame) -> pl.DataF
         pl.col("delays_ms").cast(pl.List(pl.Float64)),
         "total_ms",
         "first_conflict",
+        "same_request",
     )

@@ -235,7 +235,9 @@ class Trace:
     ``skipped`` counts damaged rows by reason; ``skipped_rows`` keeps the first few
     locations (e.g. ``"line 1234"``) for the report. ``time_precision_lost`` is set when
     the times were truncated (Excel re-saves keep only ``mm:ss.f``): ordering and lock
-    windows are then unreliable. ``clock`` is ``"local"`` or ``"utc"``.
+    windows are then unreliable. ``clock`` is ``"local"`` or ``"utc"``. ``truncated`` is set
+    when the reader found the file cut short (a PML not closed cleanly, an XML that ends
+    abruptly, an ETL whose last buffer is missing): events after the cut are lost.
     """
 
     events: pl.DataFrame
@@ -246,6 +248,7 @@ class Trace:
     skipped: dict[str, int] = field(default_factory=dict)
     skipped_rows: tuple[str, ...] = ()
     time_precision_lost: bool = False
+    truncated: bool = False
 
     @property
     def name(self) -> str:

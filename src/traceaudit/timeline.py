@@ -6,7 +6,7 @@ target), its duration, and the handle it belongs to.
 
 An event belongs to the handle of the same process on the same path that was open at that
 moment and opened most recently (a CreateFile to the handle it opened, a CloseFile to the
-one it closed). With ETW's file objects this is exact; with Procmon it follows the pairing
+one it closed); a failed CreateFile opened nothing and belongs to none. With ETW's file objects this is exact; with Procmon it follows the pairing
 rule of :mod:`traceaudit.handles`.
 """
 
@@ -69,7 +69,12 @@ def assign_handles(events: pl.DataFrame, handle_frame: pl.DataFrame) -> pl.DataF
         keyed.join(by_open, on="row", how="left")
         .join(by_close, on="row", how="left")
         .join(within, on="row", how="left")
-        .with_columns(handle=pl.coalesce("open_handle", "close_handle", "asof_handle"))
+        .with_columns(
+            # A failed CreateFile opened nothing: it belongs to no handle.
+            handle=pl.when((pl.col("operation") == "CreateFile") & (pl.col("result") != "SUCCESS"))
+            .then(pl.lit(None, dtype=pl.UInt32))
+            .otherwise(pl.coalesce("open_handle", "close_handle", "asof_handle"))
+        )
         .drop("open_handle", "close_handle", "asof_handle", "path_key")
     )
 

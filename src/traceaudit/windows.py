@@ -1,17 +1,23 @@
-"""Lock windows: how long after a failure the blockers let go.
+"""Hold times: how long after a failure the handles that blocked it let go.
 
-The window of a conflict is its ``remaining_ms``: from the failed attempt to the close of the
-last handle that blocked it at that instant. Conflicts whose holder was still open when the
+The **hold time** of a conflict is its ``remaining_ms``: from the failed attempt to the close
+of the last handle that blocked it at that instant. (How long the *operation* stayed blocked,
+which other handles opened meanwhile can prolong, is an episode's blocked time:
+:func:`traceaudit.episodes.blocked_times`.) Conflicts whose holder was still open when the
 trace ended are **censored**: the window is at least as long as the rest of the trace, and
 is counted as such, never dropped. Percentiles are taken over the uncensored windows and
 the censored count is shown beside them.
 
-Only conflicts with a blocker in the trace have a window; the rest have no holder to time.
+Only conflicts blocked by handles the capture shows (verdicts ``blocked-by-*``) have a hold
+time; oplock probes, mapped sections, and failures whose holder the capture cannot show
+have none to time.
 """
 
 from __future__ import annotations
 
 import polars as pl
+
+from traceaudit.conflicts import BLOCKED_VERDICTS
 
 __all__ = ["WINDOW_COLUMNS", "window_summary", "window_table"]
 
@@ -31,7 +37,9 @@ def _stats() -> list[pl.Expr]:
 
 
 def _timed(conflict_frame: pl.DataFrame) -> pl.DataFrame:
-    return conflict_frame.filter(pl.col("n_blockers") > 0)
+    if "verdict" not in conflict_frame.columns:
+        return conflict_frame.filter(pl.col("n_blockers") > 0)
+    return conflict_frame.filter(pl.col("verdict").is_in(list(BLOCKED_VERDICTS)))
 
 
 def window_table(conflict_frame: pl.DataFrame) -> pl.DataFrame:

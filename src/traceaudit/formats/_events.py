@@ -69,6 +69,7 @@ class RawRows:
     line_of: Callable[[Sequence[int]], list[int]]
     field_problem: pl.Series | None = None
     warnings: list[str] = field(default_factory=list)
+    truncated: bool = False
 
 
 def event_class(operation: pl.Expr) -> pl.Expr:
@@ -184,6 +185,7 @@ def build_trace(raw: RawRows, *, date: Date | None, strict: bool) -> Trace:
         skipped=skipped,
         skipped_rows=skipped_rows,
         time_precision_lost=assembly.precision_lost or assembly.seconds_only,
+        truncated=raw.truncated,
     )
 
 

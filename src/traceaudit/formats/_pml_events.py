@@ -68,6 +68,7 @@ class Located:
     warnings: list[str] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
     skipped_rows: list[str] = field(default_factory=list)
+    truncated: bool = False
 
 
 def _walk(header: PmlHeader, data: np.ndarray) -> tuple[np.ndarray, int]:
@@ -134,7 +135,9 @@ def locate_events(header: PmlHeader, data: np.ndarray, *, strict: bool) -> Locat
             f"{message} Read without strict mode to keep the intact events, or save the log "
             "again from Process Monitor if the original is still there."
         )
-    return Located(offsets, np.arange(len(offsets), dtype=np.int64), warnings=[message])
+    return Located(
+        offsets, np.arange(len(offsets), dtype=np.int64), warnings=[message], truncated=True
+    )
 
 
 def read_u16(data: np.ndarray, pos: np.ndarray) -> np.ndarray:

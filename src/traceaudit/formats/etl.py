@@ -255,6 +255,7 @@ def _trace(read: _Read, source: Path | None, input_warnings: list[str]) -> Trace
         warnings=tuple([*input_warnings, *_warnings(read, counts, bool(volumes))]),
         skipped=skipped,
         skipped_rows=rows[:5],
+        truncated=read.damage.cut_short is not None,
     )
 
 

@@ -83,6 +83,7 @@ class _Part:
     warnings: list[str] = field(default_factory=list)
     skipped: dict[str, int] = field(default_factory=dict)
     skipped_rows: list[str] = field(default_factory=list)
+    truncated: bool = False
 
 
 def _map(fileno: int) -> mmap.mmap:
@@ -191,7 +192,9 @@ def _read_part(trace_input: TraceInput, *, strict: bool, first_row: int) -> _Par
     if first_row:
         frame = frame.with_columns(pl.col("row") + first_row)
     warnings = [*trace_input.warnings, *located.warnings, *table_warnings]
-    return _Part(frame, numbered, warnings, located.skipped, located.skipped_rows)
+    return _Part(
+        frame, numbered, warnings, located.skipped, located.skipped_rows, located.truncated
+    )
 
 
 def _trace(parts: list[_Part], source: Path | None) -> Trace:
@@ -212,6 +215,7 @@ def _trace(parts: list[_Part], source: Path | None) -> Trace:
         warnings=tuple(w for p in parts for w in p.warnings),
         skipped=skipped,
         skipped_rows=tuple(r for p in parts for r in p.skipped_rows)[:5],
+        truncated=any(p.truncated for p in parts),
     )
 
 

@@ -81,6 +81,7 @@ def read(trace_input: TraceInput, *, date: Date | None = None, strict: bool = Fa
     name = trace_input.name
     columns: dict[str, list[str | None]] = {}
     count = 0
+    truncated = False
     seen_fields: set[str] = set()
     # A plain file on disk is parsed from the file itself; only archive members are in memory.
     stream = (
@@ -121,6 +122,7 @@ def read(trace_input: TraceInput, *, date: Date | None = None, strict: bool = Fa
                 "Save the log from Process Monitor again (File > Save > XML)."
             ) from None
         # A truncated export: keep the events read so far and say what was lost.
+        truncated = True
         trace_input.warnings.append(
             f"{name}: the XML ends abruptly at line {line} (truncated file?); "
             f"the {count:,} events before it were read."
@@ -142,6 +144,7 @@ def read(trace_input: TraceInput, *, date: Date | None = None, strict: bool = Fa
         shape="the event's elements",
         line_of=_event_numbers,
         warnings=list(trace_input.warnings),
+        truncated=truncated,
     )
     return build_trace(raw, date=date, strict=strict)
 
