@@ -42,6 +42,12 @@ def _why_no_episode(conflicts: pl.DataFrame | None) -> str | None:
             "No retry advice: the only refusals are oplock probes, which their callers "
             "handle by design by opening again without the oplock."
         )
+    if verdicts <= {"no-holder-permission", "oplock-probe"}:
+        return (
+            "No retry advice: ACCESS DENIED with nothing holding the file is most likely a "
+            "permission refusal, which retrying does not fix: check the file's ACL and its "
+            "read-only attribute."
+        )
     if verdicts & {"mapped-by-other-process", "mapped-by-own-process"}:
         return (
             "No retry advice: the failures come from mapped sections, whose end no event "

@@ -99,7 +99,8 @@ class Answer:
             out.append(("Blocked", self.blocked))
         if self.hold:
             out.append(("Held for", self.hold))
-        out.append(("Advice", self.advice))
+        if self.conflicts or self.filter_note:
+            out.append(("Advice", self.advice))
         if self.warning:
             out.append(("Warning", self.warning))
         return out
@@ -277,6 +278,8 @@ def _advice_line(report: Report) -> str:
         )
     if report.policy_withheld:
         return report.policy_withheld.removeprefix("No retry advice: ")
+    if report.filter_outcome is not None and not report.filter_outcome.matched:
+        return "none: no conflict matches the filters"
     return "none: no failure in this capture calls for a retry"
 
 
