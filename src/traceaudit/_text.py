@@ -101,7 +101,11 @@ def _with_clock_text(frame: pl.DataFrame) -> pl.DataFrame:
         blockers=handles("blockers"),
         candidates=handles("candidates"),
         sections=pl.col("sections").list.eval(
-            pl.struct(pl.element().struct.unnest(), mapped_text=clock_expr(field("mapped")))
+            pl.struct(
+                pl.element().struct.unnest(),
+                mapped_text=clock_expr(field("mapped")),
+                ended_text=clock_expr(field("ended")),
+            )
         ),
     )
 
@@ -119,9 +123,14 @@ def _handle_line(b: dict[str, Any], role: str) -> str:
 
 def _section_line(s: dict[str, Any]) -> str:
     own = ", its own" if s["own"] else ""
+    end = (
+        "no event shows when the section went away"
+        if s["ended"] is None
+        else f"it was gone by the process's exit at {s['ended_text']}, at the latest"
+    )
     return (
         f"      mapped by {s['process']} ({s['pid']}){own}: {s['source']} at {s['mapped_text']}"
-        f" (row {s['row']}); when the section went away is not in the capture"
+        f" (row {s['row']}); {end}"
     )
 
 

@@ -295,7 +295,13 @@ def _section_item(s: dict[str, Any]) -> str:
     return (
         f"<li>mapped section of <b>{_e(s['process'])}</b> ({_e(s['pid'])}){own}: "
         f'<span class="muted">{_e(s["source"])} at {_e(s["mapped_text"])}, row '
-        f"{_e(s['row'])}; its end is not in the capture</span></li>"
+        f"{_e(s['row'])}; "
+        + (
+            "no event shows when it went away"
+            if s["ended"] is None
+            else f"gone by the process's exit at {_e(s['ended_text'])}, at the latest"
+        )
+        + "</span></li>"
     )
 
 
