@@ -173,13 +173,13 @@ def _conflict_groups(report: Report, limit: int | None) -> list[str]:
     shown = groups if not limit else groups[:limit]
     for _, group in shown:
         first = group.row(0, named=True)
-        ops = ", ".join(sorted(set(group["operation"])))
+        ops = ", ".join(sorted(set(group["operation"].fill_null("?"))))
         target = f" -> {first['rename_target']}" if first["rename_target"] else ""
         lines.append("")
         lines.append(f"{first['path']}")
         lines.append(
             f"  {ops}{target}: {plural(group.height, 'failed attempt')} by "
-            f"{', '.join(sorted(set(group['process'])))}"
+            f"{', '.join(sorted(set(group['process'].fill_null('?'))))}"
         )
         for row in group.head(MAX_CONFLICTS_PER_PATH).iter_rows(named=True):
             outcome = _outcome(row, follow_up)

@@ -130,7 +130,7 @@ def _holders(conflicts: pl.DataFrame) -> tuple[list[Holder], int]:
         .agg(
             failures=pl.len(),
             paths=pl.col("path").str.to_lowercase().n_unique(),
-            failing=pl.col("process").unique().sort(),
+            failing=pl.col("process").fill_null("?").unique().sort(),
         )
         .sort(["failures", "holder"], descending=[True, False])
     )
@@ -162,7 +162,8 @@ def _candidate_owners(frame: pl.DataFrame) -> str:
 def _what(frame: pl.DataFrame) -> str:
     """The most common failures in ``frame``: ``uv.exe SetRenameInformationFile ACCESS DENIED``."""
     common = (
-        frame.group_by("process", "operation", "result")
+        frame.with_columns(pl.col("process", "operation", "result").fill_null("?"))
+        .group_by("process", "operation", "result")
         .len()
         .sort(["len", "process", "operation"], descending=[True, False, False])
     )
@@ -206,7 +207,7 @@ def _others(report: Report) -> list[tuple[str, str]]:
         )
     probes = conflicts.filter(pl.col("verdict") == "oplock-probe")
     if probes.height:
-        by = ", ".join(sorted(set(probes["process"].to_list())))
+        by = ", ".join(sorted(set(probes["process"].fill_null("?").to_list())))
         preventing = sorted(set(probes["decisive_process"].drop_nulls().to_list()))
         because = f" ({', '.join(preventing)} had the file open)" if preventing else ""
         out.append(
