@@ -128,13 +128,27 @@ def test_error_missing_file():
 
 def test_error_bad_date():
     result = run("analyze", PASTED, "--date", "15/07/2024")
-    assert result.exit_code == 3
+    assert result.exit_code == 2
     assert result.stderr == "error: --date '15/07/2024': expected YYYY-MM-DD, e.g. 2024-07-15.\n"
+
+
+@pytest.mark.parametrize("command", ["analyze", "convert", "timeline"])
+@pytest.mark.parametrize("day", ["9999-12-31", "1600-01-01"])
+def test_error_a_date_no_trace_can_hold_is_a_usage_error(tmp_path, command, day):
+    extra = {"analyze": [], "convert": ["-o", str(tmp_path / "x.parquet")], "timeline": ["C:\\x"]}
+    args = [PASTED, *extra[command]] if command != "timeline" else [PASTED, "C:\\x"]
+    result = run(command, *args, "--date", day)
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: --date {day}: a trace's times can only fall between 1677-09-22 and "
+        "2262-04-10; give the day the capture was taken.\n"
+    )
+    assert not (tmp_path / "x.parquet").exists()
 
 
 def test_error_bad_max_wait():
     result = run("analyze", UV, "--max-wait", "soon")
-    assert result.exit_code == 3
+    assert result.exit_code == 2
     assert (
         result.stderr == "error: --max-wait 'soon': expected a duration such as 500ms, 10s or 2m.\n"
     )
@@ -144,7 +158,7 @@ def test_error_html_would_overwrite_the_input(tmp_path):
     trace = tmp_path / "trace.csv"
     trace.write_bytes(Path(INDEXER).read_bytes())
     result = run("analyze", str(trace), "--html", str(trace))
-    assert result.exit_code == 3
+    assert result.exit_code == 2
     assert result.stderr.startswith(f"error: {trace}")
     assert trace.read_bytes() == Path(INDEXER).read_bytes()
 

@@ -48,7 +48,7 @@ def test_formats_lists_every_reader():
 
 def test_error_convert_unknown_extension(tmp_path):
     result = CliRunner().invoke(main, ["convert", str(UV), "-o", str(tmp_path / "events.txt")])
-    assert result.exit_code == 3
+    assert result.exit_code == 2
     assert result.stderr == (
         "error: events.txt: cannot tell the output format from the extension; name it .parquet "
         "or .csv, or pass --to parquet|csv.\n"

@@ -297,7 +297,7 @@ def test_save_all_skips_figures_with_nothing_to_show(tmp_path):
 def test_save_all_refuses_a_file_as_directory(tmp_path):
     target = tmp_path / "plots"
     target.write_text("x")
-    with pytest.raises(UsageError, match="is not a directory"):
+    with pytest.raises(UsageError, match="is not a folder"):
         plot.save_all(report_of(uv_with_backoff(100)), target)
 
 

@@ -4,7 +4,9 @@ Every file traceaudit writes (reports, figures, converted and redacted traces, s
 traces) goes through here: the bytes go to a temporary file in the target's directory (the
 same volume, so the final :func:`os.replace` is an atomic rename, on Windows too), are
 flushed to disk, then moved over the target. On any error the temporary file is removed and
-the target is left as it was.
+the target is left as it was, and an error while writing (a full disk) names the target,
+not the temporary file. The CLI turns SIGTERM into a normal exit, so a killed run removes
+its temporary files too.
 """
 
 from __future__ import annotations
@@ -51,6 +53,10 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[IO[bytes]]:
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, target)
+    except OSError as exc:
+        tmp.unlink(missing_ok=True)
+        # Name the file the user asked for, not the temporary one beside it.
+        raise OSError(exc.errno, exc.strerror or str(exc), str(target)) from None
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise

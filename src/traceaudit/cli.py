@@ -3,14 +3,23 @@
 Each command parses its options, makes one library call and prints. Library errors become
 ``error: <message>`` on stderr with exit status 3 here, at the boundary, and nowhere else.
 
-Exit status: 0 analysed; 2 wrong usage (click); 3 bad input; 4 with ``--check`` when a
-conflict blocked by another process was found.
+Exit status: 0 analysed; 2 wrong usage (click's own, and an option value that cannot work:
+:class:`~traceaudit.errors.UsageError`); 3 bad input; 4 with ``--check`` when another
+process's handle or mapped section blocked an operation.
+
+Everything printed that comes from a trace or from the user (paths, process names, option
+values quoted in errors) passes through :func:`traceaudit._safe_text.printable` first:
+control characters are escaped so that a file name cannot clear the screen or retitle the
+terminal, and quoted input is capped in length.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
+import re
+import signal
 import sys
 from collections.abc import Callable
 from datetime import date as Date
@@ -21,11 +30,28 @@ from typing import Any
 
 import click
 
+from traceaudit._outputs import check_output_file, check_plots_dir
 from traceaudit._progress import progress
+from traceaudit._safe_text import error_text, printable, quoted
 from traceaudit.errors import TraceauditError, UsageError
 
+EXIT_USAGE = 2
 EXIT_BAD_INPUT = 3
 EXIT_CHECK_FAILED = 4
+
+
+def _terminate(signum: int, frame: Any) -> None:
+    """SIGTERM: leave like any error, so that temporary output files are removed."""
+    raise SystemExit(128 + signum)
+
+
+def install_signal_handlers() -> None:
+    """Turn SIGTERM (and SIGHUP where it exists) into SystemExit in the main thread."""
+    for name in ("SIGTERM", "SIGHUP"):
+        number = getattr(signal, name, None)
+        if number is not None:
+            with contextlib.suppress(ValueError, OSError):  # not the main thread
+                signal.signal(number, _terminate)
 
 
 def _configure_output() -> None:
@@ -37,9 +63,22 @@ def _configure_output() -> None:
                 reconfigure(errors="replace")
 
 
-def _fail(message: str) -> None:
-    click.echo(f"error: {message}", err=True)
-    sys.exit(EXIT_BAD_INPUT)
+def _say(text: str, *, err: bool = False, nl: bool = True) -> None:
+    """Print text that holds strings from a trace: control characters escaped."""
+    click.echo(printable(text), err=err, nl=nl)
+
+
+def _say_json(text: str) -> None:
+    """Print JSON: ``json.dumps`` escapes C0 controls; escape C1 and DEL too."""
+    click.echo(_C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+
+
+_C1 = re.compile(r"[\x7f-\x9f]")
+
+
+def _fail(message: str, status: int = EXIT_BAD_INPUT) -> None:
+    click.echo(f"error: {error_text(message)}", err=True)
+    sys.exit(status)
 
 
 def _guard(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -49,6 +88,8 @@ def _guard(command: Callable[..., Any]) -> Callable[..., Any]:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except UsageError as exc:
+            _fail(str(exc), EXIT_USAGE)
         except TraceauditError as exc:
             _fail(str(exc))
         except FileNotFoundError as exc:
@@ -58,18 +99,39 @@ def _guard(command: Callable[..., Any]) -> Callable[..., Any]:
         except PermissionError as exc:
             _fail(f"{exc.filename}: permission denied while opening it.")
         except OSError as exc:
-            _fail(f"{getattr(exc, 'filename', None) or 'input'}: {exc.strerror or exc}")
+            name = getattr(exc, "filename", None)
+            if exc.errno == errno.ENOSPC:
+                _fail(
+                    f"{name or 'output'}: cannot write it: no space left on the device. Free "
+                    "some space, or write the output elsewhere."
+                )
+            _fail(f"{name}: {exc.strerror or exc}" if name else f"{exc.strerror or exc}")
+        except MemoryError:
+            _fail(
+                "not enough memory for this trace. Analyse a shorter capture, or filter it in "
+                "Process Monitor (by path) before saving."
+            )
 
     return wrapper
 
 
-def _parse_date(value: str | None) -> Date | None:
-    if value is None:
-        return None
+# Nanosecond timestamps (the event schema's) hold these days and no others.
+_FIRST_DAY, _LAST_DAY = Date(1677, 9, 22), Date(2262, 4, 10)
+
+
+def _parse_date(value: str | Date | None) -> Date | None:
+    if value is None or isinstance(value, Date):
+        return value
     try:
-        return datetime.strptime(value, "%Y-%m-%d").date()
+        day = datetime.strptime(value, "%Y-%m-%d").date()
     except ValueError:
-        raise UsageError(f"--date {value!r}: expected YYYY-MM-DD, e.g. 2024-07-15.") from None
+        raise UsageError(f"--date {quoted(value)}: expected YYYY-MM-DD, e.g. 2024-07-15.") from None
+    if not _FIRST_DAY <= day <= _LAST_DAY:
+        raise UsageError(
+            f"--date {value}: a trace's times can only fall between {_FIRST_DAY} and "
+            f"{_LAST_DAY}; give the day the capture was taken."
+        )
+    return day
 
 
 _UNITS_MS = {"ms": 1.0, "s": 1000.0, "m": 60_000.0, "min": 60_000.0}
@@ -87,8 +149,15 @@ def _parse_duration(value: str | None) -> float | None:
     except ValueError:
         amount = -1.0
     if unit not in _UNITS_MS or amount < 0:
-        raise UsageError(f"--max-wait {value!r}: expected a duration such as 500ms, 10s or 2m.")
+        raise UsageError(
+            f"--max-wait {quoted(value)}: expected a duration such as 500ms, 10s or 2m."
+        )
     return amount * _UNITS_MS[unit]
+
+
+def _one_stdin(traces: tuple[Path, ...]) -> None:
+    if sum(str(t) == "-" for t in traces) > 1:
+        raise UsageError("'-' (standard input) can be given once only.")
 
 
 def _reading_options(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -109,9 +178,11 @@ def _reading_options(command: Callable[..., Any]) -> Callable[..., Any]:
 def main() -> None:
     """Find which process held a file, for how long, and how long to retry.
 
-    Reads Process Monitor exports (CSV, or rows pasted from Procmon's clipboard).
+    Reads Process Monitor's PML, CSV and XML, rows pasted from its window, ETW .etl
+    traces, and traceaudit's own Parquet; '-' reads standard input.
     """
     _configure_output()
+    install_signal_handlers()
 
 
 @main.command()
@@ -207,32 +278,40 @@ def analyze(
     """
     from traceaudit.analysis import analyze as run
 
-    names = ", ".join(t.name for t in traces)
+    # Every option and output is checked before the first byte of a trace is read.
+    date = _parse_date(date_text)
+    max_wait_ms = _parse_duration(max_wait)
+    if html_path is not None:
+        check_output_file(html_path, traces, "HTML report")
+    if plots_dir is not None:
+        check_plots_dir(plots_dir, traces)
+    _one_stdin(traces)
+    names = ", ".join(t.name or str(t) for t in traces)
     with progress(f"analysing {names}"):
         report = run(
             list(traces),
-            date=_parse_date(date_text),
+            date=date,
             strict=strict,
             path_glob=path_glob,
             process=process,
             target=target,
-            max_wait_ms=_parse_duration(max_wait),
+            max_wait_ms=max_wait_ms,
             tz=tz,
         )
-    text = report.to_json() if as_json else report.to_text(limit=limit, snippets=snippets)
-    click.echo(text, nl=not as_json)
     if as_json:
-        click.echo()
+        _say_json(report.to_json())
+    else:
+        _say(report.to_text(limit=limit, snippets=snippets), nl=False)
     if html_path is not None:
         from traceaudit.html import write_html
 
         written = write_html(report, html_path, inputs=traces)
-        click.echo(f"wrote {written}", err=True)
+        _say(f"wrote {written}", err=True)
     if plots_dir is not None:
         from traceaudit.plot import save_all
 
-        for figure in save_all(report, plots_dir):
-            click.echo(f"wrote {figure}", err=True)
+        for figure in save_all(report, plots_dir, inputs=traces):
+            _say(f"wrote {figure}", err=True)
     if check and report.blocked_by_other():
         sys.exit(EXIT_CHECK_FAILED)
 
@@ -257,9 +336,9 @@ def timeline(trace: Path, path: str, as_json: bool, date_text: str | None, stric
     events = read_trace(trace, date=_parse_date(date_text), strict=strict)
     frame = build(events, path)
     if as_json:
-        click.echo(json.dumps(timeline_records(frame), indent=2, ensure_ascii=False))
+        _say_json(json.dumps(timeline_records(frame), indent=2, ensure_ascii=False))
     else:
-        click.echo(timeline_text(frame, path), nl=False)
+        _say(timeline_text(frame, path), nl=False)
 
 
 @main.command()
@@ -278,10 +357,23 @@ def timeline(trace: Path, path: str, as_json: bool, date_text: str | None, stric
     type=click.Choice(["parquet", "csv"]),
     help="Output format (default: from the extension).",
 )
+@click.option(
+    "--raw",
+    is_flag=True,
+    help="CSV: write cells as they are, without defusing ones a spreadsheet would run as a "
+    "formula (=, +, -, @ at the start).",
+)
 @_reading_options
 @_guard
-def convert(trace: Path, out: Path, to: str | None, date_text: str | None, strict: bool) -> None:
+def convert(
+    trace: Path, out: Path, to: str | None, raw: bool, date_text: str | None, strict: bool
+) -> None:
     """Write TRACE's normalised events as Parquet (exact round trip) or CSV.
+
+    In CSV, a text cell that starts with =, +, -, @ (or a tab or carriage return) gets a
+    leading apostrophe, so that a spreadsheet shows it instead of running it as a formula
+    (a trace is untrusted input: a path can be =HYPERLINK(...)). --raw writes cells as
+    they are.
 
     \b
     Example:
@@ -289,9 +381,13 @@ def convert(trace: Path, out: Path, to: str | None, date_text: str | None, stric
         traceaudit convert Logfile.CSV -o events.csv
     """
     from traceaudit.convert import convert as run
+    from traceaudit.convert import output_format
 
-    source, written = run(trace, out, to=to, date=_parse_date(date_text), strict=strict)
-    click.echo(f"wrote {written}: {source.events.height:,} events from {source.format}", err=True)
+    date = _parse_date(date_text)
+    output_format(out, to)
+    check_output_file(out, [trace], "converted trace")
+    source, written = run(trace, out, to=to, date=date, strict=strict, raw=raw)
+    _say(f"wrote {written}: {source.events.height:,} events from {source.format}", err=True)
 
 
 @main.command()
@@ -369,6 +465,9 @@ def redact(
     from traceaudit.redact import read_secret_file
     from traceaudit.redact import redact as run
 
+    check_output_file(out, [trace], "redacted trace")
+    if map_path is not None:
+        check_output_file(map_path, [trace, out], "pseudonym map")
     secrets = list(words) + (read_secret_file(secret_file) if secret_file else [])
     result = run(trace, out, key=key_file, secrets=secrets, keep=keep, map_path=map_path)
     if result.key_created:
@@ -384,9 +483,9 @@ def redact(
             err=True,
         )
     for note in result.notes:
-        click.echo(f"note: {note}", err=True)
+        _say(f"note: {note}", err=True)
     if as_json:
-        click.echo(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
+        _say_json(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return
     counts = ", ".join(f"{n} {cls}" for cls, n in result.counts.items()) or "nothing"
     click.echo(

@@ -4,6 +4,12 @@ Parquet keeps every type of the event schema and reads back with ``traceaudit an
 (or ``polars.read_parquet``) as the very same frame. CSV is for spreadsheets and other
 tools: one column per schema field, times in ISO 8601 with 100 ns precision, durations in
 milliseconds; it is not a Procmon export.
+
+CSV is what a spreadsheet opens, and a trace is untrusted input: a path or Detail may read
+``=HYPERLINK(…)`` or ``+cmd|' /C calc'!A0``, which Excel and LibreOffice would run as a
+formula. Text cells that start with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return
+are written with a leading apostrophe (the OWASP advice for CSV injection); ``raw=True``
+(``--raw``) writes them as they are.
 """
 
 from __future__ import annotations
@@ -19,12 +25,17 @@ from traceaudit.errors import UsageError
 from traceaudit.formats.parquet import METADATA_CLOCK, METADATA_FORMAT
 from traceaudit.schema import Trace
 
-__all__ = ["OUTPUT_FORMATS", "convert", "write_events"]
+__all__ = ["OUTPUT_FORMATS", "FORMULA_START", "convert", "output_format", "write_events"]
 
 OUTPUT_FORMATS = ("parquet", "csv")
 
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+"""A text cell starting with one of these is a formula to a spreadsheet."""
 
-def _output_format(out: Path, format: str | None) -> str:
+
+def output_format(out: str | os.PathLike[str], format: str | None) -> str:
+    """``parquet`` or ``csv``, from ``format`` or the extension of ``out``."""
+    out = Path(out)
     if format is not None:
         if format not in OUTPUT_FORMATS:
             raise UsageError(f"--to {format!r}: choose one of {', '.join(OUTPUT_FORMATS)}.")
@@ -46,10 +57,28 @@ def _refuse_inputs(out: Path, inputs: tuple[Path, ...]) -> None:
             raise UsageError(f"{out}: this is the input trace; write the output to another file.")
 
 
-def write_events(trace: Trace, out: str | os.PathLike[str], *, format: str | None = None) -> Path:
-    """Write ``trace``'s events to ``out`` (atomically) as Parquet or CSV; return the path."""
+def _defused(frame: pl.DataFrame) -> pl.DataFrame:
+    """Text cells a spreadsheet would run as a formula, with a leading apostrophe."""
+    starts = "^[" + "".join("\\" + c if c in "-+" else c for c in FORMULA_START) + "]"
+    return frame.with_columns(
+        pl.when(pl.col(name).str.contains(starts))
+        .then(pl.lit("'") + pl.col(name))
+        .otherwise(pl.col(name))
+        .alias(name)
+        for name, dtype in frame.schema.items()
+        if dtype == pl.String
+    )
+
+
+def write_events(
+    trace: Trace, out: str | os.PathLike[str], *, format: str | None = None, raw: bool = False
+) -> Path:
+    """Write ``trace``'s events to ``out`` (atomically) as Parquet or CSV; return the path.
+
+    CSV cells that a spreadsheet would run as a formula are defused unless ``raw`` (see the
+    module docstring); Parquet is always exact."""
     target = Path(out)
-    kind = _output_format(target, format)
+    kind = output_format(target, format)
     if trace.source is not None:
         _refuse_inputs(target, (trace.source,))
     events = trace.events
@@ -67,6 +96,8 @@ def write_events(trace: Trace, out: str | os.PathLike[str], *, format: str | Non
                 ),
                 duration=pl.col("duration").dt.total_nanoseconds() / 1_000_000,
             ).rename({"duration": "duration_ms"})
+            if not raw:
+                flat = _defused(flat)
             flat.write_csv(handle, include_bom=True)
     return target
 
@@ -78,9 +109,11 @@ def convert(
     to: str | None = None,
     date: Date | None = None,
     strict: bool = False,
+    raw: bool = False,
 ) -> tuple[Trace, Path]:
     """Read any supported trace and write its normalised events; returns (trace, path)."""
     from traceaudit.formats import load_trace
 
+    output_format(out, to)  # a wrong --to or extension is reported before reading
     trace = load_trace(Path(source), date=date, strict=strict)
-    return trace, write_events(trace, out, format=to)
+    return trace, write_events(trace, out, format=to, raw=raw)

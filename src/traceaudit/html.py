@@ -34,6 +34,7 @@ import polars as pl
 
 from traceaudit import _plot_data as data
 from traceaudit._atomic import write_atomically
+from traceaudit._outputs import same_file
 from traceaudit._text import VERDICT_WORDS, _with_clock_text
 from traceaudit.answer import answer
 from traceaudit.errors import UsageError
@@ -722,16 +723,6 @@ def render_html(
     )
 
 
-def _same_file(a: Path, b: Path) -> bool:
-    """Whether two paths name the same file (resolved, or the same inode when both exist)."""
-    try:
-        if a.exists() and b.exists():
-            return os.path.samefile(a, b)
-    except OSError:
-        pass
-    return os.path.normcase(os.path.abspath(a)) == os.path.normcase(os.path.abspath(b))
-
-
 def write_html(
     report: Report,
     path: str | os.PathLike[str],
@@ -749,7 +740,7 @@ def write_html(
     """
     target = Path(path)
     for source in inputs:
-        if _same_file(target, Path(source)):
+        if str(source) != "-" and same_file(target, Path(source)):
             raise UsageError(
                 f"{target}: this is an input trace; refusing to write the HTML report over "
                 "it. Give another file name, e.g. report.html."

@@ -706,28 +706,34 @@ def save_all(
     formats: Iterable[str] = ("png", "svg"),
     max_timelines: int = 5,
     dpi: int = 150,
+    inputs: Iterable[str | os.PathLike[str]] = (),
 ) -> list[Path]:
     """Write every figure that has something to show as PNG and SVG into ``directory``.
 
     Files: ``blockers.*``, ``timeline-<n>-<file>.*`` (the ``max_timelines`` most telling
     blocked paths) and ``windows.*``. Each is written to a temporary name and moved into
     place, so a reader never sees half a file. A report with no conflicts writes nothing
-    and returns an empty list. ``directory`` is created when missing.
+    and returns an empty list. ``directory`` is created when missing. A figure is never
+    written over one of ``inputs`` (the trace files the report came from).
     """
+    from traceaudit._outputs import check_plots_dir, same_file
     from traceaudit.errors import UsageError
 
     formats = tuple(formats)
     unknown = [f for f in formats if f not in ("png", "svg", "pdf")]
     if unknown:
         raise UsageError(f"figure formats {unknown!r} are not supported; use png, svg or pdf.")
-    out = Path(directory)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out}: exists and is not a directory; give a directory for the plots.")
+    inputs = [Path(p) for p in inputs if str(p) != "-"]
+    out = check_plots_dir(directory, inputs)
     out.mkdir(parents=True, exist_ok=True)
     written: list[Path] = []
     for name, figure in report_figures(report, max_timelines=max_timelines):
         for fmt in formats:
             target = out / f"{name}.{fmt}"
+            if any(same_file(target, source) for source in inputs):
+                raise UsageError(
+                    f"{target}: this is an input trace; refusing to write a figure over it."
+                )
             write_atomically(target, figure_bytes(figure, fmt, dpi=dpi))
             written.append(target)
     return written

@@ -6,7 +6,7 @@ import dataclasses
 import os
 from datetime import date as Date
 
-from traceaudit.errors import UnknownFormatError
+from traceaudit.errors import TraceFormatError, UnknownFormatError
 from traceaudit.formats._detect import is_trace, sniff_format, unknown_format_message
 from traceaudit.formats._input import TraceInput, input_from_bytes, open_input
 from traceaudit.formats._registry import TraceFormat, get_format
@@ -59,7 +59,22 @@ def _read(trace_input: TraceInput, format: str | None, date: Date | None, strict
     if trace_format is None:
         raise UnknownFormatError(unknown_format_message(trace_input.name, trace_input.head))
     trace = trace_format.read(trace_input, date=date, strict=strict)
+    _refuse_if_nothing_read(trace_input.name, trace)
     missing = [w for w in trace_input.warnings if w not in trace.warnings]
     if missing:
         trace = dataclasses.replace(trace, warnings=(*missing, *trace.warnings))
     return trace
+
+
+def _refuse_if_nothing_read(name: str, trace: Trace) -> None:
+    """Rows were there, but not one could be read: an error, never an empty clean report."""
+    lost = sum(trace.skipped.values())
+    if trace.events.height or not lost:
+        return
+    reasons = ", ".join(f"{n:,} {reason}" for reason, n in trace.skipped.items())
+    where = ", ".join(trace.skipped_rows[:3])
+    raise TraceFormatError(
+        f"{name}: not one event could be read: all {lost:,} rows are damaged ({reasons})"
+        + (f", first at {where}" if where else "")
+        + ". Check that the file is a trace whose header matches its rows, or export it again."
+    )
