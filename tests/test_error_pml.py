@@ -10,7 +10,7 @@ import struct
 
 import pytest
 
-from test_read_pml_builder import close_event, pml_file, write
+from test_read_pml_builder import HEADER_SIZE, close_event, create_event, pml_file, write
 from traceaudit.errors import DamagedRowError, TraceFormatError
 from traceaudit.formats.pml import read_pml, read_pml_processes
 
@@ -86,6 +86,44 @@ def test_truncated_log_reads_up_to_the_last_intact_event(tmp_path):
         "1 of the 3 events the header counts were lost."
     )
     assert "process names and PIDs are unknown (null)" in trace.warnings[1]
+    assert trace.truncated
+
+
+def test_walk_finds_the_event_after_a_byte_past_a_full_extra_block(tmp_path):
+    """Some Procmon builds store a 64 KiB extra details block (a directory listing) one
+    byte longer than its u16 size (0xFFFF) says: the next event starts a byte later."""
+    first = close_event("C:\\a", pointer=4, extra=bytes(0xFFFF))
+    others = [close_event("C:\\b", pointer=4, ticks=1), close_event("C:\\c", pointer=4, ticks=2)]
+    content = pml_file([first, *others], pointer=4)
+    after_block = HEADER_SIZE + 52 + 2 * 4 + len(first.details) + 2 + 0xFFFF
+    content = content[:after_block] + b"\x01" + content[after_block:]
+    size = 52 + 2 * 4 + len(others[0].details)
+    trace = read_pml(write(tmp_path, "listing.pml", content[: after_block + 1 + size + 10]))
+    assert trace.events["path"].to_list() == ["C:\\a", "C:\\b"]
+    assert trace.warnings[0].endswith(
+        f"Read 2 events up to the last intact one, which ends at 0x{after_block + 1 + size:X}; "
+        "1 of the 3 events the header counts were lost."
+    )
+    assert trace.truncated
+
+
+def test_walk_steps_over_extra_details_stored_after_later_events(tmp_path):
+    """Version 7 may write an event's extra details (CreateFile's OpenResult) after later
+    events; an event whose block is cut off is lost, not read without it."""
+    create = create_event("C:\\a", access=0x80, share=7, options=0, open_result=None)
+    later = [close_event("C:\\b", ticks=1), close_event("C:\\c", ticks=2)]
+    content = bytearray(pml_file([create, *later], version=7))
+    sizes = [52 + 2 * 8 + len(e.details) for e in (create, *later)]
+    struct.pack_into("<I", content, HEADER_SIZE + 48, sizes[0] + sizes[1])
+    block_at = HEADER_SIZE + sizes[0] + sizes[1]
+    content[block_at:block_at] = struct.pack("<HI", 4, 1)  # OpenResult: Opened
+    trace = read_pml(write(tmp_path, "v7.pml", bytes(content[: block_at + 6 + 20])))
+    assert trace.events["path"].to_list() == ["C:\\a", "C:\\b"]
+    assert trace.events["open_result"].to_list() == ["Opened", None]
+    assert trace.events["row"].to_list() == [1, 2]
+    trace = read_pml(write(tmp_path, "v7.pml", bytes(content[: block_at + 3])))
+    assert trace.events["path"].to_list() == ["C:\\b"]
+    assert "2 of the 3 events the header counts were lost" in trace.warnings[0]
 
 
 def test_truncated_log_in_strict_mode_is_an_error(tmp_path):
@@ -107,8 +145,33 @@ def test_log_cut_inside_its_tables_keeps_every_event(tmp_path):
         f"(0x{strings_at + 2:X}): the file was cut short; process names and PIDs are unknown "
         "(null) for every event.",
     )
+    assert trace.truncated
     with pytest.raises(TraceFormatError, match=r"^tables\.pml: process table at 0x"):
         read_pml_processes(tmp_path / "tables.pml")
+
+
+@pytest.mark.parametrize(("back", "verb"), [(3, "run"), (4, "run"), (8, "lie"), (12, "lie")])
+def test_log_cut_in_its_last_tables_says_so(tmp_path, back, verb):
+    """The hosts and ports tables end the file: a cut there (or in the icon table before
+    them) keeps every event and process, and still says that the file was cut short."""
+    content = three_events()
+    hosts_at = struct.unpack_from("<Q", content, 0x3A0)[0]
+    cut = len(content) - back
+    path = write(tmp_path, "end.pml", content[:cut])
+    trace = read_pml(path)
+    assert trace.events.height == 3
+    assert trace.events["pid"].to_list() == [4242] * 3
+    message = (
+        f"end.pml: the hosts and ports tables at 0x{hosts_at:X} {verb} past the end of the "
+        f"file (0x{cut:X}): the file was cut short; network paths show IP addresses and port "
+        "numbers instead of the host and service names lost."
+    )
+    assert trace.warnings == (message,)
+    assert trace.truncated
+    with pytest.raises(TraceFormatError) as caught:
+        read_pml(path, strict=True)
+    assert str(caught.value) == f"{message} Read without strict mode to keep the events anyway."
+    assert read_pml_processes(path).height == 1
 
 
 def test_capture_not_closed_cleanly(tmp_path):

@@ -2,8 +2,9 @@
 
 :func:`locate_events` finds every event: from the event offset array when the file is
 whole, else by walking the events from the first one (each event's size follows from
-its header) until the data stops. That is how a capture cut short or not closed cleanly
-is read up to its last intact event.
+its header; the next one is looked for a few bytes on when it does not start exactly
+there, see :func:`_walk`) until the data stops. That is how a capture cut short or not
+closed cleanly is read up to its last intact event.
 
 :class:`EventArrays` then holds every event's 52-byte header (one structured-dtype
 gather, no Python object per event) as contiguous numpy columns, and where each event's
@@ -43,6 +44,10 @@ STATUS_PENDING = 0x103
 
 _HEADER = EVENT_HEADER_DTYPE.itemsize
 _MAX_LOCATIONS = 5
+_SLACK = 16
+"""How many bytes past an event's computed end the walk looks for the next event."""
+_WITHIN = 366 * 86_400 * 10_000_000
+"""The most (100 ns ticks) an event's time may differ from the previous event's in a walk."""
 _WALK = struct.Struct("<IIIHHIQQIHHII")  # EVENT_HEADER_DTYPE, for the one-by-one walk
 _COLUMNS = (
     "process_index",
@@ -71,35 +76,86 @@ class Located:
     truncated: bool = False
 
 
-def _walk(header: PmlHeader, data: np.ndarray) -> tuple[np.ndarray, int]:
-    """Offsets of the events stored back to back from the first one, and where the last
-    intact event ends. Stops at the first event that is cut off or is not an event."""
+def _event_at(data: np.ndarray, pos: int, previous: int) -> tuple[int, int, int, int] | None:
+    """(time, stack depth, details size, extra offset) of the event header at ``pos``, or
+    None when the bytes there are not one: an event class Procmon does not have, no
+    time, or a time more than :data:`_WITHIN` away from the previous event's (a header
+    read a few bytes off its true start gets a time that is nowhere near)."""
+    fields = _WALK.unpack_from(data, pos)
+    event_class, time = fields[2], fields[7]
+    if not PROCESS <= event_class <= IPC or time == 0:
+        return None
+    if previous and abs(time - previous) > _WITHIN:
+        return None
+    return time, fields[9], fields[11], fields[12]
+
+
+def _walk(header: PmlHeader, data: np.ndarray) -> tuple[np.ndarray, np.ndarray, int]:
+    """Offsets and times of the events stored back to back from the first one, and
+    where the last intact event ends. Stops at an event that is cut off, or where no
+    event follows.
+
+    An event is its header, stack and details, and its extra details block (u16 size and
+    bytes) when that block follows them directly. Events are not always exactly back to
+    back, so the next event is looked for a few bytes on (:data:`_SLACK`) when the bytes
+    right after an event are not one: some Procmon builds write one byte more than the
+    block's u16 size says when that size is 0xFFFF (a 64 KiB directory listing). Version 7
+    may store an event's extra details after later events (its extra offset then points
+    past its details): the walk steps over that block when it reaches it, and an event
+    whose block lies beyond the end of the data is lost, not read incomplete.
+    """
     pointer = header.pointer
     end = header.events_end
     pos = header.events_offset
     offsets: list[int] = []
-    while pos + _HEADER <= end:
-        fields = _WALK.unpack_from(data, pos)
-        event_class, time, depth, size, extra = (
-            fields[2],
-            fields[7],
-            fields[9],
-            fields[11],
-            fields[12],
-        )
-        if not PROCESS <= event_class <= IPC or time == 0:
-            break
-        stop = pos + _HEADER + depth * pointer + size
-        if extra:
-            if pos + extra + 2 > end:
+    times: list[int] = []
+    deferred: dict[int, int] = {}  # start -> end of extra blocks stored after later events
+    previous = 0
+    last = pos  # where the last intact event (or block stepped over) ends
+    while pos + 2 <= end:
+        if pos in deferred:
+            pos = last = deferred.pop(pos)
+            continue
+        event = _event_at(data, pos, previous) if pos + _HEADER <= end else None
+        if event is None:
+            pos = _resync(data, pos, end, previous, deferred)
+            if pos < 0:
                 break
-            (extra_size,) = struct.unpack_from("<H", data, pos + extra)
-            stop = max(stop, pos + extra + 2 + extra_size)
+            continue
+        time, depth, size, extra = event
+        stop = pos + _HEADER + depth * pointer + size
+        lost = False
+        if extra:
+            at = pos + extra
+            if at + 2 > end:
+                if at <= stop:
+                    break  # the event's own extra details are cut off
+                lost = True  # stored after later events, beyond the end of the data
+            else:
+                (extra_size,) = struct.unpack_from("<H", data, at)
+                if at <= stop:
+                    stop = max(stop, at + 2 + extra_size)
+                elif at + 2 + extra_size <= end:
+                    deferred[at] = at + 2 + extra_size
+                else:
+                    lost = True
         if stop > end:
             break
-        offsets.append(pos)
-        pos = stop
-    return np.asarray(offsets, dtype=np.int64), pos
+        if not lost:
+            offsets.append(pos)
+            times.append(time)
+        previous = time
+        pos = last = stop
+    return np.asarray(offsets, dtype=np.int64), np.asarray(times, dtype=np.uint64), last
+
+
+def _resync(data: np.ndarray, pos: int, end: int, previous: int, deferred: dict[int, int]) -> int:
+    """The first position within :data:`_SLACK` bytes after ``pos`` where an event or a
+    deferred extra details block starts; -1 when there is none."""
+    for at in range(pos + 1, min(pos + _SLACK, end - 1)):
+        if at in deferred or (at + _HEADER <= end and _event_at(data, at, previous)):
+            return at
+    return -1
 
 
 def locate_events(header: PmlHeader, data: np.ndarray, *, strict: bool) -> Located:
@@ -120,12 +176,20 @@ def locate_events(header: PmlHeader, data: np.ndarray, *, strict: bool) -> Locat
             (entries["flags"].astype(np.int64) & 1) << 32
         )
         return Located(offsets, np.arange(len(offsets), dtype=np.int64))
-    offsets, stop = _walk(header, data)
+    offsets, times, stop = _walk(header, data)
+    # Procmon lists events by time (the index is in time order, and so are the events
+    # stored, except version 7's network events, written when they complete).
+    offsets = offsets[np.argsort(times, kind="stable")]
     promised = header.number_of_events
-    if promised >= len(offsets) and promised:
+    if not promised:
+        lost = "an unknown number of events were lost (the header does not count them)"
+    elif promised >= len(offsets):
         lost = f"{promised - len(offsets)} of the {promised} events the header counts were lost"
     else:
-        lost = "an unknown number of events were lost (the header does not count them)"
+        lost = (
+            f"the header counts {promised} events, {len(offsets) - promised} fewer than were "
+            "read (Procmon stores some events it does not list)"
+        )
     message = (
         f"{header.name}: {problem}. Read {len(offsets)} events up to the last intact one, "
         f"which ends at 0x{stop:X}; {lost}."

@@ -2,9 +2,12 @@
 
 The header says where every table is; :class:`PmlHeader` reads it with
 :data:`HEADER_DTYPE` and checks it, raising :class:`TraceFormatError` with the byte
-offset of the bad field. :meth:`PmlHeader.layout_problem` says whether the tables at the
-end of the file are all there: a capture that was not closed cleanly, or a copy cut
-short, loses them first, and the event reader then walks the events one by one instead.
+offset of the bad field. :meth:`PmlHeader.index_problem` and
+:meth:`PmlHeader.tables_problem` say whether the event index and the tables at the end of
+the file are all there: a capture that was not closed cleanly, or a copy cut short, loses
+them first, and the event reader then walks the events one by one instead. The hosts and
+ports tables end the file, so :func:`read_hosts_and_ports` tells a cut past everything
+else.
 
 The strings table is decoded in bulk (:func:`decode_strings`); the process table is read
 with one structured-dtype gather. Hosts and ports are small and read with ``struct``.
@@ -173,6 +176,12 @@ class PmlHeader:
         return None
 
     @property
+    def tables_cut(self) -> bool:
+        """Whether the process and strings tables are missing from the end of the file
+        (never written, or cut off)."""
+        return self.process_table_offset == 0 or self.icon_table_offset > self.size
+
+    @property
     def events_end(self) -> int:
         """Where event data stops: the event index when there is one, else end of file."""
         if 0 < self.event_offsets_offset <= self.size:
@@ -275,30 +284,49 @@ _STRING_FIELDS = (
 
 def read_hosts_and_ports(
     header: PmlHeader, data: np.ndarray
-) -> tuple[dict[bytes, str], dict[tuple[int, bool], str]]:
-    """Host names by 16-byte IP address, and service names by (port, is_tcp).
+) -> tuple[dict[bytes, str], dict[tuple[int, bool], str], str | None]:
+    """Host names by 16-byte IP address, service names by (port, is_tcp), and why the
+    tables are incomplete (None when they are whole).
 
-    These tables close the file; a damaged or missing one only costs names (the network
-    paths then show numeric addresses and ports, as Procmon would).
+    These tables close the file (they end exactly at its end), so they are the first
+    thing a copy cut short loses: their end is how a cut past the process and strings
+    tables shows. A damaged or missing table only costs names (the network paths then
+    show numeric addresses and ports, as Procmon would); the names read before the cut
+    are kept.
     """
     hosts: dict[bytes, str] = {}
     ports: dict[tuple[int, bool], str] = {}
     pos = header.hosts_and_ports_offset
-    raw = data[pos:].tobytes() if 0 < pos < header.size else b""
+    if pos == 0:
+        return hosts, ports, None
+
+    def cut(verb: str) -> str:
+        return (
+            f"the hosts and ports tables at 0x{pos:X} {verb} past the end of the file "
+            f"(0x{header.size:X}): the file was cut short"
+        )
+
+    if pos >= header.size:
+        return hosts, ports, cut("lie")
+    raw = data[pos:].tobytes()
     try:
         (count,) = struct.unpack_from("<I", raw, 0)
         cursor = 4
         for _ in range(count):
             ip = raw[cursor : cursor + 16]
             (size,) = struct.unpack_from("<I", raw, cursor + 16)
+            if cursor + 20 + size > len(raw):
+                raise struct.error
             hosts[ip] = _utf16_field(raw[cursor + 20 : cursor + 20 + size])
             cursor += 20 + size
         (count,) = struct.unpack_from("<I", raw, cursor)
         cursor += 4
         for _ in range(count):
             port, is_tcp, size = struct.unpack_from("<HHI", raw, cursor)
+            if cursor + 8 + size > len(raw):
+                raise struct.error
             ports[(port, bool(is_tcp))] = _utf16_field(raw[cursor + 8 : cursor + 8 + size])
             cursor += 8 + size
-    except struct.error:
-        pass
-    return hosts, ports
+    except struct.error:  # the names read before the cut are kept
+        return hosts, ports, cut("run")
+    return hosts, ports, None

@@ -31,7 +31,10 @@ The modules, in reading order:
 
 PML versions 9 (Procmon 3.4 and later) and 7 (Procmon 2.x), 32- and 64-bit captures.
 A capture cut short or not closed cleanly is read up to its last intact event, with a
-warning counting the events lost (an error in strict mode).
+warning counting the events lost (an error in strict mode). A copy cut past its events
+(in the event index, the process and strings tables, or the hosts and ports tables that
+end the file) keeps every event, with a warning naming what was lost; either way
+``Trace.truncated`` is set.
 """
 
 from __future__ import annotations
@@ -165,6 +168,25 @@ def _processes(
     return None, [message]
 
 
+def _names(
+    header: PmlHeader, data: np.ndarray, *, strict: bool, said: bool
+) -> tuple[dict[bytes, str], dict[tuple[int, bool], str], list[str], bool]:
+    """The hosts and ports tables, a warning (an error in strict mode) when they are cut
+    off and no earlier warning (``said``) already told that the file was cut short, and
+    whether they are cut off: they close the file, so that is how a cut past the event
+    index and the process and strings tables shows."""
+    hosts, ports, problem = read_hosts_and_ports(header, data)
+    if problem is None or said:
+        return hosts, ports, [], problem is not None
+    message = (
+        f"{header.name}: {problem}; network paths show IP addresses and port numbers "
+        "instead of the host and service names lost."
+    )
+    if strict:
+        raise TraceFormatError(f"{message} Read without strict mode to keep the events anyway.")
+    return hosts, ports, [message], True
+
+
 def _read_part(trace_input: TraceInput, *, strict: bool, first_row: int) -> _Part:
     """Read one PML file; ``first_row`` is added to its rows (multi-file captures)."""
     with _mapped(trace_input) as (data, buf, release):
@@ -172,7 +194,8 @@ def _read_part(trace_input: TraceInput, *, strict: bool, first_row: int) -> _Par
         located = locate_events(header, data, strict=strict)
         numbered = len(located.offsets)
         processes, table_warnings = _processes(header, data, buf, strict=strict)
-        hosts, ports = read_hosts_and_ports(header, data)
+        said = located.truncated or header.tables_cut  # a warning already says "cut short"
+        hosts, ports, name_warnings, names_cut = _names(header, data, strict=strict, said=said)
         events = EventArrays.build(header, data, buf, located, strict=strict)
         columns, operations = base_columns(events, processes)
         # Pages are given back as the paths are read; later passes map back only the
@@ -191,10 +214,9 @@ def _read_part(trace_input: TraceInput, *, strict: bool, first_row: int) -> _Par
         del events, groups, data, buf
     if first_row:
         frame = frame.with_columns(pl.col("row") + first_row)
-    warnings = [*trace_input.warnings, *located.warnings, *table_warnings]
-    return _Part(
-        frame, numbered, warnings, located.skipped, located.skipped_rows, located.truncated
-    )
+    warnings = [*trace_input.warnings, *located.warnings, *table_warnings, *name_warnings]
+    truncated = located.truncated or names_cut or header.tables_cut
+    return _Part(frame, numbered, warnings, located.skipped, located.skipped_rows, truncated)
 
 
 def _trace(parts: list[_Part], source: Path | None) -> Trace:
