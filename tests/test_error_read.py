@@ -167,9 +167,18 @@ def test_error_other_table(tmp_path: Path) -> None:
 def test_error_plain_text(tmp_path: Path) -> None:
     path = write(tmp_path / "notes.txt", "Processes Created:\r\n==================\r\n")
     assert refuse(path) == (
-        "notes.txt: not a trace traceaudit can read (looks like text starting 'Processes "
-        f"Created:'). {SUPPORTED} {SAVE_CSV}"
+        "notes.txt: not a trace traceaudit can read (looks like plain text with no header "
+        f"traceaudit knows). {SUPPORTED} {SAVE_CSV}"
     )
+
+
+def test_error_never_quotes_the_content_of_a_file_given_by_mistake(tmp_path: Path) -> None:
+    shadow = write(tmp_path / "shadow", "root:$6$saltsalt$hashhashhash:19000:0:99999:7:::\n")
+    message = refuse(shadow)
+    assert "hashhash" not in message and "root" not in message
+    table = write(tmp_path / "t.csv", "alice,s3cr3t-P4ss,42\n")
+    message = refuse(table)
+    assert "s3cr3t" not in message and "a table of 3 columns" in message
 
 
 def damaged_time_csv(tmp_path: Path) -> Path:
@@ -284,8 +293,8 @@ def test_error_zip_without_a_trace(tmp_path: Path) -> None:
     with zipfile.ZipFile(path, "w") as archive:
         archive.writestr("readme.txt", "nothing to see\r\n")
     assert refuse(path) == (
-        "notes.zip/readme.txt: not a trace traceaudit can read (looks like text starting "
-        f"'nothing to see'). {SUPPORTED} {SAVE_CSV}"
+        "notes.zip/readme.txt: not a trace traceaudit can read (looks like plain text with no "
+        f"header traceaudit knows). {SUPPORTED} {SAVE_CSV}"
     )
 
 
@@ -293,8 +302,8 @@ def test_error_pasted_text_that_is_not_rows() -> None:
     with pytest.raises(UnknownFormatError) as error:
         load_text("hello world")
     assert str(error.value) == (
-        f"<pasted>: not a trace traceaudit can read (looks like text starting 'hello world'). "
-        f"{SUPPORTED} {SAVE_CSV}"
+        "<pasted>: not a trace traceaudit can read (looks like plain text with no header "
+        f"traceaudit knows). {SUPPORTED} {SAVE_CSV}"
     )
 
 

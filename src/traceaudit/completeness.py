@@ -282,8 +282,9 @@ class Completeness:
             _add(
                 out,
                 "cut-short",
-                f"{name}: the file was cut short: the events after the cut are missing, so "
-                "holders may look open at the end. Copy the capture again in full.",
+                f"{name}: the file was cut short (the reader's warning says what was lost): "
+                "handles may look open at the end only because their closes were cut off. "
+                "Copy the capture again in full.",
             )
         if self.ended_during_failure is not None:
             path, after = self.ended_during_failure

@@ -94,12 +94,17 @@ def _describe(name: str, head: bytes) -> tuple[str, str]:
             "Export the event list instead: in Process Monitor, File > Save > CSV.",
         )
     if len(names) >= 2:
-        shown = ", ".join(f"'{n}'" for n in names[:6]) + (", ..." if len(names) > 6 else "")
-        return f"a table with columns {shown}, not Process Monitor's", _EXPORT_CSV
-    shown_line = first.strip()
-    if len(shown_line) > 60:
-        shown_line = shown_line[:57] + "..."
-    return f"text starting '{shown_line}'", _EXPORT_CSV
+        # Column names help the user see what the file is; anything that does not look like
+        # a column name (a data row, a password hash) is never quoted back.
+        if all(_COLUMN_NAME.fullmatch(n) for n in names[:6]):
+            shown = ", ".join(f"'{n}'" for n in names[:6]) + (", ..." if len(names) > 6 else "")
+            return f"a table with columns {shown}, not Process Monitor's", _EXPORT_CSV
+        return f"a table of {len(names)} columns, not Process Monitor's", _EXPORT_CSV
+    # The content itself is never echoed: a file given by mistake may hold secrets.
+    return "plain text with no header traceaudit knows", _EXPORT_CSV
+
+
+_COLUMN_NAME = re.compile(r"[A-Za-z][A-Za-z &/()._-]{0,29}")
 
 
 def _header_names(line: str) -> list[str]:
