@@ -67,19 +67,29 @@ def _tolerance(size: int) -> int:
 def decode(data: bytes) -> Decoded:
     """Decode a whole trace; see the module docstring for the order of guesses."""
     if data.startswith(codecs.BOM_UTF8):
-        text = data[3:].decode("utf-8", errors="replace")
-        return Decoded(text, "utf-8", text.count("\ufffd"))
+        return _decode_unicode(data[3:], "utf-8", "utf-8")
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        text = data.decode("utf-16", errors="replace").lstrip("\ufeff")
-        return Decoded(text, "utf-16", text.count("\ufffd"))
+        return _decode_unicode(data, "utf-16", "utf-16")
     if _looks_utf16(data):
-        text = data.decode("utf-16-le", errors="replace")
-        return Decoded(text, "utf-16", text.count("\ufffd"), guessed=True)
+        return _decode_unicode(data, "utf-16-le", "utf-16", guessed=True)
     try:
         return Decoded(data.decode("utf-8"), "utf-8")
     except UnicodeDecodeError:
         pass
     return _decode_legacy(data)
+
+
+def _decode_unicode(data: bytes, codec: str, encoding: str, guessed: bool = False) -> Decoded:
+    """Text in a known Unicode encoding; undecodable bytes become U+FFFD and are counted
+    (a U+FFFD the file itself holds, as Procmon writes for names it could not read, is
+    not counted as replaced)."""
+    try:
+        text = data.decode(codec)
+        replaced = 0
+    except UnicodeDecodeError:
+        text = data.decode(codec, errors="replace")
+        replaced = text.count("\ufffd")
+    return Decoded(text.lstrip("\ufeff"), encoding, replaced, guessed=guessed)
 
 
 def _decode_legacy(data: bytes) -> Decoded:

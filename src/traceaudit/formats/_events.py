@@ -34,8 +34,24 @@ __all__ = ["RawRows", "build_trace", "event_class", "MAX_SKIPPED_LOCATIONS"]
 MAX_SKIPPED_LOCATIONS = 5
 
 WRONG_FIELDS = "wrong field count"
+UNBALANCED_QUOTES = "unbalanced quotes"
+MISPLACED_QUOTES = "misplaced quotes"
+NUL_BYTES = "NUL bytes"
 BAD_TIME = "unreadable time"
 BAD_PID = "unreadable PID"
+
+# RawRows.field_problem → the reason a row is counted under in Trace.skipped.
+_FIELD_REASONS = {
+    "more": WRONG_FIELDS,
+    "fewer": WRONG_FIELDS,
+    "quotes": UNBALANCED_QUOTES,
+    "misquoted": MISPLACED_QUOTES,
+    "nul": NUL_BYTES,
+}
+
+# The days a nanosecond timestamp can hold (1677-09-21 to 2262-04-11), in whole years.
+_FIRST_DAY = Date(1678, 1, 1)
+_LAST_DAY = Date(2261, 12, 31)
 
 _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="traceaudit-times")
 
@@ -55,10 +71,14 @@ class RawRows:
 
     ``frame`` has String columns among ``tod``, ``dt``, ``process``, ``pid``,
     ``operation``, ``path``, ``result``, ``detail``, ``tid``, ``duration`` and
-    ``event_class``. ``field_problem`` is null for a well-formed row, else ``"more"`` or
-    ``"fewer"`` (fields than ``shape`` says, e.g. "the header's 7 columns"). ``line_of``
-    maps 1-based data-row numbers to the line numbers quoted in messages; it is only
-    called when something is damaged.
+    ``event_class``. ``field_problem`` is null for a well-formed row, else what is wrong
+    with it: ``"more"`` or ``"fewer"`` (fields than ``shape`` says, e.g. "the header's 7
+    columns"), ``"quotes"`` (a line whose quotes do not pair up: a quote missing, replaced
+    or stray, or a line cut inside a quoted field), ``"misquoted"`` (quotes that pair up
+    but are misplaced) or ``"nul"`` (NUL bytes: binary junk); a row the reader could not
+    split into fields at all has null fields. ``line_of`` maps 1-based data-row
+    numbers to the line numbers quoted in messages; it is only called when something is
+    damaged.
     """
 
     frame: pl.DataFrame
@@ -105,6 +125,12 @@ def build_trace(raw: RawRows, *, date: Date | None, strict: bool) -> Trace:
     typed = _columns(frame, operations)
     tod = tod_job.result() if tod_job is not None else None
     dt = dt_job.result() if dt_job is not None else None
+    if dt is not None:
+        # A damaged year (``7/15/202``) parses, but no nanosecond time can hold it: it is
+        # no date, like one that does not parse.
+        dt = dt.with_columns(
+            pl.when(pl.col("date").is_between(_FIRST_DAY, _LAST_DAY)).then(pl.col("date"))
+        )
     pid = typed["pid"]
 
     if tod is not None:
@@ -190,7 +216,8 @@ def build_trace(raw: RawRows, *, date: Date | None, strict: bool) -> Trace:
 
 
 def _problems(raw: RawRows, time_ok: pl.Series, pid: pl.Series) -> pl.Series:
-    """Each row's damage (null for a sound row): wrong field count, time or PID."""
+    """Each row's damage (null for a sound row): its shape (fields, quotes, NUL bytes),
+    then its time, then its PID."""
     return pl.DataFrame(
         {
             "fields": raw.field_problem
@@ -201,7 +228,11 @@ def _problems(raw: RawRows, time_ok: pl.Series, pid: pl.Series) -> pl.Series:
         }
     ).select(
         pl.when(pl.col("fields").is_not_null())
-        .then(pl.lit(WRONG_FIELDS))
+        .then(
+            pl.col("fields").replace_strict(
+                _FIELD_REASONS, default=WRONG_FIELDS, return_dtype=pl.String
+            )
+        )
         .when(~pl.col("time_ok"))
         .then(pl.lit(BAD_TIME))
         .when(~pl.col("pid_ok"))
@@ -254,6 +285,18 @@ def _columns(frame: pl.DataFrame, operations: Operations) -> pl.DataFrame:
 def _damaged_message(raw: RawRows, index: int, line: int, reason: str) -> str:
     where = f"{raw.name}: line {line}"
     fix = "Fix or delete the row, or read without strict mode to skip damaged rows."
+    if reason == UNBALANCED_QUOTES:
+        return (
+            f"{where}: unbalanced quotes (a quote missing, replaced or stray, or the line "
+            f"cut inside a quoted field?). {fix}"
+        )
+    if reason == MISPLACED_QUOTES:
+        return (
+            f"{where}: misplaced quotes (text after a closing quote, or a quote inside a "
+            f"field that is not doubled?). {fix}"
+        )
+    if reason == NUL_BYTES:
+        return f"{where}: NUL bytes in the row (binary junk: a damaged or overwritten file?). {fix}"
     if reason == WRONG_FIELDS:
         assert raw.field_problem is not None
         more = raw.field_problem[index] == "more"

@@ -11,6 +11,10 @@ and trailing spaces. Detail may be empty (``CloseFile``), and editors often drop
 trailing tab, so six fields are accepted; fewer are a damaged row. Detail keeps any
 further tabs (environment blocks), and a line starting with ``;`` continues the previous
 row's environment block. There is no date: times get ``date=`` or the placeholder day.
+
+Each line stands on its own (quotes mean nothing here), so a damaged line never takes
+its neighbours with it: a row with too few fields, NUL bytes, or an unreadable time or
+PID is skipped, counted and named by its line (strict mode stops at the first one).
 """
 
 from __future__ import annotations
@@ -100,8 +104,16 @@ def read_text(
         pl.col("detail").str.strip_chars_end(),
         pl.col("pid").str.strip_chars(),
     )
-    problem = frame.select(
-        pl.when(pl.col("result").is_null()).then(pl.lit("fewer")).alias("problem")
+    # NUL bytes are binary junk (a damaged file), never part of a copied row.
+    flags = pl.DataFrame(
+        {"nul": rows["text"].str.contains("\x00", literal=True), "short": frame["result"].is_null()}
+    )
+    problem = flags.select(
+        pl.when(pl.col("nul"))
+        .then(pl.lit("nul"))
+        .when(pl.col("short"))
+        .then(pl.lit("fewer"))
+        .alias("problem")
     )["problem"]
     line_numbers = rows["line"]
 
