@@ -12,6 +12,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from test_redact import PLANTED, PLANTED_COLUMNS, PLANTED_SECRETS, csv_text
+from traceaudit import cli as cli_module
+from traceaudit._redact_context import Context
+from traceaudit._redact_keys import Pseudonyms
 from traceaudit._redact_rows import RowRewriter
 from traceaudit.cli import main
 from traceaudit.convert import write_events
@@ -33,6 +37,10 @@ def trace(tmp_path: Path, name: str = "Logfile.CSV") -> Path:
     return path
 
 
+USAGE_EXIT = cli_module.EXIT_USAGE
+"""The CLI's exit status for a :class:`UsageError` (bad input is ``EXIT_BAD_INPUT``)."""
+
+
 def cli(*args: str):
     return CliRunner().invoke(main, ["redact", *args])
 
@@ -50,12 +58,13 @@ def test_error_output_is_the_input(tmp_path, monkeypatch):
 
 
 def test_error_output_is_the_input_on_the_command_line(tmp_path):
+    """The command line checks its output paths before calling the library."""
     source = trace(tmp_path)
     result = cli(str(source), "-o", str(source))
-    assert result.exit_code == 3
+    assert result.exit_code == USAGE_EXIT
     assert result.stderr == (
-        "error: Logfile.CSV: is the input trace itself; give another output path with -o "
-        "(redact never writes over its input).\n"
+        f"error: {source}: this is an input trace; refusing to write the redacted trace over "
+        "it. Give another file name.\n"
     )
 
 
@@ -91,8 +100,10 @@ def test_error_not_a_trace(tmp_path):
     with pytest.raises(UnknownFormatError) as refused:
         redact(path, tmp_path / "out.txt", key=KEY)
     assert str(refused.value).startswith(
-        "notes.txt: not a trace traceaudit can read (looks like text starting 'just some notes')."
+        "notes.txt: not a trace traceaudit can read (looks like plain text with no header "
+        "traceaudit knows)."
     )
+    assert "just some notes" not in str(refused.value)
 
 
 def test_error_unreadable_key_file(tmp_path):
@@ -106,7 +117,7 @@ def test_error_unreadable_key_file(tmp_path):
         "traceaudit redact created, or a path that does not exist yet to create one."
     )
     result = cli(str(source), "-o", str(tmp_path / "out.csv"), "--key-file", str(key_file))
-    assert result.exit_code == 3 and result.stderr == f"error: {refused.value}\n"
+    assert result.exit_code == USAGE_EXIT and result.stderr == f"error: {refused.value}\n"
     assert not (tmp_path / "out.csv").exists()
 
 
@@ -134,7 +145,7 @@ def test_error_unknown_keep_class(tmp_path):
         "ip, path, sid, unc, user."
     )
     result = cli(str(source), "-o", str(tmp_path / "out.csv"), "--keep", "users")
-    assert result.exit_code == 3 and result.stderr == f"error: {refused.value}\n"
+    assert result.exit_code == USAGE_EXIT and result.stderr == f"error: {refused.value}\n"
 
 
 def test_error_output_folder_missing(tmp_path):
@@ -165,7 +176,7 @@ def test_error_key_file_is_the_output(tmp_path):
 
 def test_error_secret_file_missing(tmp_path):
     result = cli(str(trace(tmp_path)), "-o", str(tmp_path / "o.csv"), "--secret-file", "none.txt")
-    assert result.exit_code == 3
+    assert result.exit_code == USAGE_EXIT
     assert result.stderr == "error: none.txt: no such secret file. Check the path.\n"
 
 
@@ -184,7 +195,8 @@ def test_error_leak_check_a_secret_the_rewriter_cannot_reach(tmp_path):
 
 
 def test_error_leak_check_when_the_writer_skips_redaction(tmp_path, monkeypatch):
-    """A writer that loses the rewritten fields is caught by reading the output back.
+    """A writer that loses the rewritten fields is caught by reading the output back:
+    the user, the domain and the file name ``notes``.
 
     (MSEDGEWIN10 is only seen as the domain half of the User column here, so it counts
     as a domain: nothing says it is a computer.)"""
@@ -200,7 +212,126 @@ def test_error_leak_check_when_the_writer_skips_redaction(tmp_path, monkeypatch)
     result = cli(str(source), "-o", str(out), "--key-file", str(tmp_path / "k.key"))
     assert result.exit_code == 3
     assert result.stderr == (
-        "error: out.csv: redaction check failed: 2 secret(s) of class user, domain leaked "
-        "('IEUser' on line 2, 'MSEDGEWIN10' on line 2). The output was removed.\n"
+        "error: out.csv: redaction check failed: 3 secret(s) of class user, domain, path "
+        "leaked ('IEUser' on line 2, 'MSEDGEWIN10' on line 2, 'notes' on line 2). The output "
+        "was removed.\n"
     )
     assert not out.exists()
+
+
+# --------------------------------------------------------------------------- secret words
+
+
+@pytest.mark.parametrize(
+    ("word", "message"),
+    [
+        (
+            "e",
+            "secret 'e': too short (1 character; at least 3). Secret words are replaced "
+            "everywhere, even inside other words: replacing so short a word would destroy the "
+            "trace. Give the whole word (a name is replaced where it stands as a user, computer "
+            "or file name anyway).",
+        ),
+        (
+            "ab",
+            "secret 'ab': too short (2 characters; at least 3). Secret words are replaced "
+            "everywhere, even inside other words: replacing so short a word would destroy the "
+            "trace. Give the whole word (a name is replaced where it stands as a user, computer "
+            "or file name anyway).",
+        ),
+        (
+            ".",
+            "secret '.': has no letter or digit. Secret words are replaced everywhere, even "
+            "inside other words, and spaces and punctuation are in every line of a trace: "
+            "replacing them would destroy the trace. Give a word.",
+        ),
+        (
+            "  ",
+            "secret '  ': has no letter or digit. Secret words are replaced everywhere, even "
+            "inside other words, and spaces and punctuation are in every line of a trace: "
+            "replacing them would destroy the trace. Give a word.",
+        ),
+    ],
+)
+def test_error_secret_too_short_or_without_a_letter(tmp_path, word, message):
+    """--secret e used to end in RuntimeError: no free pseudonym for a path value."""
+    source = trace(tmp_path)
+    with pytest.raises(UsageError) as refused:
+        redact(source, tmp_path / "out.csv", key=KEY, secrets=["ACME", word])
+    assert str(refused.value) == message
+    result = cli(str(source), "-o", str(tmp_path / "out.csv"), "--secret", word)
+    assert result.exit_code == USAGE_EXIT and result.stderr == f"error: {message}\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["Logfile.CSV"]
+
+
+def test_error_secret_file_with_a_one_letter_word(tmp_path):
+    words = tmp_path / "words.txt"
+    words.write_text("# our words\nACME\na\n", encoding="utf-8")
+    result = cli(str(trace(tmp_path)), "-o", str(tmp_path / "o.csv"), "--secret-file", str(words))
+    assert result.exit_code == USAGE_EXIT
+    assert result.stderr.startswith("error: secret 'a': too short (1 character; at least 3).")
+
+
+def test_error_no_pseudonym_is_free_of_the_secrets(tmp_path, monkeypatch):
+    """The pseudonym search is bounded: were every candidate to hold a secret, it stops
+    with a UsageError (it used to raise a bare RuntimeError)."""
+    monkeypatch.setattr(Context, "_contains_secret", lambda self, text: "abc")
+    with pytest.raises(UsageError) as refused:
+        redact(trace(tmp_path), tmp_path / "out.csv", key=KEY)
+    assert str(refused.value) == (
+        "no pseudonym for a user value is free of the secrets: all 64 candidates contained "
+        "one ('abc'). Give longer, more specific --secret words."
+    )
+    assert not (tmp_path / "out.csv").exists()
+
+
+def test_error_map_folder_missing(tmp_path):
+    map_path = tmp_path / "private" / "map.json"
+    with pytest.raises(UsageError) as refused:
+        redact(trace(tmp_path), tmp_path / "out.csv", key=KEY, map_path=map_path)
+    assert str(refused.value) == (
+        f"map.json: cannot write the --map file: the folder {map_path.parent} does not exist."
+    )
+    assert not (tmp_path / "out.csv").exists()
+
+
+# --------------------------------------------------------------------------- every class checked
+
+
+@pytest.mark.parametrize(
+    ("cls", "line"),
+    [
+        ("user", 2),
+        ("computer", 2),
+        ("domain", 2),
+        ("sid", 3),
+        ("email", 4),
+        ("ip", 2),
+        ("unc", 5),
+        ("cmdline", 2),
+        ("env", 2),
+        ("path", 2),
+        ("secret", 6),
+    ],
+)
+def test_error_leak_check_names_the_class_a_rewriter_failed_to_replace(
+    tmp_path, monkeypatch, cls, line
+):
+    """With one class's pseudonyms switched off, its planted secret reaches the output:
+    the leak check finds it, names the class and removes the output."""
+    assign = Pseudonyms.assign
+
+    def skip_one(self, kind, original, make, *, group=""):
+        return original if kind == cls else assign(self, kind, original, make, group=group)
+
+    monkeypatch.setattr(Pseudonyms, "assign", skip_one)
+    source = tmp_path / "in.csv"
+    source.write_bytes(csv_text(PLANTED, PLANTED_COLUMNS).encode("utf-8-sig"))
+    out = tmp_path / "out.csv"
+    with pytest.raises(RedactionLeakError) as refused:
+        redact(source, out, key=KEY, secrets=["Bluebird"])
+    assert str(refused.value) == (
+        f"out.csv: redaction check failed: 1 secret(s) of class {cls} leaked "
+        f"({PLANTED_SECRETS[cls]!r} on line {line}). The output was removed."
+    )
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv"]

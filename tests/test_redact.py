@@ -9,8 +9,12 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import ipaddress
 import json
+import os
 import re
+import stat
+import sys
 import zipfile
 from pathlib import Path
 
@@ -250,7 +254,8 @@ def test_network_hosts_ips_emails_and_unc_servers(tmp_path):
             ),
         ],
     )
-    assert re.fullmatch(r"host_[0-9a-f]{8}:60791 -> 10\.\d+\.\d+\.\d+:https", rows[1][4])
+    address = re.fullmatch(r"host_[0-9a-f]{8}:60791 -> ([\d.]+):https", rows[1][4])
+    assert address and ipaddress.ip_address(address.group(1)).is_global  # public stays public
     host = rows[1][4].split(":")[0]
     assert rows[2][4].startswith(host + ".domain_") and rows[2][4].endswith("-> 127.0.0.1:8888")
     assert re.fullmatch(
@@ -392,6 +397,21 @@ def test_map_file_holds_the_originals(tmp_path):
     user = rows[1][4].split("\\")[2]
     assert table["user"][user] == "Bob"
     assert "notes" in table["path"].values()
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX file modes")
+def test_map_file_is_readable_by_its_owner_only(tmp_path):
+    map_path = tmp_path / "map.json"
+    map_path.write_text("an older, world-readable map", encoding="utf-8")
+    os.chmod(map_path, 0o644)
+    old_umask = os.umask(0o022)
+    try:
+        redact_rows(tmp_path, BASIC, map_path=map_path)
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE(map_path.stat().st_mode) == 0o600
+    assert json.loads(map_path.read_text(encoding="utf-8"))["classes"]["user"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.csv", "map.json", "out.csv"]
 
 
 PATH_PART = st.one_of(
@@ -669,3 +689,164 @@ def test_leak_check_reads_the_output_back_in_chunks(tmp_path, monkeypatch, chunk
         Leak("computer", "was", 3),
     ]
     assert find_leaks_in_file(path, source, [Secret("user", "bobca")]) == []
+
+
+# --------------------------------------------------------------------------- every class is checked
+
+PLANTED_START = (
+    'Parent PID: 4, Command line: "C:\\Users\\alice\\zephyrproject\\python.exe" --token '
+    "s3cr3tvalue --server 10.23.45.67, Current directory: C:\\Users\\alice\\, Environment: "
+    "\r;\tCOMPUTERNAME=WKSTN-ORION\r;\tUSERDOMAIN=CONTOSO\r;\tBUILD_TOKEN=hunter2hunter2"
+)
+PLANTED = [
+    row(1, "python.exe", "Process Start", "", detail=PLANTED_START, User="CONTOSO\\alice"),
+    row(
+        2,
+        "python.exe",
+        "RegOpenKey",
+        "HKU\\S-1-5-21-1111111111-2222222222-3333333333-1001\\Software",
+        detail="Desired Access: Read",
+        User="CONTOSO\\alice",
+    ),
+    row(
+        3,
+        "python.exe",
+        "RegQueryValue",
+        "HKCU\\Software\\Mail\\Account",
+        detail="Type: REG_SZ, Length: 40, Data: carol.jones@fabrikam.org",
+        User="CONTOSO\\alice",
+    ),
+    row(
+        4,
+        "python.exe",
+        "CreateFile",
+        "\\\\fileserver7\\C$\\Windows\\win.ini",
+        User="CONTOSO\\alice",
+    ),
+    row(
+        5,
+        "python.exe",
+        "RegQueryValue",
+        "HKCU\\Software\\Build\\Name",
+        detail="Type: REG_SZ, Length: 20, Data: Bluebird release",
+        User="CONTOSO\\alice",
+    ),
+]
+"""One secret of each class, each where its rule finds it."""
+PLANTED_SECRETS = {
+    "user": "alice",
+    "computer": "WKSTN-ORION",
+    "domain": "CONTOSO",
+    "sid": "S-1-5-21-1111111111-2222222222-3333333333",
+    "email": "carol.jones@fabrikam.org",
+    "ip": "10.23.45.67",
+    "unc": "fileserver7",
+    "cmdline": "s3cr3tvalue",
+    "env": "hunter2hunter2",
+    "path": "zephyrproject",
+    "secret": "Bluebird",
+}
+PLANTED_COLUMNS = (*COLUMNS, "User")
+
+
+def test_one_secret_of_each_class_is_replaced_and_none_survives(tmp_path):
+    rows, result = redact_rows(tmp_path, PLANTED, PLANTED_COLUMNS, secrets=["Bluebird"])
+    written = json.dumps(rows).lower()
+    for cls, secret in PLANTED_SECRETS.items():
+        assert secret.lower() not in written, cls
+    assert result.counts == {cls: 1 for cls in sorted(PLANTED_SECRETS)}
+    assert set(PLANTED_SECRETS) == {*CLASSES, "secret"}
+
+
+def test_the_leak_check_looks_for_every_class():
+    from traceaudit._redact_check import find_leaks
+    from traceaudit._redact_context import Secret
+
+    text = "\n".join(f"{cls} -> {secret}" for cls, secret in PLANTED_SECRETS.items())
+    secrets = [Secret(cls, secret) for cls, secret in PLANTED_SECRETS.items()]
+    found = find_leaks(text.upper(), secrets)  # case-insensitively
+    assert [(leak.kind, leak.line) for leak in found] == [
+        (cls, n) for n, cls in enumerate(PLANTED_SECRETS, start=1)
+    ]
+
+
+def test_a_secret_that_is_a_word_of_the_untouched_columns_is_replaced_where_it_stands(tmp_path):
+    """A user called Path in a trace with PATH NOT FOUND results: the Result column is
+    never rewritten, so the name is replaced where the structure says it is a user only."""
+    rows, _ = redact_rows(
+        tmp_path,
+        [
+            row(
+                1,
+                "Code.exe",
+                "CreateFile",
+                "C:\\Users\\Path\\x.txt",
+                "PATH NOT FOUND",
+                User="CORP\\Path",
+            )
+        ],
+        (*COLUMNS, "User"),
+    )
+    assert re.fullmatch(r"C:\\Users\\user_[0-9a-f]{8}\\name_[0-9a-f]{10}\.txt", rows[1][4])
+    assert rows[1][5] == "PATH NOT FOUND"
+    assert re.fullmatch(r"domain_[0-9a-f]{8}\\user_[0-9a-f]{8}", rows[1][7])
+
+
+def test_a_file_name_that_software_also_uses_is_replaced_as_a_name_only(tmp_path):
+    """C:\\Program (Windows tries it for an unquoted command line) is a file name;
+    Program Files must stay Program Files, and --enable-features stays an option."""
+    rows, _ = redact_rows(
+        tmp_path,
+        [
+            row(1, "cmd.exe", "CreateFile", "C:\\Program", "NAME NOT FOUND"),
+            row(2, "cmd.exe", "CreateFile", "C:\\Program Files\\Git\\cmd\\git.exe"),
+            row(3, "cmd.exe", "CreateFile", "C:\\Users\\bob\\Features\\a.txt"),
+            row(
+                4,
+                "msedge.exe",
+                "Process Start",
+                "",
+                detail="Parent PID: 1, Command line: msedge.exe --enable-features=Foo, Current "
+                "directory: C:\\Windows\\",
+            ),
+        ],
+    )
+    assert re.fullmatch(r"C:\\name_[0-9a-f]{10}", rows[1][4])
+    assert rows[2][4] == "C:\\Program Files\\Git\\cmd\\git.exe"
+    assert re.fullmatch(
+        r"C:\\Users\\user_[0-9a-f]{8}\\name_[0-9a-f]{10}\\name_\w+\.txt", rows[3][4]
+    )
+    assert "msedge.exe --enable-features=arg_" in rows[4][6]
+
+
+def test_secrets_inside_an_option_name_are_replaced(tmp_path):
+    rows, _ = redact_rows(
+        tmp_path,
+        [
+            row(1, "Code.exe", "CreateFile", "C:\\Users\\zoltan\\a.txt"),
+            row(
+                2,
+                "tool.exe",
+                "Process Start",
+                "",
+                detail="Parent PID: 1, Command line: tool.exe --profile-zoltan=1, Current "
+                "directory: C:\\Windows\\",
+            ),
+        ],
+    )
+    user = rows[1][4].split("\\")[2]
+    assert f"--profile-{user}=1" in rows[2][6] and "zoltan" not in rows[2][6]
+
+
+def test_secret_words_inside_every_pseudonym_get_plain_hex_pseudonyms(tmp_path):
+    """'ser' is in every user_… pseudonym, '10.' in every 10/8 address, 'omai' in every
+    domain_…: the search falls back to plain keyed hex instead of giving up."""
+    map_path = tmp_path / "map.json"
+    rows, result = redact_rows(tmp_path, PLANTED, secrets=["ser", "10.", "omai"], map_path=map_path)
+    written = json.dumps(rows[1:]).lower()
+    for word in ("ser", "10.", "omai"):
+        assert word not in written
+    table = json.loads(map_path.read_text(encoding="utf-8"))["classes"]
+    assert [re.fullmatch(r"[0-9a-f]{16}", fake) is not None for fake in table["user"]] == [True]
+    assert [re.fullmatch(r"[0-9a-f]{16}", fake) is not None for fake in table["ip"]] == [True]
+    assert result.counts["user"] == result.counts["ip"] == 1

@@ -3,11 +3,18 @@
 Rewriting is structural, so a secret standing where no rule looks (an unusual Detail, a
 column this version does not know) could pass through unchanged. The check does not
 trust the rewriters: it decodes the bytes actually written (decompressed if need be) and
-searches them, case-insensitively, for every secret discovery found, and for the key.
-Identity secrets (users, computers, SIDs…) count where they stand as a word, the way
+searches them, case-insensitively, for every original the redaction noted or replaced,
+of every class (users, computers, domains, SIDs, e-mail and IP addresses, UNC servers,
+command-line arguments, environment values, file and folder names), for the
+``--secret`` words, and for the key. Originals count where they stand as a word, the way
 they are replaced (``bob`` in ``bob-notes``, not in ``bobcat``); ``--secret`` words count
-anywhere. Secrets shorter than 3 characters or that are also well-known words are not
-searched for (see :mod:`._redact_context`).
+anywhere. Originals shorter than 3 characters, without a letter (IP addresses excepted),
+or that are also well-known words or words of the columns written back untouched are not
+searched for (see :meth:`._redact_context.Context.searchable`).
+
+All secrets are found in one pass per chunk by one expression laid out as a trie
+(:func:`~._redact_context.word_pattern`), so thousands of file names cost little more
+than a handful of user names.
 """
 
 from __future__ import annotations
@@ -15,6 +22,7 @@ from __future__ import annotations
 import gzip
 import html
 import io
+import re
 import zipfile
 from collections.abc import Iterator, Sequence
 from contextlib import ExitStack, closing
@@ -22,12 +30,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
-from traceaudit._redact_context import IDENTITY_CLASSES, Secret
+from traceaudit._redact_context import CLASSES, IDENTITY_CLASSES, Secret, word_pattern
 from traceaudit._redact_formats import Source
 
 __all__ = ["Leak", "find_leaks", "find_leaks_in_file", "leak_message"]
 
-_ORDER = (*IDENTITY_CLASSES, "secret", "key")
+_ORDER = tuple(dict.fromkeys((*IDENTITY_CLASSES, *CLASSES, "secret", "key")))
 
 
 @dataclass(frozen=True)
@@ -65,15 +73,29 @@ def _chunks(path: Path, source: Source) -> Iterator[str]:
             yield chunk
 
 
+@dataclass(frozen=True)
+class _Targets:
+    """The secrets to look for: by lower-cased text, and the expressions that find them
+    (``words``: where they stand as a word; ``anywhere``: ``--secret`` words and the key)."""
+
+    secrets: dict[str, Secret]
+    words: re.Pattern[str] | None
+    anywhere: re.Pattern[str] | None
+
+    @property
+    def longest(self) -> int:
+        return max((len(t) for t in self.secrets), default=0)
+
+
 def find_leaks_in_file(
     path: Path, source: Source, secrets: Sequence[Secret], key_hex: str = ""
 ) -> list[Leak]:
     """:func:`find_leaks` over the written file, read back a chunk at a time."""
     targets = _targets(secrets, key_hex)
-    if not targets:
+    if not targets.secrets:
         return []
     xml = source.format == "procmon-xml"
-    overlap = 6 * max(len(t) for t in targets) + 16  # an escaped secret fits in the overlap
+    overlap = 6 * targets.longest + 16  # an escaped secret fits in the overlap
     found: dict[str, Leak] = {}
     line, carry = 1, ""
     # closed explicitly: on Windows an open handle would block removing the file
@@ -100,16 +122,24 @@ def find_leaks(text: str, secrets: Sequence[Secret], key_hex: str = "") -> list[
     return sorted(found.values(), key=lambda leak: (leak.line, leak.text))
 
 
-def _targets(secrets: Sequence[Secret], key_hex: str) -> dict[str, Secret]:
-    targets = {s.original.lower(): s for s in secrets if s.original}
+def _targets(secrets: Sequence[Secret], key_hex: str) -> _Targets:
+    """Later secrets win for the same text: a ``--secret`` word is looked for anywhere
+    even when it is also a user name."""
+    by_text = {s.original.lower(): s for s in secrets if s.original}
     if key_hex:
-        targets.setdefault(key_hex.lower(), Secret("key", key_hex))
-    return targets
+        by_text.setdefault(key_hex.lower(), Secret("key", key_hex))
+    anywhere = [t for t, s in by_text.items() if s.kind in ("secret", "key")]
+    words = [t for t, s in by_text.items() if s.kind not in ("secret", "key")]
+    return _Targets(
+        by_text,
+        word_pattern(words, whole_word=True, ignore_case=False),
+        word_pattern(anywhere, whole_word=False, ignore_case=False),
+    )
 
 
 def _search(
     text: str,
-    targets: dict[str, Secret],
+    targets: _Targets,
     found: dict[str, Leak],
     line: int,
     *,
@@ -118,28 +148,24 @@ def _search(
 ) -> None:
     """Record in ``found`` the first occurrence of each target not found yet.
 
-    One ``str.find`` sweep per secret over the lower-cased text, far faster than one big
-    case-insensitive alternation. Away from the end of the file, a match touching the
-    chunk's last character waits for the next chunk (it may continue a word); one at its
-    first character was already judged in the previous chunk.
+    The text is lower-cased and swept once per expression. Away from the end of the
+    file, a match touching the chunk's last character waits for the next chunk (it may
+    continue a word); one at its first character was already judged in the previous
+    chunk.
     """
     lowered = text.lower()
-    for lower, secret in targets.items():
-        if lower in found:
+    start = 1 if skip_first else 0
+    for pattern in (targets.words, targets.anywhere):
+        if pattern is None:
             continue
-        whole_word = secret.kind not in ("secret", "key")
-        at = lowered.find(lower, 1 if skip_first else 0)
-        while at >= 0:
-            end = at + len(lower)
-            if not final and end >= len(lowered):
+        for m in pattern.finditer(lowered, start):
+            if not final and m.end() >= len(lowered):
                 break
-            before = lowered[at - 1] if at else ""
-            after = lowered[end : end + 1]
-            if not whole_word or not (before.isalnum() or after.isalnum()):
-                count = lowered.count("\n", 0, at)
+            lower = m.group(0)
+            if lower not in found:
+                secret = targets.secrets[lower]
+                count = lowered.count("\n", 0, m.start())
                 found[lower] = Leak(secret.kind, secret.original, line + count)
-                break
-            at = lowered.find(lower, at + 1)
 
 
 def leak_message(name: str, leaks: Sequence[Leak]) -> str:

@@ -35,14 +35,7 @@ from traceaudit._redact_paths import (
     rewrite_process,
     rewrite_registry,
 )
-from traceaudit._redact_shapes import (
-    EMAIL,
-    IPV4,
-    IPV6_CANDIDATE,
-    SID,
-    is_special_ip,
-    valid_ipv6,
-)
+from traceaudit._redact_shapes import EMAIL, SID, find_addresses
 from traceaudit._redact_vocab import (
     AUTHORITIES,
     COMPANIES,
@@ -95,22 +88,16 @@ _FLAGS = frozenset(["true", "false", "yes", "no", "on", "off", "none", "null", "
 
 
 def _scan(ctx: Context, text: str) -> None:
-    """Note SIDs, e-mail and IP addresses in text (discovery only)."""
+    """Note SIDs, e-mail and IP addresses in text (discovery only; what is an address
+    and what a version: :func:`~._redact_shapes.find_addresses`)."""
     if "-" in text:
         for m in SID.finditer(text):
             ctx.note("sid", m.group(0))
     if "@" in text:
         for m in EMAIL.finditer(text):
             ctx.note("email", m.group(0))
-    if "." in text:
-        for m in IPV4.finditer(text):
-            if not is_special_ip(m.group(0)):
-                ctx.note("ip", m.group(0))
-    if "::" in text or text.count(":") >= 7:
-        for m in IPV6_CANDIDATE.finditer(text):
-            found = m.group(0)
-            if valid_ipv6(found) and not is_special_ip(found):
-                ctx.note("ip", found)
+    for found in find_addresses(text):
+        ctx.note("ip", found)
 
 
 def _plain(ctx: Context, text: str) -> str:
@@ -170,6 +157,8 @@ def rewrite_cmdline(ctx: Context, cmd: str) -> str:
     """A command line, token by token, keeping its spacing and quoting."""
     if not cmd.strip():
         return cmd
+    if ctx.discovering:  # addresses in context: --server 10.20.0.0, --version 4.0.0.0
+        _scan(ctx, cmd)
     out: list[str] = []
     pos = 0
     lead = len(cmd) - len(cmd.lstrip())
@@ -210,9 +199,11 @@ def _argument(ctx: Context, text: str) -> str:
     if identity is not None:
         return identity
     if _OPTION.fullmatch(text):
+        ctx.public(text)
         return _plain(ctx, text)
     if (m := _OPTION_VALUE.fullmatch(text)) is not None:
-        return m.group(1) + _argument(ctx, m.group(2))
+        ctx.public(m.group(1))
+        return _plain(ctx, m.group(1)) + _argument(ctx, m.group(2))
     if "\\" in text or (_PATHLIKE.search(text) and "://" not in text):
         return rewrite_path(ctx, text)
     if "/" in text and "://" not in text and " " not in text:
@@ -226,8 +217,10 @@ def _argument(ctx: Context, text: str) -> str:
         or is_vocab(lower, ctx.system_images)
     ):
         return _plain(ctx, text)
-    if "cmdline" in ctx.keep or ctx.discovering:
+    if "cmdline" in ctx.keep:
         return _plain(ctx, text)
+    if ctx.discovering:
+        _scan(ctx, text)
     return ctx.pseudonym("cmdline", text)
 
 
@@ -247,7 +240,8 @@ def _env_entry(ctx: Context, entry: str) -> str:
     if equals < 0:
         return rewrite_text(ctx, entry)
     name, value = entry[:equals], entry[equals + 1 :]
-    return name + "=" + _env_value(ctx, name.strip().lower(), value)
+    ctx.public(name)
+    return ctx.substitute(name) + "=" + _env_value(ctx, name.strip().lower(), value)
 
 
 def _env_value(ctx: Context, name: str, value: str) -> str:
@@ -264,6 +258,8 @@ def _env_value(ctx: Context, name: str, value: str) -> str:
         return ctx.structural("domain", value)
     if EMAIL.fullmatch(value.strip()):
         return ctx.structural("email", value)
+    if (identity := ctx.identity(value.strip())) is not None:  # an address, a user name…
+        return value.replace(value.strip(), identity)
     items = value.split(";")
     if any(_ENV_PATH.match(item) for item in items):
         return ";".join(_env_item(ctx, item) for item in items)
@@ -278,7 +274,6 @@ def _env_value(ctx: Context, name: str, value: str) -> str:
         return rewrite_text(ctx, value)
     if ctx.discovering:
         _scan(ctx, value)
-        return value
     return ctx.pseudonym("env", value)
 
 
@@ -339,14 +334,7 @@ def _keyed(ctx: Context, detail: str) -> str:
 
 def _serial(ctx: Context, serial: str) -> str:
     """A volume serial number identifies a disk: hex of the same shape (class computer)."""
-    if ctx.discovering or "computer" in ctx.keep:
-        return serial
-
-    def make(lower: str, attempt: int) -> str:
-        digits = ctx.pseudo.stream(lower, attempt, 8).hex().upper()[:8]
-        return digits[:4] + "-" + digits[4:]
-
-    return ctx.pseudo.assign("computer", serial, make, group="volume")
+    return serial if "computer" in ctx.keep else ctx.serial(serial)
 
 
 def _listing(ctx: Context, detail: str, path: str) -> str:
@@ -367,6 +355,7 @@ def _listing(ctx: Context, detail: str, path: str) -> str:
         value = detail[mark.end() : end]
         out.append(mark.group(0))
         if mark.group(1) == "FileInformationClass":
+            ctx.public(value)
             out.append(value)
         else:
             out.append(_child(ctx, path, value))
@@ -392,7 +381,8 @@ def rewrite_company(ctx: Context, value: str, known_process: bool) -> str:
     if not value.strip():
         return value
     if known_process or "path" in ctx.keep or value.strip().lower() in COMPANIES:
+        ctx.public(value)
         return _plain(ctx, value)
     if ctx.discovering:
-        return value
-    return ctx.pseudo.prefixed("path", "name_", value, 10)
+        _scan(ctx, value)
+    return ctx.whole_name(value)

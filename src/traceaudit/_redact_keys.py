@@ -12,8 +12,13 @@ file when it does not exist yet (and says so through its return value).
 :class:`Pseudonyms` hands out pseudonyms and keeps them *injective*: two different
 originals (compared lower-cased, as Windows compares names) never get the same
 pseudonym. A collision, rare by construction (40 bits and more), extends the pseudonym
-(``name_3f2a9c81d0`` → ``name_3f2a9c81d0e4``) or re-derives a shaped one. The table of
-pseudonym → original is what ``--map`` writes.
+(``name_3f2a9c81d0`` → ``name_3f2a9c81d0e4``) or re-derives a shaped one. A candidate that
+contains a secret is refused the same way; when the fixed part of every candidate does
+(``--secret omai`` is in every ``domain_…``, ``--secret 10.`` in every address in 10/8),
+the search falls back, after :data:`SHAPED_TRIES` tries, to plain keyed hex digits
+(``3f2a9c81d0e4b7a1``), which hold no fixed text. The search is bounded: should even
+those keep hitting secrets, it stops with a :class:`UsageError` naming them. The table
+of pseudonym → original is what ``--map`` writes.
 """
 
 from __future__ import annotations
@@ -27,9 +32,13 @@ from pathlib import Path
 
 from traceaudit.errors import UsageError
 
-__all__ = ["KEY_BYTES", "Pseudonyms", "load_key", "new_key"]
+__all__ = ["KEY_BYTES", "SHAPED_TRIES", "Pseudonyms", "load_key", "new_key"]
 
 KEY_BYTES = 32
+SHAPED_TRIES = 16
+"""Candidates of the class's own shape tried before the plain hex fallback."""
+_TRIES = 64
+"""Candidates tried in all: the search never loops for ever."""
 _DOMAIN = b"traceaudit-redact-v1\x00"
 _HEX = set("0123456789abcdefABCDEF")
 
@@ -84,8 +93,8 @@ def _create_key(file: Path) -> bytes:
 class Pseudonyms:
     """Keyed, injective pseudonyms, and the private table of what they stand for.
 
-    ``guard`` (set once the secrets are known) rejects a candidate that happens to contain
-    a secret, so a pseudonym can never trip the leak check.
+    ``guard`` (set once the secrets are known) returns the secret a candidate contains,
+    if any: such a candidate is refused, so a pseudonym can never trip the leak check.
     """
 
     def __init__(self, key: bytes) -> None:
@@ -95,7 +104,7 @@ class Pseudonyms:
         self._given: dict[tuple[str, str], str] = {}
         self._taken: dict[str, tuple[str, str]] = {}
         self.table: dict[str, dict[str, str]] = {}
-        self.guard: Callable[[str], bool] = lambda candidate: False
+        self.guard: Callable[[str], str | None] = lambda candidate: None
 
     def stream(self, lower: str, attempt: int, size: int) -> bytes:
         """``size`` keyed pseudo-random bytes for the lower-cased ``lower``."""
@@ -118,22 +127,38 @@ class Pseudonyms:
 
         The same lower-cased original (in the same ``group``, default the class) always
         gets the same pseudonym; a candidate whose lower-cased form is already taken by
-        another original, or that contains a secret, is replaced by ``make(lower, n + 1)``.
+        another original, or that contains a secret, is replaced by ``make(lower, n + 1)``,
+        and after :data:`SHAPED_TRIES` of those by plain keyed hex digits. Raises
+        :class:`UsageError` (never loops for ever) when no candidate is free of secrets.
         """
         lower = original.lower()
         ident = (group or cls, lower)
         given = self._given.get(ident)
         if given is not None:
             return given
-        attempt = 0
-        while True:
-            candidate = make(lower, attempt)
+        hits: list[str] = []
+        for attempt in range(_TRIES):
+            if attempt < SHAPED_TRIES:
+                candidate = make(lower, attempt)
+            else:
+                candidate = self.stream(lower, attempt, 8).hex()
             owner = self._taken.get(candidate.lower())
-            if (owner is None or owner == ident) and not self.guard(candidate):
+            if owner is not None and owner != ident:
+                continue
+            hit = self.guard(candidate)
+            if hit is None:
                 break
-            attempt += 1
-            if attempt > 64:  # pragma: no cover - needs a broken ``make``
-                raise RuntimeError(f"no free pseudonym for a {cls} value")
+            if hit not in hits:
+                hits.append(hit)
+        else:
+            if not hits:  # pragma: no cover - 64 keyed candidates all taken
+                raise UsageError(f"no free pseudonym for a {cls} value in {_TRIES} candidates.")
+            shown = ", ".join(repr(h) for h in hits[:3]) + (", …" if len(hits) > 3 else "")
+            raise UsageError(
+                f"no pseudonym for a {cls} value is free of the secrets: all {_TRIES} "
+                f"candidates contained one ({shown}). Give longer, more specific --secret "
+                "words."
+            )
         self._given[ident] = candidate
         self._taken[candidate.lower()] = ident
         self.table.setdefault(cls, {})[candidate] = original

@@ -10,14 +10,18 @@ case, ``…\\numpy-1.26.4`` stays the parent of ``…\\numpy-1.26.4\\core``, and
 What each component becomes:
 
 * under ``<drive>:\\Windows`` and ``Program Files`` (the *system zone*, minus
-  ``Windows\\Temp`` and service profiles): kept, secrets inside replaced;
+  ``Windows\\Temp`` and service profiles): kept, secrets inside replaced (a dotted quad
+  there is a version, ``Modules\\PackageManagement\\1.0.0.1``, not an address);
 * the name after ``\\Users\\`` or ``\\Documents and Settings\\``: the user's pseudonym;
+* an IP address (``\\\\10.1.2.3\\share``, ``C:\\backups\\10.1.2.3``; see
+  :func:`~._redact_shapes.find_addresses`): an address of the same kind;
 * well-known names (:mod:`._redact_vocab`): kept;
 * generated names (temp names, GUIDs, hex hashes): a pseudonym of the same shape;
 * anything else (class ``path``): ``name_3f2a9c81d0`` plus the original extension.
 
-Registry paths keep their keys (software chose them); SIDs, secrets inside them and
-embedded file paths (``…\\Store\\C:\\Users\\bob\\app.exe``) are rewritten. Network
+Registry paths keep their keys (software chose them); SIDs, addresses
+(``Terminal Server Client\\Servers\\10.1.2.3``), secrets inside them and embedded file
+paths (``…\\Store\\C:\\Users\\bob\\app.exe``) are rewritten. Network
 "paths" (``DESKTOP-FR51PUU:60791 -> 10.0.0.5:https``) get host and IP pseudonyms.
 """
 
@@ -30,11 +34,12 @@ from traceaudit._redact_shapes import (
     EMAIL,
     IPV4,
     SID,
-    generated_shape,
+    find_addresses,
+    ipv6_literal,
     is_special_ip,
     valid_ipv6,
 )
-from traceaudit._redact_vocab import ACCOUNTS, SYSTEM_ENV_ROOTS, is_vocab
+from traceaudit._redact_vocab import ACCOUNTS, SYSTEM_ENV_ROOTS, is_vocab, split_ext
 
 __all__ = [
     "REGISTRY_ROOT",
@@ -66,6 +71,7 @@ _USER_TOP = frozenset(["users", "documents and settings"])
 _LOCAL_HOSTS = frozenset(["localhost", "*", ".", "?", "", "tsclient", "wsl$", "wsl.localhost"])
 _LOCAL_SUFFIXES = frozenset(["localdomain", "local", "lan", "home", "internal", "home.arpa"])
 _ADMIN_SHARE = re.compile(r"[A-Za-z]\$|admin\$|ipc\$|print\$|sysvol|netlogon", re.I)
+_IPV6_LITERAL = ".ipv6-literal.net"
 
 
 def rewrite_location(ctx: Context, value: str) -> str:
@@ -77,6 +83,8 @@ def rewrite_location(ctx: Context, value: str) -> str:
     if " -> " in value and (m := _NETWORK.fullmatch(value)):
         a = rewrite_host(ctx, m.group("a"), "computer")
         b = rewrite_host(ctx, m.group("b"), "computer")
+        ctx.public(m.group("ap"))  # ports and service names (https, domain, llmnr)
+        ctx.public(m.group("bp"))
         return f"{a}:{m.group('ap')} -> {b}:{m.group('bp')}"
     return rewrite_path(ctx, value)
 
@@ -90,6 +98,16 @@ def rewrite_host(ctx: Context, host: str, cls: str) -> str:
     bare = host.strip("[]")
     if IPV4.fullmatch(bare) or (":" in bare and valid_ipv6(bare)):
         return host if is_special_ip(bare) else host.replace(bare, ctx.structural("ip", bare))
+    if lower.endswith(_IPV6_LITERAL) and (address := ipv6_literal(host.split(".")[0])):
+        # \\fe80--1s4.ipv6-literal.net\share: Windows' spelling of [fe80::1%4]
+        if is_special_ip(address):
+            return host
+        fresh = ctx.structural("ip", address)
+        if fresh == address:  # kept (--keep ip), or discovering
+            return host
+        label = host.split(".")[0]
+        zone = label[len(label.lower().partition("s")[0]) :]
+        return fresh.replace(":", "-") + zone + host[len(label) :]
     first, dot, suffix = host.partition(".")
     out = ctx.structural(cls, first)
     if dot:
@@ -108,6 +126,7 @@ def rewrite_registry(ctx: Context, value: str) -> str:
             out.append(rewrite_path(ctx, "\\".join(parts[index:])))
             break
         _scan(ctx, part)
+        ctx.public(part)
         out.append(ctx.identity(part) or ctx.substitute(part))
     return "\\".join(out)
 
@@ -200,8 +219,9 @@ def _tail(ctx: Context, names: list[str], *, rooted: bool, system: bool = False)
     return out
 
 
-def _scan(ctx: Context, text: str) -> None:
-    """Note SIDs and e-mail addresses inside a name (discovery only)."""
+def _scan(ctx: Context, text: str, *, addresses: bool = True) -> None:
+    """Note SIDs, e-mail and IP addresses inside a name (discovery only; no addresses in
+    the system zone, where a dotted quad is a version)."""
     if not ctx.discovering or not text:
         return
     if "-" in text:
@@ -210,13 +230,17 @@ def _scan(ctx: Context, text: str) -> None:
     if "@" in text:
         for m in EMAIL.finditer(text):
             ctx.note("email", m.group(0))
+    if addresses and ("." in text or ":" in text):
+        for found in find_addresses(text):
+            ctx.note("ip", found)
 
 
 def _kept(ctx: Context, name: str) -> str:
     """A name in the system zone: kept, secrets inside it replaced."""
     got = ctx.memo.get(("kept", name))
     if got is None:
-        _scan(ctx, name)
+        _scan(ctx, name, addresses=False)
+        ctx.public(name)
         got = ctx.identity(name) or ctx.substitute(name)
         ctx.memo[("kept", name)] = got
     return got
@@ -240,6 +264,7 @@ def _component(ctx: Context, name: str) -> str:
     _scan(ctx, name)
     lower = name.lower()
     if "path" in ctx.keep or is_vocab(lower, ctx.system_images):
+        ctx.public(name)
         return ctx.substitute(name)
     if (sid := _SID_NAME.fullmatch(name)) is not None:
         return ctx.structural("sid", sid.group(1)) + sid.group(2) + sid.group(3)
@@ -250,12 +275,11 @@ def _component(ctx: Context, name: str) -> str:
         return rewrite_component(ctx, base) + colon + ctx.substitute(stream)
     if name.startswith("~$") and len(name) > 2:  # Office owner file of name
         return "~$" + rewrite_component(ctx, name[2:])
-    if ctx.discovering:
-        return name
-    shape = generated_shape(ctx.pseudo, name)
-    if shape is not None:
-        return ctx.pseudo.assign("path", name, shape, group="shape")
-    return ctx.name(name)
+    stem, ext = split_ext(name)
+    if ext and (identity := ctx.identity(stem)) is not None:  # 10.1.2.3.log, bob.txt
+        return identity + ctx.substitute(ext)
+    shaped = ctx.shaped(name)
+    return shaped if shaped is not None else ctx.name(name)
 
 
 def _pattern_piece(ctx: Context, piece: str) -> str:
@@ -273,5 +297,6 @@ def rewrite_process(ctx: Context, name: str) -> str:
     """A Process Name: kept for well-known software, else rewritten like the image's file
     name (so ``banload1.exe`` matches the last component of its image path)."""
     if not name or is_vocab(name.lower(), ctx.system_images):
+        ctx.public(name)
         return name
     return rewrite_component(ctx, name)

@@ -8,6 +8,13 @@ that carry no names (times, PIDs, Operation, Result…) are copied untouched (on
 
 Only two rewrites need more than the value itself: a ``QueryDirectory`` Detail lists
 names *in* the row's Path, and Company/Description are kept for well-known software only.
+
+While discovering, the values of the untouched columns that hold words (Operation,
+Result, Category, Event Class, Integrity…) are learnt (:meth:`Context.learn`): a secret
+equal to one of their words (a folder named ``Path`` beside ``PATH NOT FOUND``) is then
+not searched for in text, since those columns keep it anyway. ``Version`` (the image's
+file version) is not rewritten but has secrets replaced in it: a version string can equal
+an address found elsewhere in the trace.
 """
 
 from __future__ import annotations
@@ -59,9 +66,21 @@ _PASS = frozenset(
         "Category",
         "Architecture",
         "Authentication ID",
-        "Version",
     ]
 )
+_LEARN = frozenset(
+    [
+        "Event Class",
+        "Operation",
+        "Result",
+        "Virtualized",
+        "Integrity",
+        "Category",
+        "Architecture",
+        "Authentication ID",
+    ]
+)
+"""Untouched columns of few distinct values whose words are learnt while discovering."""
 _CACHE_ALL = 200_000
 """Past this many distinct values of a kind, only values that change are kept: unique,
 unchanged Details (``Offset: 5,242,880, Length: 4,096``) would otherwise fill memory."""
@@ -90,10 +109,16 @@ class RowRewriter:
         self._plan_work()
 
     def _plan_work(self) -> None:
-        """The fields to visit: all but the untouched ones (those too with ``--secret``),
-        each with the cache of its kind of value."""
-        substitute = bool(self.ctx.custom) and not self.ctx.discovering
-        work = [(i, kind) for i, kind in enumerate(self._plan) if kind != "pass" or substitute]
+        """The fields to visit: all but the untouched ones (those too with ``--secret``,
+        and while discovering those whose words are learnt), each with the cache of its
+        kind of value."""
+        discovering = self.ctx.discovering
+        substitute = bool(self.ctx.custom) and not discovering
+        work = [
+            (i, kind)
+            for i, kind in enumerate(self._plan)
+            if kind != "pass" or substitute or (discovering and self.columns[i] in _LEARN)
+        ]
         # the process name first: Company and Description depend on it
         work.sort(key=lambda item: (item[1] != "Process Name", item[0]))
         self._work = [(i, kind, self._caches.setdefault(kind, {})) for i, kind in work]
@@ -106,6 +131,8 @@ class RowRewriter:
             return name
         if name == "Detail":
             return "detail"
+        if name == "Version":
+            return "version"
         if name in ("Company", "Description"):
             return "company"
         return "text"
@@ -145,6 +172,11 @@ class RowRewriter:
             elif kind == "company":
                 key = (value, process_known and self._has_process)
             elif kind == "pass":
+                if ctx.discovering:
+                    if value not in cache:
+                        cache[value] = value
+                        ctx.learn(value)
+                    continue
                 out[i] = ctx.substitute(value)
                 continue
             got = cache.get(key)
@@ -168,6 +200,8 @@ class RowRewriter:
             return rewrite_detail(ctx, key)
         if kind == "company":
             return rewrite_company(ctx, key[0], key[1])
+        if kind == "version":
+            return ctx.substitute(key)
         if kind == "text":
             return rewrite_text(ctx, key)
         return _SIMPLE[kind](ctx, key)

@@ -10,13 +10,37 @@ same shape with the next ``attempt``.
 
 Also here: the regular expressions that *find* SIDs, e-mail addresses and IP addresses in
 text, shared by discovery and rewriting.
+
+**Address or version?** Four numbers and three dots are an address or a version, and
+:func:`find_addresses` has to decide which. A leaked address costs more than a hidden
+version, so the rule leans towards address:
+
+* *never an address*: a part above 255, three parts or five (``10.0.19041.1``,
+  ``v4.0.30319``, ``1.2.3.4.5``), or four glued to a letter, digit, ``_`` or dot on
+  either side (``v4.0.0.0``, ``x.1.2.3.4``, ``GAC_MSIL\\…\\4.0.0.0__b77a…``);
+* *an address* whenever an IP context says so: after ``\\\\`` (UNC), ``//``
+  (``http://``), ``@``, ``->`` or a word naming an address (``IP``, ``Address``, ``addr``,
+  ``Server``, ``Host``, ``Gateway``, ``DNS``, ``Proxy``, ``Data:``, ``--server``), or
+  followed by ``:port`` or ``/prefix``;
+* *a version* otherwise when it reads as one: glued to a name by ``-``, ``+`` or ``~``
+  (``numpy-1.2.3.4``, ``~~10.0.1.5.cat``), after a version keyword (``Version=4.0.0.0``,
+  ``FileVersion: …``), or ending in ``.0.0`` (``4.0.0.0``, ``15.0.0.0``: assembly and
+  Office versions; as an address it would name a network, not a host);
+* *an address* in every other case, alone included (``10.1.2.3``, ``C:\\backups\\10.1.2.3``).
+
+A whole path component under ``Windows`` or ``Program Files``
+(``Modules\\PackageManagement\\1.0.0.1``) is a version too: software chose those names,
+and the paths module looks for no address there. An address found anywhere is then
+replaced wherever it stands as a word, versions included. Addresses that identify no one
+(unspecified, loopback, multicast, broadcast, reserved, the documentation ranges) are
+kept as they are; the others become an address of the same kind (:func:`ip_maker`).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 from traceaudit._redact_keys import Pseudonyms
 
@@ -27,8 +51,11 @@ __all__ = [
     "SID",
     "generated_shape",
     "email_maker",
+    "find_addresses",
     "ip_maker",
+    "ipv6_literal",
     "is_special_ip",
+    "serial_maker",
     "sid_maker",
     "valid_ipv6",
 ]
@@ -142,18 +169,99 @@ def sid_maker(pseudo: Pseudonyms, sid: str) -> Maker:
     return make
 
 
-def is_special_ip(text: str) -> bool:
-    """Addresses that identify no one: unspecified, loopback, broadcast, multicast."""
-    try:
-        address = ipaddress.ip_address(text)
-    except ValueError:
-        return True
-    return bool(
-        address.is_unspecified
-        or address.is_loopback
-        or address.is_multicast
-        or (address.version == 4 and str(address) == "255.255.255.255")
+_V4_KEPT = tuple(
+    ipaddress.IPv4Network(n)
+    for n in (
+        "0.0.0.0/8",  # this network, unspecified
+        "127.0.0.0/8",  # loopback
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, broadcast
+        "192.0.2.0/24",  # documentation (TEST-NET-1..3)
+        "198.51.100.0/24",
+        "203.0.113.0/24",
     )
+)
+_V4_BLOCKS = tuple(
+    ipaddress.IPv4Network(n)
+    for n in (
+        "10.0.0.0/8",  # private
+        "172.16.0.0/12",  # private
+        "192.168.0.0/16",  # private
+        "169.254.0.0/16",  # link-local
+        "100.64.0.0/10",  # carrier-grade NAT
+    )
+)
+_V4_NOT_PUBLIC = (
+    _V4_KEPT
+    + _V4_BLOCKS
+    + tuple(
+        ipaddress.IPv4Network(n)
+        for n in ("192.0.0.0/24", "192.88.99.0/24", "198.18.0.0/15")  # IETF, relay, benchmark
+    )
+)
+_V6_DOCUMENTATION = ipaddress.IPv6Network("2001:db8::/32")
+_IP_BEFORE = re.compile(
+    r"""(?ix)(?:
+        \\\\ | // | @ | ->\s* | <-\s*
+      | (?:ip|ipv4|addr|address|addresses|server|servers|host|hostname|gateway|dns|proxy
+         |peer|remote|nameserver|data)\s*[:=]?\s*
+    )$"""
+)
+_IP_AFTER = re.compile(r":\w|/\d{1,2}(?!\d)")
+_VERSION_BEFORE = re.compile(r"(?i)(?:version|\b(?:ver|v|rev|revision|build|release))\s*[:=]?\s*$")
+
+
+def _address(text: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
+    try:
+        return ipaddress.ip_address(text)
+    except ValueError:
+        return None
+
+
+def is_special_ip(text: str) -> bool:
+    """Addresses that identify no one, kept as they are: unspecified, loopback, multicast,
+    broadcast, reserved and documentation addresses (and anything that does not parse)."""
+    address = _address(text)
+    if address is None:
+        return True
+    if address.version == 6:
+        mapped = address.ipv4_mapped
+        if mapped is not None:
+            return is_special_ip(str(mapped))
+        return bool(
+            address.is_unspecified
+            or address.is_loopback
+            or address.is_multicast
+            or address in _V6_DOCUMENTATION
+        )
+    return any(address in network for network in _V4_KEPT)
+
+
+def _ipv4_is_address(text: str, start: int, end: int) -> bool:
+    """Whether the dotted quad ``text[start:end]`` is an address (module docstring)."""
+    found = text[start:end]
+    if is_special_ip(found):
+        return False
+    before = text[max(0, start - 40) : start]
+    if _IP_BEFORE.search(before) or _IP_AFTER.match(text, end):
+        return True
+    if before.endswith(("-", "+", "~")) or _VERSION_BEFORE.search(before):
+        return False
+    return not found.endswith(".0.0")
+
+
+def find_addresses(text: str) -> Iterator[str]:
+    """The IPv4 and IPv6 addresses in ``text`` that identify something (see the module
+    docstring for what counts as an address rather than a version)."""
+    if "." in text:
+        for m in IPV4.finditer(text):
+            if _ipv4_is_address(text, m.start(), m.end()):
+                yield m.group(0)
+    if "::" in text or text.count(":") >= 7:
+        for m in IPV6_CANDIDATE.finditer(text):
+            found = m.group(0)
+            if valid_ipv6(found) and not is_special_ip(found):
+                yield found
 
 
 def valid_ipv6(text: str) -> bool:
@@ -168,15 +276,74 @@ def valid_ipv6(text: str) -> bool:
     return True
 
 
+def ipv6_literal(label: str) -> str | None:
+    """The address in a Windows UNC IPv6 literal label (``fe80--1s4`` of
+    ``fe80--1s4.ipv6-literal.net``: ``-`` for ``:``, ``s`` before the zone), or None."""
+    address, _, _zone = label.lower().partition("s")
+    address = address.replace("-", ":")
+    return address if ":" in address and valid_ipv6(address) else None
+
+
+def _v4_in(network: ipaddress.IPv4Network, data: bytes, last: int) -> str:
+    """A keyed address in ``network``; the last octet kept when it is 0 or 255 (a network
+    or broadcast address stays one), else 1-254."""
+    size = network.num_addresses
+    value = int.from_bytes(data[:4], "big") % size
+    base = int(network.network_address) + value
+    octets = list(ipaddress.IPv4Address(base).packed)
+    if size > 256:
+        octets[3] = last if last in (0, 255) else 1 + data[4] % 254
+    if network.network_address.packed[:2] == b"\xa9\xfe":  # 169.254.1.0 - 169.254.254.255
+        octets[2] = 1 + data[5] % 254
+    return ".".join(str(o) for o in octets)
+
+
+def _v4_pseudonym(address: ipaddress.IPv4Address, data: bytes) -> str:
+    last = address.packed[3]
+    for network in _V4_BLOCKS:
+        if address in network:
+            return _v4_in(network, data, last)
+    # public (or another unusual range): a keyed public address; 85 % of 32-bit values
+    # are public, so one of the ten tries is (the fixed one after them is public too)
+    for at in range(0, 60, 6):
+        candidate = ipaddress.IPv4Address(bytes(data[at : at + 4]))
+        if not any(candidate in network for network in _V4_NOT_PUBLIC):
+            octets = list(candidate.packed)
+            octets[3] = last if last in (0, 255) else 1 + data[at + 4] % 254
+            return ".".join(str(o) for o in octets)
+    return f"{1 + data[60] % 9}.{data[61]}.{data[62]}.{1 + data[63] % 254}"
+
+
 def ip_maker(pseudo: Pseudonyms, address: str) -> Maker:
-    """IPv4 → an address in 10.0.0.0/8; IPv6 → one in the unique-local ``fd00::/8``."""
-    version6 = ":" in address
+    """A keyed address of the same kind: a private IPv4 address stays in its private block
+    (10/8, 172.16/12, 192.168/16), link-local in 169.254/16, carrier-grade NAT in
+    100.64/10, a public one becomes another public address; IPv6 link-local stays in
+    ``fe80::/64``, unique-local goes to ``fd00::/8``, IPv4-mapped stays IPv4-mapped and
+    global addresses go to the documentation prefix ``2001:db8::/32``."""
+    parsed = _address(address)
 
     def make(lower: str, attempt: int) -> str:
-        data = pseudo.stream(lower, attempt, 16)
-        if version6:
-            return str(ipaddress.IPv6Address(bytes([0xFD]) + data[1:16]))
-        return f"10.{data[0]}.{data[1]}.{1 + data[2] % 254}"
+        data = pseudo.stream(lower, attempt, 64)
+        if parsed is None or parsed.version == 4:
+            v4 = parsed if parsed is not None else ipaddress.IPv4Address("8.8.8.8")
+            return _v4_pseudonym(v4, data)
+        if parsed.ipv4_mapped is not None:
+            return "::ffff:" + _v4_pseudonym(parsed.ipv4_mapped, data)
+        if parsed.is_link_local:
+            return str(ipaddress.IPv6Address(b"\xfe\x80" + bytes(6) + data[:8]))
+        if parsed.is_private or parsed.is_site_local:
+            return str(ipaddress.IPv6Address(b"\xfd" + data[:15]))
+        return str(ipaddress.IPv6Address(b"\x20\x01\x0d\xb8" + data[:12]))
+
+    return make
+
+
+def serial_maker(pseudo: Pseudonyms) -> Maker:
+    """A volume serial number (``1A2B-3C4D``): hex of the same shape."""
+
+    def make(lower: str, attempt: int) -> str:
+        digits = pseudo.stream(lower, attempt, 8).hex().upper()[:8]
+        return digits[:4] + "-" + digits[4:]
 
     return make
 

@@ -240,8 +240,24 @@ PROTECTED: frozenset[str] = _words(
     synchronous system tcp thread time true tsopt type udp untrusted user value very write
     wsopt
     """
+) | _words(
+    """
+    add address append appcontainer architecture authentication authenticationid aware
+    backup baseaddress buffering category child class close commandline company
+    companyname complete completion compression connection createtime dac date day depth
+    description detail disallow duration encoding event eventlist finishtime for frame
+    free imagepath instance is64bit isvirtualized knowledge location module modulelist
+    operation opfilter oplock oplocked parentprocessid parentprocessindex path pid point
+    processid processindex processlist processname recall relative reparse requiring
+    reserve result security sequence session space stack subdirectory through tid
+    timestamp traverse tree utf version virtualized xml
+    """
 )
-"""Words of Procmon's own grammar; never replaced inside text."""
+"""Words of Procmon's own grammar; never replaced inside text. The second list: the words
+of the Detail fields the analysis parses (``Open For Backup``, ``Delete On Close``…),
+Procmon's column names and the element names of its XML export. Those are written back
+untouched, so a secret equal to one of them could never pass the leak check; and
+replacing one inside Detail would change what the analysis reads."""
 
 PREFIXES: frozenset[str] = _words(
     """

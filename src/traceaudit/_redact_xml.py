@@ -12,7 +12,9 @@ byte-order mark, CRLF line ends, indentation, element order) stays byte for byte
 event's leaves are gathered into one row of Procmon columns (``Process_Name`` is
 ``Process Name``) and go through the same :class:`~._redact_rows.RowRewriter` as a CSV
 row; a process is a row of its image columns; a module's Company and Description are
-kept when its path is (a well-known DLL). Entities are decoded before rewriting and
+kept when its path is (a well-known DLL); ``Version`` leaves only have secrets replaced
+and ``Integrity`` leaves are learnt as untouched words (see :mod:`._redact_rows`).
+Entities are decoded before rewriting and
 values that change are escaped again the way Procmon escapes them (``&quot;``…); values
 that do not change are written back untouched.
 """
@@ -180,9 +182,18 @@ class XmlHandler:
         new = self.processes.row([values.get(tag, "") for tag in columns])
         out = dict(zip(columns, new, strict=True))
         for tag, value in values.items():
-            if tag not in _PROCESS_COLUMNS and tag not in _PASS:
-                out[tag] = self._text(value)
+            if tag not in _PROCESS_COLUMNS:
+                self._other(tag, value, out)
         return out
+
+    def _other(self, tag: str, value: str, out: dict[str, str]) -> None:
+        """A leaf that is no Procmon column: free text, or untouched (``_PASS``)."""
+        if tag == "Version":
+            out[tag] = self._cached("version", value, lambda: self.ctx.substitute(value))
+        elif tag not in _PASS:
+            out[tag] = self._text(value)
+        elif tag == "Integrity" and self.ctx.discovering:
+            self.ctx.learn(value)
 
     def _module(self, block: str) -> str:
         values = {m.group("tag"): html.unescape(m.group("text")) for m in _LEAF.finditer(block)}
@@ -198,8 +209,8 @@ class XmlHandler:
                     f"company{known}", value, lambda v=value: rewrite_company(self.ctx, v, known)
                 )
         for tag, value in values.items():
-            if tag not in out and tag not in _PASS:
-                out[tag] = self._text(value)
+            if tag not in out:
+                self._other(tag, value, out)
         return _replace(block, lambda tag, value: out.get(tag))
 
     def _frame(self, block: str) -> str:

@@ -22,7 +22,10 @@ Classes of secrets (:data:`CLASSES`, each kept with ``keep=("path",)`` / ``--kee
 ``domain``    ``USERDOMAIN=``, ``USERDNSDOMAIN=``, the domain half of ``CORP\\user``
 ``sid``       machine and domain SIDs (``S-1-5-21-…``; the RID is kept)
 ``email``     e-mail addresses
-``ip``        IPv4 and IPv6 addresses (loopback, multicast and the like kept)
+``ip``        IPv4 and IPv6 addresses, as an address of the same kind (private stays
+              private, link-local link-local, public public; loopback, multicast and
+              the like kept). What is an address and what a version number:
+              :func:`._redact_shapes.find_addresses`
 ``unc``       UNC server names (``\\\\fileserver\\share``)
 ``cmdline``   command-line arguments (options, numbers, paths handled on their own)
 ``env``       values of environment variables that say something about the user
@@ -31,8 +34,16 @@ Classes of secrets (:data:`CLASSES`, each kept with ``keep=("path",)`` / ``--kee
 Pseudonyms are HMAC-SHA256 under a key (``user_3f2a9c81``, ``host_…``, ``name_…``): the
 same key gives the same pseudonym for the same secret in every file, so traces of
 several machines line up; another key gives unlinkable output. After writing, the output
-is read back and searched for every secret found (:mod:`._redact_check`); if one is
-there, the output is removed and :class:`RedactionLeakError` raised.
+is read back and searched for every original replaced, of every class, and every
+``secrets=`` word (:mod:`._redact_check`); if one is there, the output is removed and
+:class:`RedactionLeakError` raised.
+
+``secrets=`` words are replaced anywhere, even inside other words, so each must have at
+least :data:`MIN_SECRET_WORD` characters and a letter or digit: ``--secret e`` would
+replace every ``e`` and destroy the trace (:class:`UsageError` says which word and why).
+The ``--map`` file is private: it is written atomically and readable by its owner only
+(mode 0600 on POSIX; on Windows the file gets the folder's permissions, like the key
+file).
 
 Formats: Procmon CSV (any columns, dialect and encoding), rows pasted from Procmon's
 clipboard and Procmon XML, each written back in its own format; ``.gz``/``.zip`` stay
@@ -40,8 +51,11 @@ compressed. PML is refused: save it as CSV in Process Monitor first.
 
 Limits: free text is searched for the secrets found in structured places, not for
 arbitrary personal data (a full name in a registry value stays unless named with
-``secrets=``); registry key names are kept (software chose them); the leak check looks
-for identity secrets and ``secrets=`` words, not for file names.
+``secrets=``); registry key names are kept (software chose them); the leak check does not
+look for originals shorter than 3 characters, without a letter (IP addresses excepted),
+that are well-known words, or that the trace itself keeps elsewhere (a folder named
+``Path`` beside ``PATH NOT FOUND``): those are replaced where they stand as names only
+(:meth:`._redact_context.Context.searchable`).
 """
 
 from __future__ import annotations
@@ -50,12 +64,12 @@ import json
 import os
 import secrets as _secrets
 import time
+import unicodedata
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from traceaudit._atomic import atomic_output
 from traceaudit._redact_check import find_leaks_in_file, leak_message
 from traceaudit._redact_context import CLASSES, Context
 from traceaudit._redact_formats import Handler, Source, handler_for, open_source, write_output
@@ -64,6 +78,7 @@ from traceaudit.errors import TraceauditError, UsageError
 
 __all__ = [
     "CLASSES",
+    "MIN_SECRET_WORD",
     "RedactionLeakError",
     "RedactionResult",
     "read_secret_file",
@@ -71,6 +86,9 @@ __all__ = [
 ]
 
 PathLike = str | os.PathLike[str]
+
+MIN_SECRET_WORD = 3
+"""The fewest characters a ``secrets=`` word may have (it is replaced inside words)."""
 
 
 class RedactionLeakError(TraceauditError):
@@ -155,12 +173,14 @@ def redact(
     pseudonym → original table as JSON.
 
     Raises :class:`UsageError` for bad options (unknown class, output = input, unreadable
-    key file), :class:`~traceaudit.errors.TraceFormatError` for input that cannot be
-    redacted, and :class:`RedactionLeakError` when the leak check finds a secret in the
-    output (which is then removed).
+    key file, a secret word too short or without a letter or digit),
+    :class:`~traceaudit.errors.TraceFormatError` for input that cannot be redacted, and
+    :class:`RedactionLeakError` when the leak check finds a secret in the output (which
+    is then removed).
     """
     started = time.perf_counter()
     kept = _check_keep(keep)
+    secrets = _check_secrets(secrets)
     source_path, out_path = Path(path), Path(out)
     _check_paths(source_path, out_path, map_path, key)
     key_bytes, key_kind, key_file, created = _key(key)
@@ -204,6 +224,29 @@ def _check_keep(keep: Iterable[str]) -> frozenset[str]:
     return frozenset(classes)
 
 
+def _check_secrets(words: Iterable[str]) -> list[str]:
+    """The ``secrets=`` words, stripped; refuse those that would destroy the trace."""
+    checked = []
+    for word in words:
+        text = word.strip()
+        if not any(unicodedata.category(c)[0] in "LN" for c in text):
+            raise UsageError(
+                f"secret {word!r}: has no letter or digit. Secret words are replaced "
+                "everywhere, even inside other words, and spaces and punctuation are in "
+                "every line of a trace: replacing them would destroy the trace. Give a word."
+            )
+        if len(text) < MIN_SECRET_WORD:
+            raise UsageError(
+                f"secret {text!r}: too short ({len(text)} character"
+                f"{'' if len(text) == 1 else 's'}; at least {MIN_SECRET_WORD}). Secret words "
+                "are replaced everywhere, even inside other words: replacing so short a "
+                "word would destroy the trace. Give the whole word (a name is replaced "
+                "where it stands as a user, computer or file name anyway)."
+            )
+        checked.append(text)
+    return checked
+
+
 def _same(a: Path, b: Path) -> bool:
     try:
         if a.exists() and b.exists():
@@ -226,6 +269,12 @@ def _check_paths(
             f"{out.name}: cannot write the output: the folder {out.parent} does not exist."
         )
     if map_path is not None:
+        folder = Path(map_path).parent
+        if not folder.is_dir():
+            raise UsageError(
+                f"{Path(map_path).name}: cannot write the --map file: the folder {folder} "
+                "does not exist."
+            )
         for other in (source, out):
             if _same(Path(map_path), other):
                 raise UsageError(
@@ -295,5 +344,32 @@ def _write_map(path: Path, ctx: Context) -> None:
         },
     }
     text = json.dumps(document, indent=2, ensure_ascii=False) + "\n"
-    with atomic_output(path) as handle:
-        handle.write(text.encode("utf-8"))
+    _write_private(path, text.encode("utf-8"))
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write ``data`` to ``path`` atomically, readable and writable by the owner only.
+
+    The bytes go to a new temporary file beside ``path``, created with mode 0600 (as the
+    key file is: on Windows the mode only sets the read-only flag and the file takes the
+    folder's permissions), then it replaces ``path``. An existing file of wider mode is
+    replaced, not rewritten, so the map never is readable by others, not even for a
+    moment; on any error the temporary file is removed and ``path`` left as it was.
+    """
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    tmp = path.with_name(f".{path.name}.{_secrets.token_hex(4)}.tmp")
+    try:
+        fd = os.open(tmp, flags, 0o600)
+    except OSError as exc:
+        raise UsageError(
+            f"{path.name}: cannot write the --map file ({exc.strerror or exc})."
+        ) from None
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
