@@ -174,8 +174,8 @@ def test_a_capture_without_closefile_warns_that_lifetimes_cannot_be_rebuilt(corp
     assert report.warnings[0] == (
         f"{name}: {creates:,} CreateFile and no CloseFile: the closes were filtered out of the "
         "capture, so when handles closed cannot be rebuilt. Handles without a close are listed "
-        "as candidates, never as holders, and feed no lock window or advice. Capture again "
-        "with CloseFile included."
+        "as candidates, never as holders, and feed no hold or blocked time and no advice. "
+        "Capture again with CloseFile included."
     )
     assert report.headline_warning == report.warnings[0]
     assert set(report.conflicts["verdict"]) == {"no-holder-permission"}

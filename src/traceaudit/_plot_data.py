@@ -2,7 +2,7 @@
 
 The drawing code (:mod:`traceaudit.plot`) and the HTML page (:mod:`traceaudit.html`) both
 need the same few derived tables: which paths were blocked, the handles and failures of
-one path on a millisecond axis, the lock windows with their censoring, how far a retry
+one path on a millisecond axis, the blocked times with their censoring, how far a retry
 schedule would have got, and the conflicts per blocking process. They live here, as plain
 numpy / polars, so that they can be tested and reused without importing matplotlib.
 
@@ -546,7 +546,7 @@ class WindowSample:
 
 
 def window_sample(report: Report) -> WindowSample | None:
-    """The report's lock windows (see :class:`WindowSample`), or None when there are none."""
+    """The report's blocked times (see :class:`WindowSample`), or None when there are none."""
     episodes, blocked = report.episodes, report.blocked
     if episodes.height and "horizon_ms" in episodes.columns:
         from traceaudit.policy import window_lengths

@@ -432,7 +432,7 @@ def replay_table(
 
 
 def window_lengths(episodes: pl.DataFrame, blocked: pl.DataFrame) -> pl.DataFrame:
-    """Each episode's lock window: how long after the first failure a retry would first work.
+    """Each episode's blocked time: how long after the first failure a retry would first work.
 
     Columns ``trace``, ``episode``, ``error_code``, ``window_ms`` (the time observed, up to
     the horizon, for censored ones) and ``censored`` (still blocked when the trace ended).

@@ -1,6 +1,6 @@
 """Fit a distribution to lock-window lengths, so the tail can be read past the data.
 
-A lock window is the time from the first failure until the operation would first have
+A blocked time (an episode's lock window) is the time from the first failure until the operation would first have
 succeeded. Windows still open when the trace ended are *right-censored*: we only know they
 lasted at least until the trace's end. Three candidates are fitted by maximum likelihood
 with censoring, using numpy and the standard library only:

@@ -454,7 +454,7 @@ def redact(
     """Replace user, computer and other names in TRACE with keyed pseudonyms.
 
     The output has the format of TRACE and reads the same in `traceaudit analyze`:
-    same conflicts, blockers and lock windows, with names such as user_3f2a9c81.
+    same conflicts, blockers, hold and blocked times, with names such as user_3f2a9c81.
 
     \b
     Example:

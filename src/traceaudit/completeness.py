@@ -229,8 +229,8 @@ class Completeness:
                 f"{name}: {self.create_events:,} CreateFile and no CloseFile: the closes were "
                 "filtered "
                 "out of the capture, so when handles closed cannot be rebuilt. Handles without "
-                "a close are listed as candidates, never as holders, and feed no lock window "
-                "or advice. Capture again with CloseFile included.",
+                "a close are listed as candidates, never as holders, and feed no hold or "
+                "blocked time and no advice. Capture again with CloseFile included.",
             )
         if self.pasted:
             _add(

@@ -6,7 +6,7 @@ user, the machine, the domain, the projects. :func:`redact` rewrites those names
 keeps what the analysis needs: operations, results, times and durations, PIDs and TIDs,
 well-known software and folders, extensions, path depth, the shape of generated names,
 and which path is below which. ``traceaudit analyze`` finds the same conflicts, verdicts,
-blockers and lock windows in the output as in the input.
+blockers, hold and blocked times in the output as in the input.
 
 ::
 
