@@ -63,7 +63,7 @@ def main() -> None:
         start = time.perf_counter()
         # In a child of its own: a parent that grew large would pass its peak memory on to
         # the measuring children (Linux keeps ru_maxrss across fork and exec).
-        make = "import sys; from traceaudit.simulate import simulate_mix; "
+        make = "import sys; from traceaudit.simulation.generate import simulate_mix; "
         make += "simulate_mix(int(sys.argv[1]), seed=int(sys.argv[2])).write_csv(sys.argv[3])"
         subprocess.run(
             [sys.executable, "-c", make, str(args.events), str(args.seed), str(path)], check=True

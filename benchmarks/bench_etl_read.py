@@ -47,7 +47,7 @@ def _run_once(reader: str, path: str) -> tuple[int, float]:
                 with contextlib.suppress(Exception):  # dissect fails on a few records
                     record.event  # noqa: B018 - parse the payload, as a consumer would
         return records, time.perf_counter() - start
-    from traceaudit.formats import etl
+    from traceaudit.formats.etl import reader as etl
 
     if reader == "traceaudit.read_etl":
         etl.read_etl(path)

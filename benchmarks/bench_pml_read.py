@@ -83,7 +83,7 @@ def _procmon_reader(path: Path) -> int:
 
 
 def _read_pml(path: Path) -> int:
-    from traceaudit.formats.pml import read_pml
+    from traceaudit.formats.pml.reader import read_pml
 
     return read_pml(path).events.height
 
@@ -105,7 +105,7 @@ def child(reader: str, path: Path, repeats: int, warmup: Path | None) -> dict:
     run = RUNNERS[reader]
     module = {"procmon-parser": "procmon_parser", "procmon-reader": "procmon_reader"}
     try:
-        __import__(module.get(reader, "traceaudit.formats.pml"))
+        __import__(module.get(reader, "traceaudit.formats.pml.reader"))
     except ImportError as exc:
         return {"reader": reader, "missing": str(exc)}
     if warmup is not None:

@@ -3,7 +3,7 @@
     python samples/make_samples.py            # rewrite the samples
     python samples/make_samples.py --check    # fail if a committed sample differs
 
-Every simulated sample comes from :mod:`traceaudit.simulate` with a fixed seed and
+Every simulated sample comes from :mod:`traceaudit.simulation.generate` with a fixed seed and
 fixed parameters, so the files only change when the simulator changes; ``--check``
 (used by the tests) says which file would change. Each sample's expected shape (how
 many failures, which verdicts) is asserted here too, so a simulator change that alters
@@ -14,7 +14,7 @@ what is in each file and what the analysis should find.
 astral-sh/uv#1491 (comment of 2024-07-15 16:03 UTC), kept verbatim as the clipboard
 text Procmon produced (7 tab-separated fields, no header; LF line ends because the text
 went through GitHub's web form). :data:`UV_ISSUE_ROWS` holds those rows and
-:func:`traceaudit.formats.procmon_csv_write.write_clipboard_rows` turns them back into
+:func:`traceaudit.formats.procmon_text.csv_write.write_clipboard_rows` turns them back into
 exactly that text.
 """
 
@@ -28,8 +28,8 @@ from collections import Counter
 from datetime import datetime
 from pathlib import Path
 
-from traceaudit.formats.procmon_csv_write import ProcmonRow, to_ns, write_clipboard_rows
-from traceaudit.simulate import Simulation, simulate, simulate_mix
+from traceaudit.formats.procmon_text.csv_write import ProcmonRow, to_ns, write_clipboard_rows
+from traceaudit.simulation.generate import Simulation, simulate, simulate_mix
 
 HERE = Path(__file__).resolve().parent
 MAX_BYTES = 200_000

@@ -20,7 +20,7 @@ What is written, in uncompressed 64 KiB buffers (64-bit pointers by default, 32-
   OperationEnd (24) with the row's status at ``time + duration``. Rows ETW has no event
   for (CreateFileMapping, registry, process…) are left out.
 
-File objects come from the frame's own handle pairing (:func:`traceaudit.handles`), so
+File objects come from the frame's own handle pairing (:func:`traceaudit.analysis.handles`), so
 each CloseFile is the Cleanup of the very FILE_OBJECT its CreateFile opened; addresses
 are reused after Close, as Windows does.
 """
@@ -35,8 +35,8 @@ from pathlib import Path
 
 import polars as pl
 
-from traceaudit.formats._pml_names import DISPOSITION_NAMES, RESULT_NAMES, SUB_OPERATION_NAMES
-from traceaudit.handles import handles
+from traceaudit.analysis.handles import handles
+from traceaudit.formats.pml.names import DISPOSITION_NAMES, RESULT_NAMES, SUB_OPERATION_NAMES
 
 FILETIME_UNIX_EPOCH = 116_444_736_000_000_000
 BUFFER_SIZE = 0x10000

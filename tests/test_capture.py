@@ -7,9 +7,9 @@ import xml.etree.ElementTree as ET
 import pytest
 from click.testing import CliRunner
 
-from traceaudit.capture import KERNEL_FILE_KEYWORDS, capture_profile
 from traceaudit.cli import main
 from traceaudit.errors import UsageError
+from traceaudit.formats.etl.profile import KERNEL_FILE_KEYWORDS, capture_profile
 
 
 def test_kernel_file_keywords_are_the_ones_the_analysis_needs():

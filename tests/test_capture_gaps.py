@@ -13,11 +13,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from builders import DLL, TMP, Story
-from traceaudit.analysis import analyze
-from traceaudit.completeness import capture_completeness
-from traceaudit.conflicts import BLOCKED_VERDICTS
+from traceaudit.analysis.completeness import capture_completeness
+from traceaudit.analysis.conflicts import BLOCKED_VERDICTS
+from traceaudit.analysis.pipeline import analyze
 from traceaudit.schema import Trace
-from traceaudit.simulate import FAMILY_NAMES, simulate, simulate_mix
+from traceaudit.simulation.generate import FAMILY_NAMES, simulate, simulate_mix
 
 NO_HOLDER = ("no-holder-permission", "no-holder-filtered")
 # Gaps that change who may be named a holder (the others are warnings only).

@@ -8,7 +8,7 @@ import polars as pl
 import pytest
 
 from builders import Story
-from traceaudit._clock import to_timezone
+from traceaudit.analysis.clock import to_timezone
 from traceaudit.errors import UsageError
 from traceaudit.schema import Trace
 

@@ -9,8 +9,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from builders import Story
-from traceaudit.conflicts import find_conflicts
-from traceaudit.handles import handles
+from traceaudit.analysis.conflicts import find_conflicts
+from traceaudit.analysis.handles import handles
 
 TMP = r"C:\Users\me\AppData\Local\uv\cache\.tmpAbC123"
 DLL = TMP + r"\numpy\libopenblas.dll"

@@ -9,9 +9,9 @@ import pytest
 from click.testing import CliRunner
 
 from traceaudit.cli import main
-from traceaudit.convert import convert, write_events
 from traceaudit.errors import UsageError
 from traceaudit.formats import load_trace
+from traceaudit.formats.convert import convert, write_events
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 UV = SAMPLES / "uv-extract-rename.csv"

@@ -21,8 +21,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from traceaudit.errors import UsageError
-from traceaudit.formats import procmon_csv_write as w
-from traceaudit.formats.procmon_csv_write import (
+from traceaudit.formats.procmon_text import csv_write as w
+from traceaudit.formats.procmon_text.csv_write import (
     DEFAULT_COLUMNS,
     SIMULATION_COLUMNS,
     SUPPORTED_COLUMNS,

@@ -25,7 +25,8 @@ from click.testing import CliRunner
 import traceaudit
 from traceaudit.cli import main
 from traceaudit.errors import DamagedRowError, TraceauditError
-from traceaudit.formats import load_text, load_trace, procmon_csv
+from traceaudit.formats import load_text, load_trace
+from traceaudit.formats.procmon_text import csv_read as procmon_csv
 
 SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "uv-extract-rename.csv"
 PASTED = Path(__file__).resolve().parent.parent / "samples" / "uv-issue-pasted.tsv"

@@ -14,8 +14,8 @@ from builders import Story
 from etl_writer import BUFFER_SIZE, EtlWriter, compress, write_etl
 from traceaudit.errors import DamagedRowError, TraceFormatError
 from traceaudit.formats import load_trace
-from traceaudit.formats._etl_xpress import XpressError, decompress_python
-from traceaudit.formats.etl import read_etl
+from traceaudit.formats.etl.reader import read_etl
+from traceaudit.formats.etl.xpress import XpressError, decompress_python
 
 
 def story_file(tmp_path, name="trace.etl", **options):

@@ -23,7 +23,7 @@ import pytest
 from click.testing import CliRunner
 
 from traceaudit.cli import main
-from traceaudit.formats import _input
+from traceaudit.formats import input as _input
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 UV = SAMPLES / "uv-extract-rename.csv"

@@ -12,7 +12,7 @@ import pytest
 
 from test_read_pml_builder import HEADER_SIZE, close_event, create_event, pml_file, write
 from traceaudit.errors import DamagedRowError, TraceFormatError
-from traceaudit.formats.pml import read_pml, read_pml_processes
+from traceaudit.formats.pml.reader import read_pml, read_pml_processes
 
 EVENT_SIZE = 52 + 2 * 8 + len(close_event("C:\\a").details)
 

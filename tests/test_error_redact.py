@@ -14,14 +14,14 @@ from click.testing import CliRunner
 
 from test_redact import PLANTED, PLANTED_COLUMNS, PLANTED_SECRETS, csv_text
 from traceaudit import cli as cli_module
-from traceaudit._redact_context import Context
-from traceaudit._redact_keys import Pseudonyms
-from traceaudit._redact_rows import RowRewriter
 from traceaudit.cli import main
-from traceaudit.convert import write_events
 from traceaudit.errors import TraceFormatError, UnknownFormatError, UsageError
 from traceaudit.formats import load_trace
-from traceaudit.redact import RedactionLeakError, redact
+from traceaudit.formats.convert import write_events
+from traceaudit.redaction.context import Context
+from traceaudit.redaction.keys import Pseudonyms
+from traceaudit.redaction.redactor import RedactionLeakError, redact
+from traceaudit.redaction.rows import RowRewriter
 
 KEY = bytes(32)
 HEADER = '"Time of Day","Process Name","PID","Operation","Path","Result","Detail","User"'

@@ -96,7 +96,7 @@ def _zipped(data: bytes) -> bytes:
 
 
 def _parquet(tmp: Path) -> bytes:
-    from traceaudit.convert import convert
+    from traceaudit.formats.convert import convert
 
     _, written = convert(SAMPLES / "replace-under-indexer.csv", tmp / "seed.parquet")
     return written.read_bytes()

@@ -11,9 +11,9 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from traceaudit.analysis import analyze
+from traceaudit.analysis.pipeline import analyze
 from traceaudit.schema import Trace
-from traceaudit.simulate import FAMILY_NAMES, simulate, simulate_mix
+from traceaudit.simulation.generate import FAMILY_NAMES, simulate, simulate_mix
 
 SEEDS = range(4)
 

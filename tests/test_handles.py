@@ -7,7 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from builders import Story
-from traceaudit.handles import handles
+from traceaudit.analysis.handles import handles
 
 DLL = r"C:\t\a.dll"
 

@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 import traceaudit
 from traceaudit.cli import main
-from traceaudit.html import render_html
+from traceaudit.report.html import render_html
 
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"
 PASTED = SAMPLES / "uv-issue-pasted.tsv"
@@ -214,7 +214,7 @@ def test_blocked_time_and_hold_time_are_named_apart():
 
 
 def test_the_windows_figure_is_labelled_blocked_time():
-    from traceaudit import plot
+    from traceaudit.report import plot
 
     ax = plot.windows(traceaudit.analyze(UV), policies=())
     assert ax.get_title().startswith("Blocked time of each lock episode")
@@ -253,7 +253,7 @@ def test_snippets_only_on_request_in_text_but_always_in_json_and_html():
 
 def test_details_are_capped_with_how_many_more_and_how_to_see_them():
     from traceaudit.schema import Trace
-    from traceaudit.simulate import simulate_mix
+    from traceaudit.simulation.generate import simulate_mix
 
     report = traceaudit.analyze(
         Trace(events=simulate_mix(20_000, seed=3).to_frame(), format="simulated")

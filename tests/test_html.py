@@ -13,7 +13,7 @@ import pytest
 from builders import Story
 from test_plot import DLL, TMP, quiet, report_of, two_blockers, uv_with_backoff
 from traceaudit.errors import UsageError
-from traceaudit.html import render_html, write_html
+from traceaudit.report.html import render_html, write_html
 
 matplotlib.use("Agg")  # headless; the figures never need a GUI backend
 

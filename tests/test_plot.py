@@ -15,10 +15,10 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from builders import DLL, TMP, Story, uv_with_backoff
-from traceaudit import _plot_data as data
-from traceaudit import plot
-from traceaudit.analysis import analyze
+from traceaudit.analysis.pipeline import analyze
 from traceaudit.errors import UsageError
+from traceaudit.report import figure_data as data
+from traceaudit.report import plot
 from traceaudit.schema import Trace
 
 matplotlib.use("Agg")  # headless; the figures never need a GUI backend
@@ -327,7 +327,7 @@ def test_plot_functions_do_not_touch_pyplot_state_unless_pyplot_is_in_use():
 
 def test_importing_traceaudit_does_not_import_matplotlib():
     code = (
-        "import sys, traceaudit, traceaudit.html;"
+        "import sys, traceaudit, traceaudit.report.html;"
         "assert 'matplotlib' not in sys.modules, sorted(m for m in sys.modules if 'matplotlib' in m)"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)

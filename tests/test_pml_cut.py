@@ -21,7 +21,7 @@ import polars as pl
 import pytest
 
 from traceaudit.errors import TraceauditError, TraceFormatError
-from traceaudit.formats.pml import read_pml
+from traceaudit.formats.pml.reader import read_pml
 
 HEADER_SIZE = 0x3A8
 LOGS = (

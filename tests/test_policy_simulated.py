@@ -9,7 +9,7 @@ import polars as pl
 from traceaudit import analyze
 from traceaudit.policy import RetryPolicy, replay, suggest
 from traceaudit.schema import Trace
-from traceaudit.simulate import simulate_mix
+from traceaudit.simulation.generate import simulate_mix
 
 
 def ended_episodes():

@@ -14,11 +14,11 @@ import pytest
 import traceaudit
 from builders import Story
 from etl_writer import write_etl
-from traceaudit.analysis import analyze
+from traceaudit.analysis.pipeline import analyze
 from traceaudit.formats import detect, load_trace
-from traceaudit.formats.etl import read_etl, read_etl_file_events, read_etl_header, sniff
+from traceaudit.formats.etl.reader import read_etl, read_etl_file_events, read_etl_header, sniff
 from traceaudit.schema import EVENT_SCHEMA, Trace
-from traceaudit.simulate import simulate
+from traceaudit.simulation.generate import simulate
 
 # Families whose blockers do not depend on the desired access (which ETW does not record):
 # namespace operations blocked by handles below or on the target, permission refusals,
@@ -295,6 +295,6 @@ def test_compressed_buffers_read_like_plain_ones(tmp_path):
 )
 def test_xpress_round_trip(data):
     from etl_writer import compress
-    from traceaudit.formats._etl_xpress import decompress_python
+    from traceaudit.formats.etl.xpress import decompress_python
 
     assert decompress_python(compress(data), len(data)) == data

@@ -20,14 +20,14 @@ import pytest
 
 from traceaudit.errors import TraceFormatError
 from traceaudit.formats import load_trace
-from traceaudit.formats._input import open_input
-from traceaudit.formats.etl import (
+from traceaudit.formats.etl.reader import (
     _decode,
     read_etl,
     read_etl_file_events,
     read_etl_header,
     read_etl_processes,
 )
+from traceaudit.formats.input import open_input
 
 X64 = "etl/perfview-net452-x64.etl.zip"
 X86 = "etl/perfview-net452-x86.etl.zip"

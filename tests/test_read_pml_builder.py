@@ -1,6 +1,6 @@
 """A writer of small synthetic PML files, so the PML reader is tested without the corpus.
 
-The layouts here are written out independently of ``traceaudit.formats._pml_layout``
+The layouts here are written out independently of ``traceaudit.formats.pml.layout``
 (from procmon-parser's format notes and FORMATS.md), so a mistake in one is caught by the
 other. ``pml_file(events, pointer=8)`` returns the bytes of a whole, cleanly closed log;
 the ``*_event`` helpers make the events the analysis cares about.
@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 
 import numpy as np
 
-from traceaudit.formats.pml import read_pml
+from traceaudit.formats.pml.reader import read_pml
 
 HEADER_SIZE = 0x3A8
 FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=timezone.utc)

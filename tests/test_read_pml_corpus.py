@@ -18,7 +18,7 @@ from pathlib import Path
 import polars as pl
 import pytest
 
-from traceaudit.formats.pml import read_pml, read_pml_processes
+from traceaudit.formats.pml.reader import read_pml, read_pml_processes
 
 CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
 PAIRS = ("Tests64bit", "Tests32bit", "UTC64Filesystem", "UTC32Filesystem", "UTC64Process")

@@ -28,8 +28,8 @@ from test_read_pml_builder import (
     thread_create_event,
     write,
 )
-from traceaudit.formats._input import open_input
-from traceaudit.formats.pml import FORMAT_NAME, read, read_pml, read_pml_processes, sniff_pml
+from traceaudit.formats.input import open_input
+from traceaudit.formats.pml.reader import FORMAT_NAME, read, read_pml, read_pml_processes, sniff_pml
 from traceaudit.schema import EVENT_SCHEMA
 
 POINTERS = pytest.mark.parametrize("pointer", [8, 4], ids=["64-bit", "32-bit"])

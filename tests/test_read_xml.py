@@ -13,7 +13,7 @@ import pytest
 from traceaudit import analyze
 from traceaudit.errors import MissingColumnsError, TraceFormatError
 from traceaudit.formats import detect, load_trace
-from traceaudit.simulate import simulate
+from traceaudit.simulation.generate import simulate
 
 
 def write_procmon_xml(csv_path: Path, xml_path: Path) -> None:

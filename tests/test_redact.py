@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 
 from traceaudit.cli import main
 from traceaudit.formats import load_trace
-from traceaudit.redact import CLASSES, RedactionResult, redact
+from traceaudit.redaction.redactor import CLASSES, RedactionResult, redact
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
@@ -673,10 +673,10 @@ def test_cli_secret_file(tmp_path):
 
 @pytest.mark.parametrize("chunk", [1, 2, 3, 5, 7, 11, 64])
 def test_leak_check_reads_the_output_back_in_chunks(tmp_path, monkeypatch, chunk):
-    from traceaudit import _redact_check
-    from traceaudit._redact_check import Leak, find_leaks_in_file
-    from traceaudit._redact_context import Secret
-    from traceaudit._redact_formats import Source
+    from traceaudit.redaction import check as _redact_check
+    from traceaudit.redaction.check import Leak, find_leaks_in_file
+    from traceaudit.redaction.context import Secret
+    from traceaudit.redaction.handlers import Source
 
     monkeypatch.setattr(_redact_check, "_CHUNK", chunk)
     text = "Bobcat one\nmy bobcat\nthe BOB was\nconcatenate\n"
@@ -759,8 +759,8 @@ def test_one_secret_of_each_class_is_replaced_and_none_survives(tmp_path):
 
 
 def test_the_leak_check_looks_for_every_class():
-    from traceaudit._redact_check import find_leaks
-    from traceaudit._redact_context import Secret
+    from traceaudit.redaction.check import find_leaks
+    from traceaudit.redaction.context import Secret
 
     text = "\n".join(f"{cls} -> {secret}" for cls, secret in PLANTED_SECRETS.items())
     secrets = [Secret(cls, secret) for cls, secret in PLANTED_SECRETS.items()]

@@ -20,9 +20,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import CORPUS
-from traceaudit.analysis import analyze
-from traceaudit.redact import redact
-from traceaudit.simulate import FAMILY_NAMES, simulate, simulate_mix
+from traceaudit.analysis.pipeline import analyze
+from traceaudit.redaction.redactor import redact
+from traceaudit.simulation.generate import FAMILY_NAMES, simulate, simulate_mix
 
 KEY = b"analysis-equivalence-test-key-32"
 SAMPLES = Path(__file__).resolve().parent.parent / "samples"

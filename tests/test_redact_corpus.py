@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from traceaudit.formats import load_trace
-from traceaudit.redact import redact
+from traceaudit.redaction.redactor import redact
 
 KEY = b"corpus-redaction-test-key-32-byt"
 

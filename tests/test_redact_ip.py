@@ -5,7 +5,7 @@ Four numbers and three dots are an address or a version, and the rule leans towa
 address (a leaked address costs more than a hidden version): an address unless glued to
 a name, after a version keyword, ending in ``.0.0`` or a folder under ``Windows`` /
 ``Program Files``; an IP context (``\\\\``, ``http://``, ``:port``, ``--server``,
-``Data:``…) always means address. See ``traceaudit._redact_shapes``.
+``Data:``…) always means address. See ``traceaudit.redaction.shapes``.
 """
 
 from __future__ import annotations
@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pytest
 
-from traceaudit._redact_keys import Pseudonyms
-from traceaudit._redact_shapes import find_addresses, ip_maker
 from traceaudit.formats import load_trace
-from traceaudit.redact import redact
+from traceaudit.redaction.keys import Pseudonyms
+from traceaudit.redaction.redactor import redact
+from traceaudit.redaction.shapes import find_addresses, ip_maker
 
 KEY = bytes(range(32))
 COLUMNS = ("Time of Day", "Process Name", "PID", "Operation", "Path", "Result", "Detail")

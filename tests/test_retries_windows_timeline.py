@@ -5,9 +5,9 @@ from __future__ import annotations
 import polars as pl
 
 from builders import DLL, TMP, Story, uv_with_backoff
-from traceaudit.analysis import analyze
+from traceaudit.analysis.pipeline import analyze
+from traceaudit.analysis.timeline import timeline
 from traceaudit.schema import Trace
-from traceaudit.timeline import timeline
 
 
 def report_of(story: Story):

@@ -22,13 +22,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from traceaudit import read_trace
-from traceaudit._simulate_story import EV_SCHEMA as EV_SCHEMA_SIM
-from traceaudit._simulate_story import TraceBuilder, ms
-from traceaudit._simulate_truth import compute_truth
 from traceaudit.errors import UsageError
-from traceaudit.formats.procmon_csv_write import format_iso_time, format_time_of_day
+from traceaudit.formats.procmon_text.csv_write import format_iso_time, format_time_of_day
 from traceaudit.schema import EVENT_SCHEMA
-from traceaudit.simulate import (
+from traceaudit.simulation.generate import (
     FAMILY_NAMES,
     LOCK_RESULTS,
     RetrySchedule,
@@ -38,6 +35,9 @@ from traceaudit.simulate import (
     simulate,
     simulate_mix,
 )
+from traceaudit.simulation.story import EV_SCHEMA as EV_SCHEMA_SIM
+from traceaudit.simulation.story import TraceBuilder, ms
+from traceaudit.simulation.truth import compute_truth
 
 ROOT = Path(__file__).resolve().parents[1]
 SEEDS = range(4)

@@ -19,7 +19,7 @@ from traceaudit.errors import UsageError
 __all__ = ["same_file", "check_output_file", "check_plots_dir", "FIGURE_NAME"]
 
 FIGURE_NAME = re.compile(r"^(blockers|windows|timeline-\d+-[^\\/]*)\.(png|svg|pdf)$", re.IGNORECASE)
-"""The names :func:`traceaudit.plot.save_all` gives its files."""
+"""The names :func:`traceaudit.report.plot.save_all` gives its files."""
 
 
 def same_file(a: Path, b: Path) -> bool:

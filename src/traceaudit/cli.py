@@ -276,7 +276,7 @@ def analyze(
         traceaudit analyze Logfile.CSV --limit 0 --snippets
         traceaudit analyze machine1.csv machine2.csv --target 0.999 --max-wait 10s
     """
-    from traceaudit.analysis import analyze as run
+    from traceaudit.analysis.pipeline import analyze as run
 
     # Every option and output is checked before the first byte of a trace is read.
     date = _parse_date(date_text)
@@ -303,12 +303,12 @@ def analyze(
     else:
         _say(report.to_text(limit=limit, snippets=snippets), nl=False)
     if html_path is not None:
-        from traceaudit.html import write_html
+        from traceaudit.report.html import write_html
 
         written = write_html(report, html_path, inputs=traces)
         _say(f"wrote {written}", err=True)
     if plots_dir is not None:
-        from traceaudit.plot import save_all
+        from traceaudit.report.plot import save_all
 
         for figure in save_all(report, plots_dir, inputs=traces):
             _say(f"wrote {figure}", err=True)
@@ -329,9 +329,9 @@ def timeline(trace: Path, path: str, as_json: bool, date_text: str | None, stric
     Example:
         traceaudit timeline Logfile.CSV "C:\\Users\\me\\AppData\\Local\\Temp\\.tmpAbC123"
     """
-    from traceaudit._read import read_trace
-    from traceaudit._timeline_text import timeline_records, timeline_text
-    from traceaudit.timeline import timeline as build
+    from traceaudit.analysis.timeline import timeline as build
+    from traceaudit.formats.load import read_trace
+    from traceaudit.report.timeline_text import timeline_records, timeline_text
 
     events = read_trace(trace, date=_parse_date(date_text), strict=strict)
     frame = build(events, path)
@@ -380,8 +380,8 @@ def convert(
         traceaudit convert Logfile.PML -o events.parquet
         traceaudit convert Logfile.CSV -o events.csv
     """
-    from traceaudit.convert import convert as run
-    from traceaudit.convert import output_format
+    from traceaudit.formats.convert import convert as run
+    from traceaudit.formats.convert import output_format
 
     date = _parse_date(date_text)
     output_format(out, to)
@@ -462,8 +462,8 @@ def redact(
         traceaudit redact Logfile.CSV.gz -o shareable.csv.gz --secret ACME --keep path
         traceaudit redact pasted.tsv -o pasted.redacted.tsv --map private-map.json
     """
-    from traceaudit.redact import read_secret_file
-    from traceaudit.redact import redact as run
+    from traceaudit.redaction.redactor import read_secret_file
+    from traceaudit.redaction.redactor import redact as run
 
     check_output_file(out, [trace], "redacted trace")
     if map_path is not None:
@@ -509,7 +509,7 @@ def capture_profile(tool: str) -> None:
         wpr -start traceaudit.wprp -filemode   (reproduce, then: wpr -stop trace.etl)
         traceaudit capture-profile --xperf
     """
-    from traceaudit.capture import capture_profile as build
+    from traceaudit.formats.etl.profile import capture_profile as build
 
     click.echo(build(tool), nl=False)
 

@@ -7,11 +7,15 @@
     │   ├── UnknownFormatError          no reader recognises the content
     │   ├── MissingColumnsError         a CSV lacks the columns the analysis needs
     │   └── DamagedRowError             one damaged row, raised only in strict mode
-    └── UsageError(ValueError)          an option or argument that cannot work (bad --date, …)
+    ├── UsageError(ValueError)          an option or argument that cannot work (bad --date, …)
+    └── RedactionLeakError              a redacted output still held a secret (it was removed)
+
+    SimulationBug(RuntimeError)     the simulator's events contradict its own model: a bug
+                                    in traceaudit, never the user's input
 
 Every message names the file (and the line or byte offset where that helps), says what is
-wrong, and what to do about it. The CLI prints ``error: <message>`` and exits 3; it never
-shows a traceback for these.
+wrong, and what to do about it. The CLI prints ``error: <message>`` and exits 2 for a
+:class:`UsageError`, 3 for the others; it never shows a traceback for these.
 """
 
 from __future__ import annotations
@@ -23,6 +27,8 @@ __all__ = [
     "MissingColumnsError",
     "DamagedRowError",
     "UsageError",
+    "RedactionLeakError",
+    "SimulationBug",
 ]
 
 
@@ -48,3 +54,11 @@ class DamagedRowError(TraceFormatError):
 
 class UsageError(TraceauditError, ValueError):
     """An option value that cannot work, such as a malformed ``--date``."""
+
+
+class RedactionLeakError(TraceauditError):
+    """The written output still held a secret; it was removed."""
+
+
+class SimulationBug(RuntimeError):
+    """The simulator's events contradict its own model (a bug in the simulator)."""

@@ -19,23 +19,23 @@ Building blocks, usable on their own: :func:`parse_detail` (Detail → typed col
 locale-dependent time strings).
 """
 
-from traceaudit.formats._decode import Decoded, decode
-from traceaudit.formats._detail import DETAIL_SCHEMA, parse_detail
-from traceaudit.formats._detect import detect, sniff_format
-from traceaudit.formats._events import event_class
-from traceaudit.formats._load import load_text, load_trace
-from traceaudit.formats._registry import (
+from traceaudit.formats.detection import detect, sniff_format
+from traceaudit.formats.load import load_text, load_trace
+from traceaudit.formats.procmon_text.decode import Decoded, decode
+from traceaudit.formats.procmon_text.detail import DETAIL_SCHEMA, parse_detail
+from traceaudit.formats.procmon_text.rows import event_class
+from traceaudit.formats.procmon_text.times import (
+    PLACEHOLDER_DATE,
+    parse_date_time,
+    parse_duration,
+    parse_time_of_day,
+)
+from traceaudit.formats.registry import (
     FORMATS,
     TraceFormat,
     get_format,
     register_format,
     supported_formats,
-)
-from traceaudit.formats._times import (
-    PLACEHOLDER_DATE,
-    parse_date_time,
-    parse_duration,
-    parse_time_of_day,
 )
 
 __all__ = [

@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from traceaudit.errors import MissingColumnsError, TraceFormatError
-from traceaudit.formats._input import LIMIT_VARIABLE, TraceInput, quote_name, uncompressed_limit
+from traceaudit.formats.input import LIMIT_VARIABLE, TraceInput, quote_name, uncompressed_limit
 from traceaudit.schema import EVENT_SCHEMA, Trace, conform_events
 
 __all__ = ["FORMAT_NAME", "METADATA_FORMAT", "METADATA_CLOCK", "sniff", "read"]
@@ -111,12 +111,12 @@ def _check_time(name: str, frame: pl.DataFrame) -> pl.DataFrame:
 
 
 def read(trace_input: TraceInput, *, date: Date | None = None, strict: bool = False) -> Trace:
-    """Read events written by :func:`traceaudit.convert.write_events` (``date`` and
+    """Read events written by :func:`traceaudit.formats.convert.write_events` (``date`` and
     ``strict`` do not apply: the events are already normalised).
 
     Anything else is refused with a clear message: a damaged file, one without the event
     columns or with columns of other types, times a trace cannot hold, or more rows than
-    its size could honestly hold (see :func:`~traceaudit.formats._input.uncompressed_limit`).
+    its size could honestly hold (see :func:`~traceaudit.formats.input.uncompressed_limit`).
     """
     name = trace_input.name
     source: Any = (

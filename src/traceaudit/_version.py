@@ -1,0 +1,3 @@
+"""The version of traceaudit: this line is the one place it is written (pyproject reads it)."""
+
+__version__ = "0.2.0"

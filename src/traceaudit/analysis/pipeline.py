@@ -1,0 +1,282 @@
+"""The whole analysis, from trace files to a :class:`~traceaudit.report.model.Report`.
+
+    trace ─► events ─► handles ─► completeness ─► conflicts (+ blockers, candidates,
+    sections) ─► retry chains ─► hold times, lock episodes and their blocked times ─► advice
+
+This module only wires the stages together and gathers diagnostics; each stage is a
+frame-in, frame-out function in its own module.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date as Date
+from pathlib import Path
+
+import polars as pl
+
+from traceaudit.analysis.clock import to_timezone
+from traceaudit.analysis.completeness import (
+    MINOR_GAPS,
+    Completeness,
+    capture_completeness,
+    ended_during_failure,
+)
+from traceaudit.analysis.conflicts import blocking_handles, conflicts, lock_failures
+from traceaudit.analysis.episodes import blocked_table, blocked_times, lock_episodes
+from traceaudit.analysis.handles import handles as build_handles
+from traceaudit.analysis.hold_times import window_table
+from traceaudit.analysis.retries import retry_chains
+from traceaudit.analysis.sections import section_holders, sections
+from traceaudit.policy.advice import retry_advice
+from traceaudit.report.model import FilterOutcome, Report, TraceSummary
+from traceaudit.schema import Trace
+
+__all__ = ["analyze", "analyze_trace", "diagnose"]
+
+PathLike = str | os.PathLike
+
+
+@dataclass(frozen=True)
+class _Parts:
+    summary: TraceSummary
+    events: pl.DataFrame
+    handles: pl.DataFrame
+    conflicts: pl.DataFrame
+    blocking: pl.DataFrame
+    chains: pl.DataFrame
+    warnings: tuple[str, ...]
+    headline: str | None = None
+
+
+def diagnose(
+    trace: Trace, events: pl.DataFrame, completeness: Completeness | None = None
+) -> list[str]:
+    """Warnings about what the trace can and cannot show, the most serious first: gaps in
+    the capture that limit the verdicts come before the reader's notes."""
+    return _diagnose(trace, events, completeness)[0]
+
+
+def _diagnose(
+    trace: Trace, events: pl.DataFrame, completeness: Completeness | None
+) -> tuple[list[str], str | None]:
+    """The warnings, and the one about the capture itself that matters most (or None)."""
+    if events.is_empty():
+        message = f"{trace.name}: the trace holds no events."
+        return [*trace.warnings, message], message
+    warnings: list[str] = []
+    if events.filter(pl.col("event_class") == "File System").is_empty():
+        warnings.append(
+            f"{trace.name}: no file-system events: enable Show File System Activity in "
+            "Process Monitor and capture again."
+        )
+    if completeness is None:
+        completeness = capture_completeness(events, name=trace.name, format=trace.format)
+    gaps = completeness.warning_items()
+    warnings += [text for gap, text in gaps if gap not in MINOR_GAPS]
+    processes = events["process"].unique().drop_nulls().to_list()
+    if len(processes) == 1:
+        warnings.append(
+            f"{trace.name}: only one process ({processes[0]}) is in the trace: the capture was "
+            "filtered, so a process that held the file (an antivirus, an indexer) cannot be "
+            "seen. Capture again with no process filter; filter on the path instead "
+            "(Filter > Filter…: Path begins with <your directory>)."
+        )
+    warnings += [text for gap, text in gaps if gap in MINOR_GAPS]
+    if trace.time_precision_lost:
+        warnings.append(
+            f"{trace.name}: the times were truncated (an Excel re-save keeps only mm:ss.f): "
+            "event order, hold and blocked times are unreliable. Export from Process Monitor "
+            "again."
+        )
+    headline = warnings[0] if warnings else None
+    return warnings + list(trace.warnings), headline
+
+
+def analyze_trace(trace: Trace) -> _Parts:
+    """Run every stage on one trace that has been read."""
+    events = trace.events
+    handle_frame = build_handles(events)
+    completeness = capture_completeness(
+        events,
+        name=trace.name,
+        format=trace.format,
+        handles=handle_frame,
+        truncated=trace.truncated,
+    )
+    failures = lock_failures(events)
+    blocking = blocking_handles(failures, handle_frame, completeness.visibility)
+    holders = section_holders(failures, sections(events))
+    single_process = events["pid"].n_unique() <= 1
+    conflict_frame = conflicts(failures, blocking, single_process=single_process, sections=holders)
+    chains = retry_chains(events, conflict_frame)
+    last = events["time"].max() if events.height else None
+    completeness = dataclasses.replace(
+        completeness, ended_during_failure=ended_during_failure(chains, last)
+    )
+    summary = TraceSummary.of(trace, completeness)
+    warnings, headline = _diagnose(trace, events, completeness)
+    return _Parts(
+        summary=summary,
+        events=events,
+        handles=handle_frame,
+        conflicts=conflict_frame,
+        blocking=blocking,
+        chains=chains,
+        warnings=tuple(warnings),
+        headline=headline,
+    )
+
+
+def _distinct_names(parts: list[_Parts]) -> list[_Parts]:
+    """Give traces with the same name (two ``Logfile.CSV``, in-memory traces) distinct ones,
+    so that their results do not mix when stacked by name."""
+    seen: dict[str, int] = {}
+    out = []
+    for part in parts:
+        name = part.summary.name
+        seen[name] = seen.get(name, 0) + 1
+        if seen[name] > 1:
+            summary = dataclasses.replace(part.summary, name=f"{name} #{seen[name]}")
+            part = dataclasses.replace(part, summary=summary)
+        out.append(part)
+    return out
+
+
+def _glob_regex(pattern: str) -> str:
+    """A Windows-style, case-insensitive glob as a regex: ``*`` any run of characters
+    (backslashes included), ``?`` one character; everything else literal."""
+    parts = [".*" if ch == "*" else "." if ch == "?" else re.escape(ch) for ch in pattern]
+    return "(?i)^" + "".join(parts) + "$"
+
+
+def _process_matches(process: str) -> pl.Expr:
+    """The process name, case-insensitive, with or without ``.exe`` (``uv`` is ``uv.exe``)."""
+    name = pl.col("process").str.to_lowercase()
+    wanted = process.lower()
+    return (name == wanted) | (name == wanted + ".exe")
+
+
+def _select(frame: pl.DataFrame, path_glob: str | None, process: str | None) -> pl.DataFrame:
+    if path_glob:
+        frame = frame.filter(pl.col("path").str.contains(_glob_regex(path_glob)))
+    if process:
+        frame = frame.filter(_process_matches(process))
+    return frame
+
+
+def _filter_outcome(
+    everything: pl.DataFrame, selected: pl.DataFrame, path_glob: str | None, process: str | None
+) -> FilterOutcome | None:
+    """How many conflicts the filters kept, and what there was to choose from."""
+    if not (path_glob or process):
+        return None
+    by_process = (
+        everything.group_by("process").len().sort(["len", "process"], descending=[True, False])
+        if everything.height
+        else pl.DataFrame(schema={"process": pl.String, "len": pl.UInt32})
+    )
+    by_path = (
+        everything.group_by(pl.col("path").str.to_lowercase().alias("key"))
+        .agg(pl.col("path").first(), pl.len())
+        .sort(["len", "path"], descending=[True, False])
+        if everything.height
+        else pl.DataFrame(schema={"key": pl.String, "path": pl.String, "len": pl.UInt32})
+    )
+    return FilterOutcome(
+        path=path_glob,
+        process=process,
+        matched=selected.height,
+        total=everything.height,
+        processes=tuple(by_process.select("process", "len").iter_rows()),
+        paths=tuple(by_path.select("path", "len").iter_rows()),
+    )
+
+
+def _with_trace(frame: pl.DataFrame, name: str) -> pl.DataFrame:
+    return frame.select(pl.lit(name).alias("trace"), pl.all())
+
+
+def analyze(
+    source: PathLike | Trace | Sequence[PathLike | Trace],
+    *,
+    format: str | None = None,
+    date: Date | None = None,
+    strict: bool = False,
+    path_glob: str | None = None,
+    process: str | None = None,
+    target: float = 0.99,
+    max_wait_ms: float | None = None,
+    tz: str | None = None,
+) -> Report:
+    """Read one or more traces and analyse them; the same engine as ``traceaudit analyze``.
+
+    ``path_glob`` and ``process`` narrow which conflicts are reported (the failing path and
+    the failing process, matched case-insensitively with or without ``.exe``); every
+    process's handles still count as blockers. Several traces
+    are analysed one by one and their results stacked with a ``trace`` column.
+    """
+    sources: Iterable[PathLike | Trace]
+    sources = [source] if isinstance(source, (str, os.PathLike, Trace)) else source
+    parts: list[_Parts] = []
+    for item in sources:
+        if isinstance(item, Trace):
+            trace = item
+        else:
+            from traceaudit.formats import load_trace
+
+            trace = load_trace(Path(item), format=format, date=date, strict=strict)
+        trace = to_timezone(trace, tz)
+        parts.append(analyze_trace(trace))
+
+    parts = _distinct_names(parts)
+
+    def stack(attr: str) -> pl.DataFrame:
+        frames = [_with_trace(getattr(p, attr), p.summary.name) for p in parts]
+        return pl.concat(frames, how="vertical_relaxed") if frames else pl.DataFrame()
+
+    every_conflict = stack("conflicts")
+    conflict_frame = _select(every_conflict, path_glob, process)
+    chains = _select(stack("chains"), path_glob, process)
+    blocking = stack("blocking").join(
+        conflict_frame.select("trace", "conflict"), on=["trace", "conflict"], how="semi"
+    )
+    trace_ends = pl.DataFrame(
+        {"trace": [p.summary.name for p in parts], "last": [p.events["time"].max() for p in parts]},
+        schema={"trace": pl.String, "last": pl.Datetime("ns")},
+    )
+    episodes, blocked = lock_episodes(conflict_frame, blocking, chains, trace_ends)
+    advice = retry_advice(
+        episodes,
+        blocked,
+        chains,
+        target=target,
+        max_wait_ms=max_wait_ms,
+        conflicts=conflict_frame,
+    )
+    times = blocked_times(episodes, blocked)
+    return Report(
+        traces=tuple(p.summary for p in parts),
+        events=stack("events"),
+        handles=stack("handles"),
+        conflicts=conflict_frame,
+        blocking=blocking,
+        chains=chains,
+        windows=window_table(conflict_frame),
+        episodes=episodes,
+        blocked=blocked,
+        blocked_times=times,
+        blocked_windows=blocked_table(times),
+        policy=advice.policy,
+        policy_withheld=advice.withheld,
+        replay=advice.replay,
+        app_retries=advice.app_retries,
+        warnings=tuple(w for p in parts for w in p.warnings),
+        filters={"path": path_glob, "process": process},
+        filter_outcome=_filter_outcome(every_conflict, conflict_frame, path_glob, process),
+        headline_warning=next((p.headline for p in parts if p.headline), None),
+    )

@@ -1,0 +1,114 @@
+"""Mapped sections: what keeps a file in use after every handle to it is closed.
+
+A process that maps a file (``CreateFileMapping``, which Procmon shows when a section is
+created for a file, or ``Load Image`` for an executable or DLL) holds a *section* on it.
+The section outlives the handle it was made from: the file stays in use until the last
+view is unmapped, which no Procmon event shows. Operations the memory manager refuses
+because of it fail with ``USER MAPPED FILE`` (truncating, paging writes to a mapped file)
+or ``CANNOT DELETE`` (deleting a mapped image); no handle explains them, a section does.
+
+The capture can show when a section began (the mapping event), and an upper bound on when
+it ended: the mapping process's ``Process Exit``. It cannot show an unmap. So a conflict
+caused by a section gets a holder but no hold time.
+
+Sections columns
+----------------
+``pid``, ``process``, ``path``, ``path_key``, ``mapped`` (Datetime: the mapping event),
+``row`` (its source row), ``source`` (``CreateFileMapping`` or ``Load Image``), ``ended``
+(Datetime, nullable: the process's exit, when the trace holds it).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import polars as pl
+
+from traceaudit.analysis.rules import path_key
+
+__all__ = ["SECTION_RESULTS", "SECTION_FIELDS", "sections", "section_holders"]
+
+# Statuses of a CreateFileMapping that created (or found) the section: the two FILE LOCKED
+# ones are success codes telling the caller who else has the file open.
+_MAPPED_RESULTS = ("SUCCESS", "FILE LOCKED WITH ONLY READERS", "FILE LOCKED WITH WRITERS")
+
+SECTION_RESULTS = frozenset({"USER MAPPED FILE"})
+"""Failures that only a mapped section explains (``CANNOT DELETE`` does when one exists)."""
+
+SECTION_FIELDS = ("pid", "process", "path", "mapped", "row", "source", "own", "ended")
+"""The fields of each entry of a conflict's ``sections`` list."""
+
+_SCHEMA = {
+    "pid": pl.Int64,
+    "process": pl.String,
+    "path": pl.String,
+    "path_key": pl.String,
+    "mapped": pl.Datetime("ns"),
+    "row": pl.UInt32,
+    "source": pl.String,
+    "ended": pl.Datetime("ns"),
+}
+
+
+def sections(events: pl.DataFrame) -> pl.DataFrame:
+    """Every section the trace shows being created, with its process's exit if seen."""
+    mapped = events.lazy().filter(
+        (
+            (pl.col("operation") == "CreateFileMapping")
+            & pl.col("result").is_in(list(_MAPPED_RESULTS))
+        )
+        | ((pl.col("operation") == "Load Image") & (pl.col("result") == "SUCCESS"))
+    )
+    exits = (
+        events.lazy()
+        .filter(pl.col("operation") == "Process Exit")
+        .group_by("pid")
+        .agg(ended=pl.col("time").min())
+    )
+    out = (
+        mapped.filter(pl.col("path").is_not_null() & (pl.col("path") != ""))
+        .select(
+            "pid",
+            "process",
+            "path",
+            path_key=path_key("path"),
+            mapped=pl.col("time"),
+            row=pl.col("row"),
+            source=pl.col("operation"),
+        )
+        .join(exits, on="pid", how="left")
+        .sort("mapped", "row")
+        .collect()
+    )
+    return out.select([pl.col(name).cast(dtype) for name, dtype in _SCHEMA.items()])
+
+
+def section_holders(failures: pl.DataFrame, section_frame: pl.DataFrame) -> pl.DataFrame:
+    """(conflict, section) for each failure and the sections on its path alive at that instant.
+
+    Alive: mapped strictly before the failure by a process that had not exited by then. One
+    entry per process: its earliest live mapping (a process often maps the same file
+    several times; one of them is enough to hold it).
+    """
+    if failures.is_empty() or section_frame.is_empty():
+        return pl.DataFrame(
+            schema={"conflict": pl.UInt32, **{f: _field_type(f) for f in SECTION_FIELDS}}
+        )
+    return (
+        failures.lazy()
+        .select("conflict", "path_key", time_f=pl.col("time"), pid_f=pl.col("pid"))
+        .join(section_frame.lazy(), on="path_key", how="inner")
+        .filter(
+            (pl.col("mapped") < pl.col("time_f"))
+            & (pl.col("ended").is_null() | (pl.col("ended") > pl.col("time_f")))
+        )
+        .sort("conflict", "mapped", "row")
+        .unique(subset=["conflict", "pid"], keep="first", maintain_order=True)
+        .with_columns(own=pl.col("pid") == pl.col("pid_f"))
+        .select("conflict", *SECTION_FIELDS)
+        .collect()
+    )
+
+
+def _field_type(name: str) -> Any:
+    return pl.Boolean() if name == "own" else _SCHEMA[name]

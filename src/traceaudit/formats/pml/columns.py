@@ -1,0 +1,254 @@
+"""The event schema's common columns, built for all events at once.
+
+Operations, results, event classes and processes are stored as numbers. Each column is
+made by naming every *distinct* number once (a few dozen Python calls) and gathering the
+names for all events (:class:`Named`), so the cost follows the number of distinct values,
+not of events. Paths are located per distinct operation (:func:`path_offsets`) and
+decoded in bulk (:func:`decode_strings`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+
+from traceaudit.formats.pml.events import STATUS_PENDING, EventArrays, read_u16
+from traceaudit.formats.pml.layout import (
+    FILE_SYSTEM,
+    IPC,
+    NETWORK,
+    PROCESS,
+    PROCESS_CREATE,
+    PROCESS_CREATE_PATH,
+    PROCESS_DEFINED,
+    path_offsets,
+)
+from traceaudit.formats.pml.names import (
+    EVENT_CLASS_NAMES,
+    NETWORK_PROTOCOLS,
+    OPERATION_NAMES,
+    RESULT_NAMES,
+    SUB_OPERATION_NAMES,
+    SUB_OPERATION_NAMES_BY_VERSION,
+    UNKNOWN_OPERATION,
+    result_name,
+)
+from traceaudit.formats.pml.tables import filetimes_to_datetimes
+from traceaudit.formats.pml.text import CHUNK, decode_strings
+
+__all__ = ["Named", "factorize", "nullable", "base_columns", "path_column"]
+
+
+def factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct keys (sorted) and each key's position among them.
+
+    Linear time (``bincount``) when the keys are small non-negative numbers (operation
+    keys), ``np.unique`` otherwise.
+    """
+    if len(keys) == 0:
+        return keys[:0], np.zeros(0, dtype=np.int64)
+    low, high = int(keys.min()), int(keys.max())
+    if low >= 0 and high < (1 << 18) + 4 * len(keys):
+        distinct = np.flatnonzero(np.bincount(keys.astype(np.intp), minlength=high + 1))
+        lookup = np.zeros(high + 1, dtype=np.int64)
+        lookup[distinct] = np.arange(len(distinct))
+        return distinct, lookup[keys]
+    distinct, inverse = np.unique(keys, return_inverse=True)
+    return distinct, inverse.astype(np.int64)
+
+
+@dataclass(frozen=True)
+class Named:
+    """A string column made by naming each distinct key once: ``names[codes[i]]``."""
+
+    names: list[str | None]
+    codes: np.ndarray
+    keys: tuple[int, ...] = ()  # the key each name was made from, when made by :meth:`of`
+
+    @classmethod
+    def of(cls, keys: np.ndarray, namer: Callable[[int], str | None]) -> Named:
+        """Name ``keys`` with ``namer``, called once per distinct key."""
+        distinct, codes = factorize(keys)
+        keys_list = distinct.tolist()
+        return cls([namer(k) for k in keys_list], codes, tuple(keys_list))
+
+    def series(self, name: str) -> pl.Series:
+        """The column: the names gathered by code (one gather, no per-event Python)."""
+        return pl.Series(name, self.names, dtype=pl.String).gather(self.codes)
+
+
+def nullable(values: np.ndarray, null: np.ndarray, dtype: pl.DataType, name: str) -> pl.Series:
+    """A series of ``values`` with nulls where ``null`` holds (no per-value Python).
+
+    Built as an Arrow array over the numpy buffers plus a validity bitmap.
+    """
+    values = np.ascontiguousarray(values)
+    validity = pa.py_buffer(np.packbits(~null, bitorder="little"))
+    if values.dtype == np.bool_:
+        data, kind = np.packbits(values, bitorder="little"), pa.bool_()
+    else:
+        data, kind = values, pa.from_numpy_dtype(values.dtype)
+    array = pa.Array.from_buffers(kind, len(values), [validity, pa.py_buffer(data)])
+    return pl.Series(name, array).cast(dtype)
+
+
+_KNOWN_RESULTS = np.array(sorted(RESULT_NAMES), dtype=np.uint32)
+
+
+def _results(codes: np.ndarray) -> Named:
+    """The Result column: known NTSTATUS codes by binary search, the rest by factorizing."""
+    names: list[str | None] = [RESULT_NAMES[int(c)] for c in _KNOWN_RESULTS]
+    position = np.minimum(np.searchsorted(_KNOWN_RESULTS, codes), len(_KNOWN_RESULTS) - 1)
+    unknown = np.flatnonzero(_KNOWN_RESULTS[position] != codes)
+    if len(unknown):
+        distinct, inverse = factorize(codes[unknown])
+        position[unknown] = len(names) + inverse
+        names.extend(result_name(int(c)) for c in distinct)
+    return Named(names, position)
+
+
+def operation_keys(events: EventArrays) -> np.ndarray:
+    """One small int per event: class, operation (7 bits) and the sub-operation byte
+    (file system) or the TCP bit (network). Operation numbers past 127 name nothing
+    Procmon knows and share key 127 ("<Unknown: 127>")."""
+    operation = np.minimum(events.operation, 0x7F).astype(np.int64)
+    keys = (events.event_class.astype(np.int64) << 15) | (operation << 8) | events.sub_operation
+    net = np.flatnonzero((events.event_class == NETWORK) & (events.fields["details_size"] >= 2))
+    keys[net] |= (events.data[events.details[net]] >> 2) & 1
+    return keys
+
+
+def split_key(key: int) -> tuple[int, int, int]:
+    """(event class, operation, sub-operation byte or TCP bit) of an operation key."""
+    return key >> 15, (key >> 8) & 0x7F, key & 0xFF
+
+
+def operation_namer(version: int) -> Callable[[int], str]:
+    """The namer of operation keys for a PML version (older Procmons named a few
+    sub-operations differently)."""
+    overrides = SUB_OPERATION_NAMES_BY_VERSION.get(version, {})
+
+    def name(key: int) -> str:
+        event_class, operation, sub = split_key(key)
+        base = OPERATION_NAMES.get((event_class, operation), f"<Unknown: {operation}>")
+        if event_class in (FILE_SYSTEM, IPC) and sub:  # a zero byte keeps the main name
+            if (operation, sub) in overrides:
+                return overrides[(operation, sub)]
+            subs = SUB_OPERATION_NAMES.get(operation)
+            if subs is not None:
+                return subs.get(sub, UNKNOWN_OPERATION)
+        if event_class == NETWORK:
+            return f"{NETWORK_PROTOCOLS[sub & 1]} {base}"
+        return base
+
+    return name
+
+
+def _process_rows(process_index: np.ndarray, processes: pl.DataFrame) -> np.ndarray:
+    """Row of each event's process in the process table; ``processes.height`` (a null
+    row the caller appends) when the index is not in the table."""
+    indexes = processes["process_index"].to_numpy().astype(np.int64)
+    lookup = np.full(int(indexes.max(initial=0)) + 2, processes.height, dtype=np.int64)
+    lookup[indexes] = np.arange(len(indexes))
+    return lookup[np.minimum(process_index.astype(np.int64), len(lookup) - 1)]
+
+
+def base_columns(
+    events: EventArrays, processes: pl.DataFrame | None
+) -> tuple[dict[str, pl.Series], Named]:
+    """row, time, process, pid, tid, operation, result, duration and event_class; and
+    the operation names (the Detail renderer and the path locator use them)."""
+    fields = events.fields
+    count = events.count
+    result = fields["result"]
+    operations = Named.of(operation_keys(events), operation_namer(events.header.version))
+    classes = Named.of(fields["event_class"], lambda c: EVENT_CLASS_NAMES.get(c, f"<Unknown: {c}>"))
+    columns = {
+        "row": pl.Series("row", events.numbers + 1, dtype=pl.UInt32),
+        "time": pl.Series("time", filetimes_to_datetimes(fields["time"])),
+        "tid": pl.Series("tid", fields["tid"].astype(np.int64)),
+        "operation": operations.series("operation"),
+        "result": _results(result).series("result"),
+        "duration": nullable(
+            fields["duration"].astype(np.int64) * 100,
+            result == STATUS_PENDING,
+            pl.Duration("ns"),
+            "duration",
+        ),
+        "event_class": classes.series("event_class"),
+    }
+    if processes is None or processes.height == 0:
+        unknown = np.full(count, 0, dtype=np.int64)
+        columns["process"] = Named([None], unknown).series("process")
+        columns["pid"] = nullable(unknown, np.ones(count, dtype=bool), pl.Int64, "pid")
+    else:
+        rows = _process_rows(fields["process_index"], processes)
+        names = pl.Series("process", [*processes["name"].to_list(), None], dtype=pl.String)
+        pids = pl.Series("pid", [*processes["pid"].to_list(), None], dtype=pl.Int64)
+        columns["process"] = names.gather(rows)
+        columns["pid"] = pids.gather(rows)
+    return columns, operations
+
+
+def path_column(
+    events: EventArrays,
+    operations: Named,
+    release: Callable[[int, int], None] | None = None,
+) -> tuple[pl.Series, np.ndarray]:
+    """The Path column for file-system, registry and process events ("" for the others;
+    network paths are built by the renderer), and where each path ends: the
+    operation-specific fields of file-system events follow the path.
+
+    Paths are read in chunks of events; after each chunk, ``release(start, end)`` may
+    give the file pages of that chunk back, so a memory-mapped file is never resident
+    all at once here.
+    """
+    data, details, end = events.data, events.details, events.details_end
+    pointer = events.header.pointer
+    # Where the path is, per distinct operation key; -1 where the operation has none.
+    info_at = np.full(len(operations.keys), -1, dtype=np.int64)
+    text_at = np.zeros(len(operations.keys), dtype=np.int64)
+    moving = np.zeros(len(operations.keys), dtype=bool)  # Process Create: path moves
+    for code, key in enumerate(operations.keys):
+        event_class, operation, _ = split_key(key)
+        layout = path_offsets(event_class, operation, pointer)
+        if layout is not None:
+            info_at[code], text_at[code] = layout
+        moving[code] = event_class == PROCESS and operation in (PROCESS_DEFINED, PROCESS_CREATE)
+    info = info_at[operations.codes]
+    start = details + text_at[operations.codes]
+    created = np.flatnonzero(moving[operations.codes])
+    created = created[end[created] >= details[created] + PROCESS_CREATE_PATH + 6]
+    if len(created):  # two variable-size SIDs precede the path
+        skip = data[details[created] + 0x2C].astype(np.int64) + data[details[created] + 0x2D]
+        info[created] = PROCESS_CREATE_PATH
+        start[created] = details[created] + PROCESS_CREATE_PATH + 6 + skip
+    has_path = info >= 0
+    info += details
+    has_path &= info + 2 <= end
+    after = end.copy()
+    parts = []
+    for first in range(0, events.count, CHUNK):
+        part = slice(first, first + CHUNK)
+        size_word = np.zeros(len(info[part]), dtype=np.int64)
+        at = np.flatnonzero(has_path[part])
+        size_word[at] = read_u16(data, info[part][at])
+        one_byte = (size_word >> 15).astype(bool)
+        chars = size_word & 0x7FFF
+        stop = start[part] + np.where(one_byte, chars, 2 * chars)
+        fits = has_path[part] & (stop <= end[part])
+        chars[~fits] = 0
+        after[part][fits] = stop[fits]
+        begin = np.where(chars > 0, start[part], events.offsets[part])
+        parts.append(decode_strings(events.buf, begin, chars, one_byte & (chars > 0)))
+        if release is not None:
+            release(int(events.offsets[part].min()), int(end[part].max()))
+    if len(parts) <= 1:
+        path = parts[0] if parts else pl.Series([], dtype=pl.String)
+    else:
+        path = pl.concat(parts, rechunk=False)
+    return path.alias("path"), after

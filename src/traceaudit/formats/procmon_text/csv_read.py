@@ -1,0 +1,614 @@
+"""Process Monitor's CSV export (File > Save > CSV), and Excel re-saves of it.
+
+Columns are found by header name, in any order and any subset of Procmon's 27, because
+the export follows the user's column setup. Required: ``Time of Day`` or ``Date & Time``,
+``Process Name``, ``PID``, ``Operation``, ``Path``, ``Result``; ``Detail`` is optional.
+
+The dialect is sniffed from the header line: comma, tab (Excel "Text") or semicolon
+(Excel in comma-decimal locales); quoted (Procmon) or quoted only where needed (Excel).
+Embedded line breaks, including Procmon's bare-CR environment blocks, stay inside their
+quoted fields.
+
+Reading is one ``polars.read_csv`` call with every column as String, then vectorised
+normalisation (:mod:`._events`). UTF-8 files are handed to polars by path (memory-mapped,
+multi-threaded); other encodings are decoded in Python (:mod:`._decode`) and re-encoded
+first, which is slower but rare. To count fields, polars reads with the header's width
+and refuses longer rows; only when some row is longer is the body read again with one
+column more than the header, where a value means the row had too many fields. In a fully
+quoted export a missing last value means too few.
+
+A damaged row never sinks the file. When polars cannot read the body whole (a quote
+missing, replaced or stray, a line cut inside a quoted field), when some row has the
+wrong number of fields (a stray quote may have swallowed the line breaks after it), or
+when decoded text holds NUL bytes, the body is read again line by line (``_resync``):
+lines whose quotes do not pair up, lines polars still refuses and lines with NUL bytes
+are set aside as damaged rows (keeping their row numbers, named by their line), and the
+rest is read by polars in one call. Quoted fields with line breaks still read whole.
+Sound files never take that path, so it costs them nothing.
+"""
+
+from __future__ import annotations
+
+import csv
+import inspect
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date as Date
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+
+from traceaudit.errors import MissingColumnsError, TraceFormatError, UnknownFormatError
+from traceaudit.formats.input import TraceInput
+from traceaudit.formats.procmon_text.decode import decode, decode_head, encoding_note, head_is_utf8
+from traceaudit.formats.procmon_text.rows import RawRows, build_trace
+from traceaudit.schema import Trace
+
+__all__ = [
+    "FORMAT_NAME",
+    "PROCMON_COLUMNS",
+    "REQUIRED_COLUMNS",
+    "Header",
+    "find_header",
+    "sniff",
+    "read",
+]
+
+FORMAT_NAME = "procmon-csv"
+
+PROCMON_COLUMNS = (
+    "Time of Day",
+    "Process Name",
+    "PID",
+    "Operation",
+    "Path",
+    "Result",
+    "Detail",
+    "Date & Time",
+    "Relative Time",
+    "Duration",
+    "Completion Time",
+    "Event Class",
+    "Sequence",
+    "Image Path",
+    "Company",
+    "Description",
+    "Version",
+    "User",
+    "Authentication ID",
+    "Session",
+    "Command Line",
+    "TID",
+    "Virtualized",
+    "Integrity",
+    "Category",
+    "Parent PID",
+    "Architecture",
+)
+"""Every column Procmon can export (``procmon_parser/consts.py``)."""
+
+REQUIRED_COLUMNS = ("Process Name", "PID", "Operation", "Path", "Result")
+"""Needed besides a time column (``Time of Day`` or ``Date & Time``)."""
+
+# Procmon column → raw field name understood by _events.build_trace.
+_FIELDS = {
+    "Time of Day": "tod",
+    "Date & Time": "dt",
+    "Process Name": "process",
+    "PID": "pid",
+    "Operation": "operation",
+    "Path": "path",
+    "Result": "result",
+    "Detail": "detail",
+    "TID": "tid",
+    "Duration": "duration",
+    "Event Class": "event_class",
+}
+_CANONICAL = {" ".join(name.split()).casefold(): name for name in PROCMON_COLUMNS}
+_DELIMITERS = (",", "\t", ";")
+_LINE_BREAK = r"\r\n|\r|\n"
+_MISSING_COLUMNS_OPTION = "missing_columns" in inspect.signature(pl.read_csv).parameters
+_EXTRA_COLUMNS_OPTION = "extra_columns" in inspect.signature(pl.read_csv).parameters
+_NUL = "\x00"
+_QUOTED = re.compile(r'"(?:[^"]|"")*"')
+_MAX_SPAN = 10_000  # lines a quoted field with line breaks may span in the resync
+
+
+@dataclass(frozen=True)
+class Header:
+    """The header line of a CSV: where it is, its names, its delimiter and quoting."""
+
+    line: int
+    names: tuple[str, ...]
+    delimiter: str
+    quoted: bool
+
+    def canonical(self) -> dict[str, int]:
+        """Procmon column name → index, for the columns this header has (first wins)."""
+        found: dict[str, int] = {}
+        for index, name in enumerate(self.names):
+            canonical = _CANONICAL.get(" ".join(name.split()).casefold())
+            if canonical is not None and canonical not in found:
+                found[canonical] = index
+        return found
+
+
+def find_header(text: str) -> Header | None:
+    """The first non-blank line of ``text`` parsed as a CSV header, or None.
+
+    ``quoted`` is set when the header and the first data line are both quoted, as in
+    Procmon's own export, where every field is quoted (so an unquoted empty field can only
+    be a missing one).
+    """
+    lines = [(n, line) for n, line in enumerate(text.lstrip("\ufeff").splitlines()) if line.strip()]
+    if not lines:
+        return None
+    number, line = lines[0]
+    delimiter = max(_DELIMITERS, key=line.count)
+    if line.count(delimiter) == 0:
+        return None
+    names = next(csv.reader([line], delimiter=delimiter), [])
+    quoted = line.startswith('"') and (len(lines) < 2 or lines[1][1].startswith('"'))
+    return Header(number, tuple(n.strip() for n in names), delimiter, quoted)
+
+
+def sniff(head: bytes) -> bool:
+    """True when the content starts with a header naming at least two Procmon columns."""
+    header = find_header(decode_head(head))
+    return header is not None and len(header.canonical()) >= 2
+
+
+def read(trace_input: TraceInput, *, date: Date | None = None, strict: bool = False) -> Trace:
+    """Read a Procmon CSV export into a :class:`~traceaudit.schema.Trace`."""
+    name = trace_input.name
+    header = find_header(decode_head(trace_input.head))
+    if header is None or len(header.canonical()) < 2:
+        from traceaudit.formats.detection import unknown_format_message
+
+        raise UnknownFormatError(unknown_format_message(name, trace_input.head))
+    columns = header.canonical()
+    _check_columns(name, header, columns)
+    wanted = {column: index for column, index in columns.items() if column in _FIELDS}
+    table = _Table(trace_input, header, wanted)
+    frame, field_problem = table.read()
+    raw = RawRows(
+        frame=frame,
+        name=name,
+        source=trace_input.source,
+        format=FORMAT_NAME,
+        shape=f"the header's {len(header.names)} columns",
+        line_of=table.line_numbers,
+        field_problem=field_problem,
+        warnings=table.warnings,
+    )
+    return build_trace(raw, date=date, strict=strict)
+
+
+def _check_columns(name: str, header: Header, columns: dict[str, int]) -> None:
+    missing = []
+    if "Time of Day" not in columns and "Date & Time" not in columns:
+        missing.append("Time of Day")
+    missing.extend(column for column in REQUIRED_COLUMNS if column not in columns)
+    if missing:
+        found = ", ".join(f"'{n}'" for n in header.names if n)
+        raise MissingColumnsError(
+            f"{name}: missing columns {', '.join(repr(m) for m in missing)} (found: {found}). "
+            "Re-export from Process Monitor with these columns."
+        )
+
+
+class _Table:
+    """One polars read of the CSV body, plus what is needed to locate rows afterwards."""
+
+    def __init__(self, trace_input: TraceInput, header: Header, wanted: dict[str, int]):
+        self.input = trace_input
+        self.header = header
+        self.wanted = wanted
+        self.width = len(header.names)
+        self.warnings: list[str] = list(trace_input.warnings)
+        self.source: Path | bytes | None = None
+        self.skip = header.line + 1  # lines before the body in self.source
+        self.text: str | None = None  # the decoded content, once decoded
+        self.kept: pl.Series | None = None  # polars row index of each data row, if blanks
+        self.resynced = False
+        self.row_lines: pl.Series | None = None  # line of each data row, after a resync
+
+    def _options(self, projection: Sequence[int] | None, *, ragged: bool) -> dict[str, Any]:
+        """polars options; ``ragged`` reads one column more than the header (its values
+        mark rows with too many fields) and lets rows have any number of fields."""
+        width = self.width + 1 if ragged else self.width
+        options: dict[str, Any] = {
+            "has_header": False,
+            "skip_rows": self.skip,
+            "separator": self.header.delimiter,
+            "quote_char": '"',
+            "schema": {f"c{i}": pl.String for i in range(width)},
+            "truncate_ragged_lines": ragged,
+            "empty_string_is_null": True,
+            "raise_if_empty": False,
+        }
+        if projection is not None:
+            options["columns"] = list(projection)
+        if _MISSING_COLUMNS_OPTION:
+            options["missing_columns"] = "insert"
+        if ragged and _EXTRA_COLUMNS_OPTION:
+            # Without it polars refuses a first row longer than the schema.
+            options["extra_columns"] = "ignore"
+        return options
+
+    def _columns(self, projection: Sequence[int]) -> pl.DataFrame:
+        """The ``projection`` columns of the body, plus ``c{width}`` if some row has more
+        fields than the header (polars errors are raised as they are).
+
+        The first read has the header's width and refuses longer rows: a well-formed
+        export (the common case) then costs no extra column. If it fails for any reason,
+        the ragged read decides, as if it had been the only one.
+        """
+        assert self.source is not None
+        try:
+            return pl.read_csv(self.source, **self._options(projection, ragged=False))
+        except pl.exceptions.PolarsError:
+            pass
+        ragged = sorted({*projection, self.width})
+        return pl.read_csv(self.source, **self._options(ragged, ragged=True))
+
+    def _polars(self, projection: Sequence[int] | None) -> pl.DataFrame:
+        assert self.source is not None
+        try:
+            return pl.read_csv(self.source, **self._options(projection, ragged=True))
+        except pl.exceptions.PolarsError:
+            raise self._error() from None
+
+    def _error(self) -> TraceFormatError:
+        return TraceFormatError(
+            f"{self.input.name}: cannot read the CSV: its quotes are damaged in a way that "
+            "cannot be set aside row by row. Export it again from Process Monitor with "
+            "File > Save > CSV."
+        )
+
+    def read(self) -> tuple[pl.DataFrame, pl.Series | None]:
+        """The raw string columns (named for _events) and each row's problem."""
+        projection = sorted({*self.wanted.values(), self.width - 1})
+        frame, problem = self._rows(self._read_body(projection))
+        if problem is not None and not self.resynced:
+            # A row with the wrong number of fields may be a stray quote that swallowed
+            # the line breaks of the rows after it (quoted-where-needed exports): read
+            # again line by line, which gives the same rows when it was not.
+            frame, problem = self._rows(self._resync(projection))
+        return frame, problem
+
+    def _rows(self, frame: pl.DataFrame) -> tuple[pl.DataFrame, pl.Series | None]:
+        """Name the columns for _events, drop blank lines, and find each row's problem:
+        set aside by the resync (``__damage``), or too many or too few fields."""
+        last, extra = self.width - 1, self.width
+        names = {f"c{index}": _FIELDS[column] for column, index in self.wanted.items()}
+        names.setdefault(f"c{last}", "__last")
+        if f"c{extra}" in frame.columns:
+            names[f"c{extra}"] = "__extra"
+        frame = frame.rename(names)
+        fields = [c for c in frame.columns if c not in ("__damage", "__line")]
+        blank = frame.select(pl.all_horizontal(pl.col(fields).is_null())).to_series()
+        if "__damage" in frame.columns:
+            blank = blank & frame["__damage"].is_null()
+        self.kept = None
+        if blank.any():  # empty lines between rows: not rows at all
+            self.kept = (~blank).arg_true()
+            frame = frame.filter(~blank)
+        if "__line" in frame.columns:
+            self.row_lines = frame["__line"]
+        last_name = names[f"c{last}"]
+        more = (
+            frame["__extra"].is_not_null()
+            if "__extra" in frame.columns
+            else pl.repeat(False, frame.height, eager=True)
+        )
+        fewer = frame[last_name].is_null()
+        if not self.header.quoted:
+            # Excel leaves empty fields unquoted, so a null last field is usually just an
+            # empty Detail; the row is short only if a field that is never empty is null.
+            required = [
+                f for f in ("tod", "dt", "process", "pid", "operation") if f in frame.columns
+            ]
+            fewer = fewer & frame.select(pl.any_horizontal(pl.col(required).is_null())).to_series()
+        damage = (
+            frame["__damage"]
+            if "__damage" in frame.columns
+            else pl.repeat(None, frame.height, dtype=pl.String, eager=True)
+        )
+        problem = (
+            pl.DataFrame({"damage": damage, "more": more, "fewer": fewer})
+            .select(
+                pl.when(pl.col("damage").is_not_null())
+                .then(pl.col("damage"))
+                .when(pl.col("more"))
+                .then(pl.lit("more"))
+                .when(pl.col("fewer"))
+                .then(pl.lit("fewer"))
+            )
+            .to_series()
+        )
+        keep = [c for c in frame.columns if not c.startswith("__")]
+        # One chunk per column: polars re-aligns mismatched chunks on every later select.
+        frame = frame.select(keep).rechunk()
+        return frame, (problem if problem.is_not_null().any() else None)
+
+    def _read_body(self, projection: Sequence[int]) -> pl.DataFrame:
+        """The body in one polars read; the resync when that fails or finds NUL bytes."""
+        trace_input = self.input
+        if head_is_utf8(trace_input.head):
+            # The common case: UTF-8 as Procmon writes it; polars validates it as it reads.
+            path = trace_input.path
+            self.source = path if path is not None else trace_input.read_bytes()
+            try:
+                frame = self._columns(projection)
+            except pl.exceptions.PolarsError as exc:
+                if "utf-8" not in str(exc).lower() and "utf8" not in str(exc).lower():
+                    return self._resync(projection)
+            else:
+                # NUL bytes are not looked for here: a scan of every sound file would
+                # cost more than the read's noise. They reach the resync through the
+                # damage they do to quotes and fields, or through the decoded path.
+                return frame
+        text = self._text()
+        self.source = text.encode("utf-8")
+        try:
+            frame = self._columns(projection)
+        except pl.exceptions.PolarsError:
+            return self._resync(projection)
+        return self._resync(projection) if _NUL in text else frame
+
+    def _text(self) -> str:
+        """The whole content decoded (once), noting a guessed or damaged encoding."""
+        if self.text is None:
+            decoded = decode(self.input.read_bytes())
+            note = encoding_note(self.input.name, decoded)
+            if note:
+                self.warnings.append(note)
+            self.text = decoded.text.lstrip("\ufeff")
+        return self.text
+
+    def _resync(self, projection: Sequence[int]) -> pl.DataFrame:
+        """Read the body again with its damaged lines set aside.
+
+        The body is split at line feeds (bare CRs stay inside their lines, as polars
+        reads them). A line with an odd number of quotes either opens a record that
+        the next such line closes (a quoted field with line breaks), or is damaged; the
+        two are told apart by whether the lines between them parse as one record and
+        none of them looks like a row of its own. Damaged lines and lines with NUL bytes
+        become placeholder rows (``__damage``) that keep their row numbers; the other
+        records are read by polars in one call, and any record it still refuses is found
+        (:meth:`_read_records`). Each row carries its line number (``__line``).
+        """
+        self.resynced = True
+        body = _Lines.of(self._text(), self.header)
+        lines = body.text
+        starts, damage = _records(lines, body.odd, self.header.delimiter, self.width)
+        record = np.cumsum(starts) - 1
+        first_line = np.flatnonzero(starts)
+        codes = np.full(len(first_line), None, dtype=object)
+        for line, code in damage.items():
+            codes[record[line]] = code
+        codes[np.unique(record[body.nul])] = "nul"
+        frame = self._read_records(projection, lines, record, codes)
+        kept = np.flatnonzero(_no_code(codes))
+        bad = np.flatnonzero(~_no_code(codes))
+        placeholders = pl.DataFrame(
+            {"__rec": bad, "__damage": pl.Series(codes[bad].tolist(), dtype=pl.String)},
+            schema={"__rec": pl.Int64, "__damage": pl.String},
+        )
+        frame = pl.concat(
+            [frame.with_columns(__rec=pl.Series(kept, dtype=pl.Int64)), placeholders],
+            how="diagonal_relaxed",
+        ).sort("__rec")
+        return frame.with_columns(
+            __line=pl.Series(body.number[first_line], dtype=pl.Int64).gather(frame["__rec"])
+        ).drop("__rec")
+
+    def _read_records(
+        self, projection: Sequence[int], lines: pl.Series, record: np.ndarray, codes: np.ndarray
+    ) -> pl.DataFrame:
+        """polars' read of the records without a code, one row each.
+
+        Records polars refuses although their quotes pair up (text after a closing
+        quote…) get ``"misquoted"`` in ``codes``: first the one-line records whose
+        quoting is not strictly well formed are tried one by one, then, if the rest still
+        fails, the records are bisected.
+        """
+        self.skip = 0
+        frame = self._try_records(projection, lines, record, codes)
+        for find in (self._misquoted_lines, self._misquoted_records):
+            if frame is not None:
+                return frame
+            for index in find(projection, lines, record, codes):
+                codes[index] = "misquoted"
+            frame = self._try_records(projection, lines, record, codes)
+        if frame is None:
+            raise self._error()
+        return frame
+
+    def _try_records(
+        self, projection: Sequence[int], lines: pl.Series, record: np.ndarray, codes: np.ndarray
+    ) -> pl.DataFrame | None:
+        """The records without a code read in one call, or None if polars refuses them
+        or reads another number of rows."""
+        keep = _no_code(codes)
+        expected = int(keep.sum())
+        if not expected:
+            return pl.DataFrame(schema={f"c{i}": pl.String for i in projection})
+        self.source = _joined(lines.filter(pl.Series(keep[record])))
+        try:
+            frame = self._columns(projection)
+        except pl.exceptions.PolarsError:
+            return None
+        return frame if frame.height == expected else None
+
+    def _misquoted_lines(
+        self, projection: Sequence[int], lines: pl.Series, record: np.ndarray, codes: np.ndarray
+    ) -> list[int]:
+        """Records of one line, not yet coded, with quotes that are not strictly well
+        placed and that polars refuses on their own."""
+        single = np.bincount(record, minlength=len(codes))[record] == 1
+        candidate = pl.Series(_no_code(codes)[record] & single)
+        sep = re.escape(self.header.delimiter)
+        field = f'(?:"(?:[^"]|"")*"|[^"{sep}]*)'
+        suspect = (
+            pl.DataFrame({"line": lines, "at": np.arange(len(lines))})
+            .filter(candidate)
+            .filter(
+                pl.col("line").str.contains('"', literal=True)
+                & ~pl.col("line").str.contains(f"^{field}(?:{sep}{field})*\r?$")
+            )
+        )
+        texts = suspect["line"].to_list()
+        found = [i for i, text in enumerate(texts) if self._unreadable([text], projection)]
+        return [int(record[suspect["at"][i]]) for i in found]
+
+    def _misquoted_records(
+        self, projection: Sequence[int], lines: pl.Series, record: np.ndarray, codes: np.ndarray
+    ) -> list[int]:
+        """Records polars cannot read, found by bisecting all those not yet coded."""
+        texts = (
+            pl.DataFrame({"record": record, "line": lines})
+            .filter(pl.Series(_no_code(codes)[record]))
+            .group_by("record", maintain_order=True)
+            .agg(pl.col("line").str.join("\n"))
+        )
+        ids = texts["record"].to_numpy()
+        return [int(ids[i]) for i in self._unreadable(texts["line"].to_list(), projection)]
+
+    def _unreadable(self, records: list[str], projection: Sequence[int]) -> list[int]:
+        """Indices of the records polars cannot read as one row each (bisection)."""
+        options = self._options(sorted({*projection, self.width}), ragged=True)
+        found: list[int] = []
+        pending = [(0, len(records))]
+        while pending:
+            low, high = pending.pop()
+            data = ("\n".join(records[low:high]) + "\n").encode("utf-8")
+            try:
+                readable = pl.read_csv(data, **options).height == high - low
+            except pl.exceptions.PolarsError:
+                readable = False
+            if readable:
+                continue
+            if high - low == 1:
+                found.append(low)
+            else:
+                middle = (low + high) // 2
+                pending.extend([(middle, high), (low, middle)])
+        return sorted(found)
+
+    def line_numbers(self, rows: Sequence[int]) -> list[int]:
+        """Line numbers (1-based, as an editor counts them) of 1-based data rows.
+
+        After a resync each row knows its line. Otherwise every column is re-read to
+        count line breaks inside quoted fields; only used when rows are damaged.
+        """
+        if self.row_lines is not None:
+            return [int(self.row_lines[row - 1]) for row in rows]
+        positions = [row - 1 for row in rows]
+        if self.kept is not None:
+            positions = self.kept.gather(positions).to_list()
+        try:
+            frame = self._polars(None)
+        except TraceFormatError:
+            # A quoting error in a column the read skipped: count lines instead, ending
+            # a record at each line feed outside quotes.
+            body = _Lines.of(self._text(), self.header)
+            starts = (np.cumsum(body.odd) - body.odd) % 2 == 0
+            numbers = body.number[starts]
+            return [int(numbers[min(p, len(numbers) - 1)]) for p in positions]
+        breaks = frame.select(
+            pl.sum_horizontal(pl.all().str.count_matches(_LINE_BREAK).fill_null(0)).alias("n")
+        )["n"]
+        before = breaks.cum_sum().shift(1, fill_value=0)
+        first_data_line = self.header.line + 2
+        return [first_data_line + p + int(before[p]) for p in positions]
+
+
+def _no_code(codes: np.ndarray) -> np.ndarray:
+    """True where an object array of codes holds None."""
+    return np.equal(codes, None)
+
+
+@dataclass(frozen=True)
+class _Lines:
+    """The body of a CSV split at line feeds only (bare CRs stay inside their lines, as
+    polars reads them), with what the resync needs to know of each line."""
+
+    text: pl.Series  # each line without its line feed
+    odd: np.ndarray  # has an odd number of quotes
+    nul: np.ndarray  # has NUL bytes
+    number: np.ndarray  # 1-based line number as an editor counts them (bare CRs too)
+
+    @classmethod
+    def of(cls, text: str, header: Header) -> _Lines:
+        lines = pl.Series("line", [text], dtype=pl.String).str.split("\n").explode()
+        if text.endswith("\n"):  # nothing follows the last line break
+            lines = lines.head(len(lines) - 1)
+        lines = lines.slice(header.line + 1).rechunk()
+        stats = pl.DataFrame({"line": lines}).select(
+            odd=pl.col("line").str.count_matches('"', literal=True) % 2 == 1,
+            nul=pl.col("line").str.contains(_NUL, literal=True),
+            bare_cr=pl.col("line").str.count_matches("\r", literal=True).cast(pl.Int64)
+            - pl.col("line").str.ends_with("\r").cast(pl.Int64),
+        )
+        bare_cr = stats["bare_cr"].to_numpy()
+        number = header.line + 2 + np.arange(len(lines)) + np.cumsum(bare_cr) - bare_cr
+        return cls(lines, stats["odd"].to_numpy(), stats["nul"].to_numpy(), number)
+
+
+def _joined(lines: pl.Series) -> bytes:
+    """Lines joined back into CSV content."""
+    if lines.is_empty():
+        return b""
+    return (lines.str.join("\n").item() + "\n").encode("utf-8")
+
+
+def _records(
+    lines: pl.Series, odd: np.ndarray, delimiter: str, width: int
+) -> tuple[np.ndarray, dict[int, str]]:
+    """Which lines start a record, and the lines set aside as ``"quotes"``.
+
+    Lines with an even number of quotes are records of their own. A line with an odd
+    number opens a quoted field with line breaks only if the lines up to the next odd
+    line (at most :data:`_MAX_SPAN` on) read as exactly one CSV record with strict
+    quoting and none between them looks like a row of its own; otherwise it is damaged,
+    and the next odd line is judged in its turn. Python only loops over the odd lines
+    (and the lines between two of them that might pair up).
+    """
+    starts = np.ones(len(lines), dtype=bool)
+    damage: dict[int, str] = {}
+    odd_at = np.flatnonzero(odd)
+    k = 0
+    while k < len(odd_at):
+        first = int(odd_at[k])
+        if k + 1 < len(odd_at) and odd_at[k + 1] - first < _MAX_SPAN:
+            last = int(odd_at[k + 1])
+            span = lines.slice(first, last - first + 1).to_list()
+            if _one_record(span, delimiter) and not any(
+                _row_like(line, delimiter, width) for line in span[1:-1]
+            ):
+                starts[first + 1 : last + 1] = False
+                k += 2
+                continue
+        damage[first] = "quotes"
+        k += 1
+    return starts, damage
+
+
+def _row_like(line: str, delimiter: str, width: int) -> bool:
+    """Whether a line reads as a row of the header's width on its own."""
+    return line.count('"') % 2 == 0 and _QUOTED.sub("", line).count(delimiter) == width - 1
+
+
+def _one_record(lines: list[str], delimiter: str) -> bool:
+    """Whether ``lines`` read as exactly one CSV record with strict quoting (stops at the
+    first error or at a second record)."""
+    reader = csv.reader((line + "\n" for line in lines), delimiter=delimiter, strict=True)
+    try:
+        return next(reader, None) is not None and next(reader, None) is None
+    except csv.Error:
+        return False

@@ -1,0 +1,739 @@
+"""Figures of a report, drawn with matplotlib: who held the file, how long, which retries win.
+
+::
+
+    from traceaudit import analyze, plot
+
+    report = analyze("Logfile.CSV")
+    ax = plot.timeline(report)        # handles on the blocked path, failures, what was held
+    ax = plot.windows(report)         # blocked times as an ECDF, real tools' retries over it
+    ax = plot.blockers(report)        # conflicts per blocking process
+    plot.save_all(report, "plots/")   # every figure as PNG and SVG
+
+Every function takes ``ax=None`` and returns the Axes it drew on. Without ``ax`` it makes a
+new :class:`matplotlib.figure.Figure` (no pyplot state, so it works headless); if pyplot
+has been imported already (a notebook, an interactive session) the figure is made through
+pyplot instead so that it shows up the usual way. Importing :mod:`traceaudit` does not
+import this module or matplotlib; this module imports matplotlib only when a function runs.
+
+A figure with nothing to show (no conflicts, no windows) says so in the Axes instead of
+raising; :func:`save_all` skips such figures.
+
+Text from the trace (paths, process names) is drawn as written: ``$`` is escaped so that
+matplotlib never reads a path such as ``C:\\$Recycle.Bin\\$R1`` as mathematics.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import os
+import re
+import sys
+import warnings
+from collections.abc import Iterable, Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import polars as pl
+
+from traceaudit._atomic import write_atomically
+from traceaudit.report import figure_data as data
+from traceaudit.report.figure_data import DEFAULT_POLICIES, fmt_ms, shorten_middle
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+    from traceaudit.report.model import Report
+
+__all__ = [
+    "DEFAULT_POLICIES",
+    "blockers",
+    "figure_bytes",
+    "report_figures",
+    "save_all",
+    "timeline",
+    "timeline_figures",
+    "windows",
+]
+
+# Roles of a handle on the timeline, and their colours (colour-blind-safe Okabe–Ito).
+ROLE_COLORS = {"blocker": "#D55E00", "failing": "#0072B2", "other": "#999999"}
+ROLE_LABELS = {
+    "blocker": "handle that blocked a failure or its retries",
+    "failing": "handle of the failing process",
+    "other": "other handle",
+}
+HELD_COLOR = "#D55E00"
+POLICY_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
+GID_HANDLES = "traceaudit:handles"
+GID_FAILURES = "traceaudit:failures"
+GID_SUCCESSES = "traceaudit:successes"
+GID_HELD = "traceaudit:held"
+GID_ECDF = "traceaudit:ecdf"
+GID_POLICY = "traceaudit:policy"
+GID_CENSORED = "traceaudit:censored"
+GID_BLOCKERS = "traceaudit:blockers"
+"""Artists carry these gids (``artist.get_gid()``) so that tests and notebooks can find them."""
+
+MAX_BLOCKER_BARS = 25
+MAX_ANNOTATED_BARS = 12
+
+
+# ---------------------------------------------------------------------------- helpers
+
+
+def _safe(text: object) -> str:
+    """Text from the trace, made safe for matplotlib: ``$`` would start mathtext."""
+    return str(text).replace("$", r"\$")
+
+
+def _new_axes(figsize: tuple[float, float], *, pyplot: bool | None = None) -> Axes:
+    """A fresh Axes on a new figure (through pyplot only when pyplot is already in use)."""
+    if pyplot is None:
+        pyplot = "matplotlib.pyplot" in sys.modules
+    if pyplot:
+        import matplotlib.pyplot as plt
+
+        fig = plt.figure(figsize=figsize, layout="constrained")
+    else:
+        from matplotlib.figure import Figure
+
+        fig = Figure(figsize=figsize, layout="constrained")
+    return fig.add_subplot()
+
+
+def _nothing(ax: Axes, message: str) -> Axes:
+    """Say in the Axes why there is nothing to draw."""
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, wrap=True)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    return ax
+
+
+def _ms_formatter() -> Any:
+    from matplotlib.ticker import FuncFormatter
+
+    return FuncFormatter(lambda value, _pos: fmt_ms(value).replace(".0 ", " "))
+
+
+@contextlib.contextmanager
+def _quiet_glyphs() -> Iterator[None]:
+    """Paths in any script draw with DejaVu Sans; a missing glyph is a box, not a warning."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r"Glyph .* missing from font")
+        warnings.filterwarnings("ignore", message=r"Matplotlib currently does not support")
+        yield
+
+
+# ---------------------------------------------------------------------------- timeline
+
+
+def timeline(
+    report: Report, path: str | None = None, *, trace: str | None = None, ax: Axes | None = None
+) -> Axes:
+    """Who had ``path`` open when it failed: one row per process, one bar per handle.
+
+    ``path`` defaults to the path of the first conflict blocked by another process (else
+    the first conflict); it is matched case-insensitively, with everything below it (a
+    directory rename fails while a file below it is open). ``trace`` picks the trace
+    when several in the report hold the same path.
+
+    Drawn: each handle on the path or below it, and every handle that blocked one of its
+    failures, as a bar from open to close, coloured by role (blocked a failure / the
+    failing process's own / other). A handle open before the capture started begins at
+    the trace start, one still open at its end runs to the trace end; both are hatched and
+    faded, since their true extent is unknown. Overlapping handles of one process are
+    stacked in lanes. Failures are ``X`` markers on the failing process's row, a retry
+    that finally worked a green dot. The shaded band runs from each failure to the close
+    of its last blocker: the time the file stayed held (hatched to the trace end when a
+    blocker never closed). Time is in ms after the first failure.
+    """
+    d = data.timeline_data(report, path) if trace is None else _timeline_in(report, path, trace)
+    if ax is None:
+        ax = _new_axes(_timeline_size(len(d.rows) if d is not None else 1))
+    if d is None and path is None:
+        return _nothing(ax, "No conflicts in this report: no blocked path to show.")
+    if d is None or (d.bars.is_empty() and d.failures.is_empty()):
+        return _nothing(
+            ax, f"No handle or failure on {_safe(shorten_middle(path or '', 80))} or below it."
+        )
+    _draw_timeline(ax, d)
+    return ax
+
+
+def _timeline_size(rows: int) -> tuple[float, float]:
+    """Wide enough for the legend beside the plot, tall enough for every process row."""
+    return 11.0, min(2.2 + 0.45 * max(rows, 1), 14.0)
+
+
+def _timeline_in(report: Report, path: str | None, trace: str) -> data.TimelineData | None:
+    """timeline_data restricted to one trace of a multi-trace report."""
+    import dataclasses
+
+    def only(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.filter(pl.col("trace") == trace) if "trace" in frame.columns else frame
+
+    narrowed = dataclasses.replace(
+        report,
+        traces=tuple(t for t in report.traces if t.name == trace) or report.traces,
+        conflicts=only(report.conflicts),
+        handles=only(report.handles),
+        blocking=only(report.blocking),
+        chains=only(report.chains),
+    )
+    return data.timeline_data(narrowed, path)
+
+
+def _draw_timeline(ax: Axes, d: data.TimelineData) -> None:
+    from matplotlib.collections import PolyCollection
+    from matplotlib.lines import Line2D
+    from matplotlib.patches import Patch
+
+    bars = d.bars
+    lo, hi = d.focus()
+    legend: list[Any] = []
+    for role in ("other", "failing", "blocker"):
+        of_role = bars.filter(pl.col("role") == role)
+        if of_role.is_empty():
+            continue
+        legend.append(Patch(facecolor=ROLE_COLORS[role], label=ROLE_LABELS[role]))
+        for edge in (False, True):
+            part = of_role.filter((pl.col("open_before_capture") | pl.col("open_at_end")) == edge)
+            if part.is_empty():
+                continue
+            verts = []
+            for r in part.iter_rows(named=True):
+                height = 0.8 / r["lanes"]
+                y0 = r["row"] - 0.4 + r["lane"] * height + 0.05 * height
+                y1 = y0 + 0.9 * height
+                x0, x1 = r["start_ms"], r["end_ms"]
+                if x1 - x0 < 1e-9:  # an instant: still visible
+                    x1 = x0 + 1e-9
+                verts.append([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
+            collection = PolyCollection(
+                verts,
+                facecolors=ROLE_COLORS[role],
+                edgecolors=ROLE_COLORS[role],
+                linewidths=0.6,
+                alpha=0.35 if edge else 0.9,
+                hatch="///" if edge else None,
+                gid=GID_HANDLES,
+                zorder=2,
+            )
+            ax.add_collection(collection)
+    if bars.filter(pl.col("open_before_capture") | pl.col("open_at_end")).height:
+        legend.append(
+            Patch(
+                facecolor="#999999",
+                alpha=0.35,
+                hatch="///",
+                label="open before the capture / still open at its end",
+            )
+        )
+
+    for start, end, censored in d.held:
+        ax.axvspan(
+            start,
+            end,
+            facecolor=HELD_COLOR,
+            alpha=0.10,
+            hatch="\\\\" if censored else None,
+            edgecolor=HELD_COLOR if censored else "none",
+            linewidth=0,
+            zorder=0,
+            gid=GID_HELD,
+        )
+    if any(not censored for *_, censored in d.held):
+        legend.append(
+            Patch(facecolor=HELD_COLOR, alpha=0.15, label="held: failure until last blocker closed")
+        )
+    if any(censored for *_, censored in d.held):
+        legend.append(
+            Patch(
+                facecolor=HELD_COLOR,
+                alpha=0.15,
+                hatch="\\\\",
+                edgecolor=HELD_COLOR,
+                label="held until the trace ended (a blocker never closed)",
+            )  # fmt: skip
+        )
+
+    failures = d.failures.filter(pl.col("row").is_not_null())
+    if failures.height:
+        ax.plot(
+            failures["x_ms"].to_numpy(),
+            failures["row"].to_numpy(),
+            linestyle="none",
+            marker="X",
+            markersize=9,
+            markerfacecolor="black",
+            markeredgecolor="white",
+            zorder=5,
+            gid=GID_FAILURES,
+        )
+        results = ", ".join(sorted(set(failures["result"].to_list())))
+        legend.append(
+            Line2D(
+                [],
+                [],
+                linestyle="none",
+                marker="X",
+                markersize=9,
+                color="black",
+                markeredgecolor="white",
+                label=f"failed ({_safe(results)})",
+            )  # fmt: skip
+        )
+    if d.successes.height:
+        ax.plot(
+            d.successes["x_ms"].to_numpy(),
+            d.successes["row"].to_numpy(),
+            linestyle="none",
+            marker="o",
+            markersize=8,
+            markerfacecolor="#009E73",
+            markeredgecolor="white",
+            zorder=5,
+            gid=GID_SUCCESSES,
+        )
+        legend.append(
+            Line2D(
+                [],
+                [],
+                linestyle="none",
+                marker="o",
+                markersize=8,
+                color="#009E73",
+                label="retry succeeded",
+            )  # fmt: skip
+        )
+
+    edges = ((d.trace_start_ms, "capture starts", 1), (d.trace_end_ms, "capture ends", -1))
+    for edge, word, side in edges:
+        if edge is not None and lo <= edge <= hi:
+            ax.axvline(edge, color="#555555", linestyle=":", linewidth=1, zorder=1)
+            ax.annotate(
+                word, (edge, 0), xycoords=("data", "axes fraction"), xytext=(2 * side, 2),
+                textcoords="offset points", fontsize=7, color="#555555",
+                ha="left" if side > 0 else "right",
+            )  # fmt: skip
+
+    if bars.filter(pl.col("role") == "blocker").height <= MAX_ANNOTATED_BARS:
+        _annotate_blockers(ax, d, lo, hi)
+
+    n = max(len(d.rows), 1)
+    ax.set_yticks(range(len(d.rows)), [_safe(r) for r in d.rows])
+    for i, label in enumerate(ax.get_yticklabels()):
+        if i in d.failing_rows:
+            label.set_fontweight("bold")
+    ax.set_ylim(n - 0.5, -0.5)
+    ax.set_xlim(lo, hi)
+    ax.grid(axis="x", color="#dddddd", linewidth=0.6)
+    ax.set_axisbelow(True)
+    when = f"{d.origin:%H:%M:%S}.{d.origin_ns % 1_000_000_000 // 100:07d}"
+    anchor = "the first failure" if d.origin_is_failure else "the first event shown"
+    ax.set_xlabel(f"ms after {anchor} ({when} on {d.origin:%Y-%m-%d})")
+    title = f"Handles on {_safe(shorten_middle(d.path, 90))} and below"
+    if d.hidden_processes:
+        title += f"\n({d.hidden_processes} more processes not shown)"
+    ax.set_title(title, fontsize=10)
+    ax.legend(
+        handles=legend, loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False
+    )
+
+
+def _annotate_blockers(ax: Axes, d: data.TimelineData, lo: float, hi: float) -> None:
+    """Name the file and share mode on each blocker bar, when there are few bars."""
+
+    from traceaudit.report.model import share_text
+
+    prefix = d.path.lower().rstrip("\\") + "\\"
+    # Labels go inside their bars; a label that would run into the next one in the same
+    # lane is cut to fit, or left out when not even a short name fits.
+    width_px = max(ax.get_window_extent().width, 1.0)
+    ms_per_char = (hi - lo) / width_px * 7 * 0.72 * ax.figure.dpi / 72  # 7 pt bold, ~0.72 em/char
+    last_end: dict[tuple[int, int], float] = {}
+    for r in d.bars.filter(pl.col("role") == "blocker").sort("start_ms").iter_rows(named=True):
+        start, end = max(r["start_ms"], lo), min(r["end_ms"], hi)
+        if end <= lo or start >= hi:
+            continue
+        lane = (r["row"], r["lane"])
+        if start < last_end.get(lane, lo - 1):
+            continue
+        where = r["path"] or ""
+        if where.lower().startswith(prefix):
+            where = "…\\" + where[len(prefix) :]
+        elif where.lower() == prefix[:-1]:
+            where = ""
+        if r["relation"] == "target":
+            where = f"rename target {where}"
+        text = f"{where}  share {share_text(r['share_mode'])}".strip()
+        room = int((end - start) / ms_per_char) - 1 if ms_per_char > 0 else len(text)
+        if room < 12:
+            continue
+        text = shorten_middle(text, min(60, room))
+        last_end[lane] = start + (len(text) + 2) * ms_per_char
+        height = 0.8 / r["lanes"]
+        if r["row"] in d.failing_rows:  # failure markers sit mid-row: write below them
+            y, va = r["row"] - 0.4 + (r["lane"] + 0.95) * height, "bottom"
+        else:
+            y, va = r["row"] - 0.4 + (r["lane"] + 0.5) * height, "center"
+        ax.annotate(
+            _safe(shorten_middle(text, 60)), (start, y), xytext=(4, 0),
+            textcoords="offset points", va=va, fontsize=7,
+            color="#4a1f00" if r["open_before_capture"] or r["open_at_end"] else "white",
+            fontweight="bold", clip_on=True, zorder=4,
+        )  # fmt: skip
+
+
+# ---------------------------------------------------------------------------- windows
+
+
+def windows(
+    report: Report,
+    *,
+    ax: Axes | None = None,
+    policies: Sequence[Any] = DEFAULT_POLICIES,
+) -> Axes:
+    """The blocked times as an ECDF on a log time axis, with retry schedules over it.
+
+    A lock episode's *blocked time* is how long after the first failure of a retry chain an
+    attempt would first have worked (from the report's episodes; when a report carries none,
+    each failure's *hold time* instead, and the axes say so). The black step is the share
+    of episodes no longer blocked by time *t*; episodes still blocked when the trace ended
+    are censored: they never reach the curve and are marked ``▶`` at the time they had
+    lasted by then, with their count.
+
+    Over it, each policy is a step that climbs at its retry times (one seeded draw for
+    jittered ones) to the share of windows it would have ridden out by then, and ends at
+    its last retry: where it gives up. The suggested policy (``report.policy``) is drawn
+    thick and dark, real tools (``policies``: names from
+    :data:`traceaudit.policy.KNOWN_POLICIES` or policy objects) in colour; a tool that does
+    not retry on the error the application saw stays at 0. The legend says how many
+    windows each made it through. The report's replay table gives the exact averages.
+    """
+    sample = data.window_sample(report)
+    resolved = data.resolve_policies(policies)
+    if ax is None:
+        ax = _new_axes(_windows_size(len(resolved) + (report.policy is not None)))
+    if sample is None or sample.n == 0:
+        return _nothing(
+            ax,
+            "No blocked time to show: no failure was blocked by a handle whose release "
+            "the capture shows.",
+        )
+    curves: list[tuple[data.PolicyCurve, bool]] = []
+    if report.policy is not None:
+        curves.append((data.policy_curve(sample, report.policy, "suggested"), True))
+    curves += [(data.policy_curve(sample, p), False) for p in resolved]
+    _draw_windows(ax, sample, curves, report)
+    return ax
+
+
+def _windows_size(curves: int) -> tuple[float, float]:
+    """Room for the plot, one schedule row per curve and a legend line per curve."""
+    return 11.0, 5.0 + 0.38 * curves
+
+
+def _draw_windows(
+    ax: Axes,
+    sample: data.WindowSample,
+    curves: list[tuple[data.PolicyCurve, bool]],
+    report: Report,
+) -> None:
+    n = sample.n
+    known = np.sort(sample.window_ms[~sample.censored])
+    positive = [float(w) for w in sample.window_ms if w > 0]
+    firsts = [
+        float(c.attempt_ms[c.attempt_ms > 0][0]) for c, _ in curves if (c.attempt_ms > 0).any()
+    ]
+    smallest = min(positive + firsts) if positive or firsts else 1.0
+    largest = max(float(sample.window_ms.max()) if n else 1.0, smallest * 10)
+    lo, hi = max(smallest / 2.5, 1e-3), largest * 4
+
+    if len(known):
+        xs = np.concatenate([[lo], np.clip(known, lo, None)])
+        ys = np.concatenate([[0.0], np.arange(1, len(known) + 1) / n])
+    else:
+        xs, ys = np.array([lo]), np.array([0.0])
+    xs, ys = np.append(xs, hi), np.append(ys, ys[-1])
+    episodes = sample.source == "episodes"
+    what = ("lock episode" if episodes else "failure") + ("" if n == 1 else "s")
+    measure = "blocked time" if episodes else "hold time"
+    ax.plot(
+        xs, ys, drawstyle="steps-post", color="black", linewidth=2.6, zorder=4, gid=GID_ECDF,
+        label=f"over by then ({measure}; {n} {what})",
+    )  # fmt: skip
+
+    if sample.n_censored:
+        cens = sample.window_ms[sample.censored]
+        ax.scatter(
+            np.clip(cens, lo, hi), np.full(len(cens), ys[-1]), marker=">",
+            s=60 if len(cens) <= 20 else 30, alpha=1.0 if len(cens) <= 20 else 0.35,
+            color="black", linewidths=0, zorder=6, gid=GID_CENSORED,
+            label=f"{sample.n_censored} still blocked when the trace ended "
+            f"(had lasted {fmt_ms(float(cens.min()))}"
+            + (f" to {fmt_ms(float(cens.max()))})" if len(cens) > 1 else ")"),
+        )  # fmt: skip
+
+    rug_step = 0.045
+    rug_ticks: list[float] = []
+    rug_names: list[str] = []
+    color_at = 0
+    for k, (curve, suggested) in enumerate(curves):
+        if suggested:
+            color, width, style = "#333333", 2.0, (0, (5, 2))
+        else:
+            color = POLICY_COLORS[color_at % len(POLICY_COLORS)]
+            color_at += 1
+            width, style = 1.5, "-"
+        t = np.clip(curve.attempt_ms, lo, None)
+        x = np.concatenate([[lo], t]) if len(t) else np.array([lo])
+        y = np.concatenate([[0.0], curve.covered]) if len(t) else np.array([0.0])
+        off_edge = bool(len(t)) and curve.gives_up_ms > hi
+        if off_edge:  # it keeps trying past the right edge: draw up to the edge
+            keep = x <= hi
+            x, y = np.append(x[keep], hi), np.append(y[keep], y[keep][-1])
+        elif not len(t):
+            x, y = np.array([lo, hi]), np.array([0.0, 0.0])
+        (line,) = ax.plot(
+            x, y, drawstyle="steps-post", color=color, linewidth=width, linestyle=style,
+            zorder=5 if suggested else 3, gid=GID_POLICY, label=_policy_label(curve, report, suggested),
+        )  # fmt: skip
+        if len(t) and not off_edge:  # where it gives up
+            ax.plot([x[-1]], [y[-1]], marker="o", markersize=4, color=color, zorder=6)
+        # The schedule itself: one tick per retry, in a row of its own below 0 %.
+        row_y = -rug_step * (k + 1.2)
+        shown = t[t <= hi]
+        if len(shown):
+            ax.eventplot(
+                shown, lineoffsets=row_y, linelengths=rug_step * 0.7, colors=color,
+                linewidths=1.0, zorder=3,
+            )  # fmt: skip
+        if off_edge:
+            ax.annotate(
+                f"→ {fmt_ms(curve.gives_up_ms)}", (1, row_y), xycoords=("axes fraction", "data"),
+                xytext=(3, 0), textcoords="offset points", ha="left", va="center",
+                fontsize=6.5, color=color,
+            )  # fmt: skip
+        rug_ticks.append(row_y)
+        rug_names.append("suggested" if suggested else _safe(curve.label))
+
+    if report.policy is not None and report.policy.target:
+        ax.axhline(report.policy.target, color="#777777", linewidth=0.8, linestyle=":")
+        ax.annotate(
+            f"target {report.policy.target:.0%}", (0, report.policy.target),
+            xycoords=("axes fraction", "data"), xytext=(3, 2), textcoords="offset points",
+            fontsize=7, color="#555555",
+        )  # fmt: skip
+
+    ax.set_xscale("log")
+    ax.set_xlim(lo, hi)
+    bottom = (rug_ticks[-1] - rug_step) if rug_ticks else -0.02
+    ax.set_ylim(bottom, 1.06)
+    percents = [0.0, 0.2, 0.4, 0.6, 0.8, 1.0]
+    ax.set_yticks(
+        percents + rug_ticks, [f"{p:.0%}" for p in percents] + [f"{n} retries" for n in rug_names]
+    )
+    for label in ax.get_yticklabels()[len(percents) :]:
+        label.set_fontsize(7)
+    if rug_ticks:
+        ax.axhline(-rug_step * 0.4, color="#bbbbbb", linewidth=0.8)
+    ax.xaxis.set_major_formatter(_ms_formatter())
+    ax.grid(True, which="major", axis="x", color="#dddddd", linewidth=0.6)
+    for p in percents:
+        ax.axhline(p, color="#eeeeee", linewidth=0.6, zorder=0)
+    ax.set_axisbelow(True)
+    ax.set_xlabel("time after the first failure (log scale)")
+    episodes = sample.source == "episodes"
+    ax.set_ylabel("share of lock episodes ridden out" if episodes else "share of failures")
+    ax.set_title(
+        ("Blocked time of each lock episode" if episodes else "Hold time of each failure")
+        + ", and how far each retry policy gets through them (a dot: where it gives up)",
+        fontsize=10,
+    )
+    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.1), fontsize=7.5, frameon=False)
+
+
+def _policy_label(curve: data.PolicyCurve, report: Report, suggested: bool) -> str:
+    """``uv: 3/4 through, gives up at 10.2 s`` and what is unknown or never tried."""
+    name = _safe(curve.label)
+    if suggested and report.policy is not None:
+        name = f"suggested ({report.policy.describe()})"
+    if curve.n and curve.triggered == 0:
+        return f"{name}: 0/{curve.n}, does not retry on these errors"
+    parts = [f"{name}: {curve.made_it}/{curve.n} through"]
+    if curve.triggered < curve.n:
+        parts.append(f"{curve.n - curve.triggered} not retried (error {curve.triggers} only)")
+    if curve.unknown:
+        parts.append(f"{curve.unknown} unknown (next retry after the trace ended)")
+    parts.append(
+        f"gives up at {fmt_ms(curve.gives_up_ms)}" if len(curve.attempt_ms) else "never retries"
+    )
+    if curve.jittered:
+        parts.append("one jittered draw")
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------------------- blockers
+
+
+def _blockers_size(bars: int) -> tuple[float, float]:
+    """A bar's height per blocking process, up to MAX_BLOCKER_BARS."""
+    return 9.0, min(1.8 + 0.38 * max(min(bars, MAX_BLOCKER_BARS), 1), 12.0)
+
+
+def blockers(report: Report, *, ax: Axes | None = None) -> Axes:
+    """Conflicts per blocking process, one bar each, most first.
+
+    Each conflict with a holder counts once, for its decisive blocker (the handle that let
+    go last, as in the hold-time table); a blocker that is the failing process's own handle
+    is labelled so. Each bar is annotated with the median time the file stayed held after
+    a failure and how many holders were still open when the trace ended. Conflicts with no
+    holder in the trace have no bar; their count is in the title.
+    """
+    counts = data.blocker_counts(report)
+    shown = counts.head(MAX_BLOCKER_BARS)
+    if ax is None:
+        ax = _new_axes(_blockers_size(shown.height))
+    unexplained = data.unexplained_count(report)
+    if counts.is_empty():
+        message = "No conflict had a holder in the trace: no blocking process to show."
+        if unexplained:
+            message += (
+                f"\n({unexplained} conflicts with no holder: a filtered capture, or permissions.)"
+            )
+        return _nothing(ax, message)
+    labels = [
+        _safe(p) + (" (own handle)" if own else "")
+        for p, own in shown.select("process", "own").iter_rows()
+    ]
+    values = shown["conflicts"].to_numpy()
+    colors = [ROLE_COLORS["failing"] if own else ROLE_COLORS["blocker"] for own in shown["own"]]
+    y = np.arange(shown.height)
+    container = ax.barh(y, values, color=colors, height=0.7, gid=GID_BLOCKERS)
+    for patch in container.patches:
+        patch.set_gid(GID_BLOCKERS)
+    for i, r in enumerate(shown.iter_rows(named=True)):
+        note = f"{r['conflicts']}"
+        if r["median_ms"] is not None:
+            note += f"  ·  median held {fmt_ms(r['median_ms'])}"
+        if r["censored"]:
+            note += f"  ·  {r['censored']} still held at the end"
+        ax.annotate(
+            note, (r["conflicts"], i), xytext=(4, 0), textcoords="offset points",
+            va="center", fontsize=8,
+        )  # fmt: skip
+    ax.set_yticks(y, labels)
+    ax.set_ylim(shown.height - 0.5, -0.5)
+    ax.set_xlim(0, values.max() * 1.6)
+    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.set_xlabel("conflicts (failed operations), each counted for the holder that let go last")
+    title = "Who blocked: conflicts by blocking process"
+    extra = []
+    if counts.height > shown.height:
+        extra.append(f"{counts.height - shown.height} more processes not shown")
+    if unexplained:
+        extra.append(f"{unexplained} conflicts with no holder in the trace")
+    if extra:
+        title += "\n(" + "; ".join(extra) + ")"
+    ax.set_title(title, fontsize=10)
+    ax.grid(axis="x", color="#dddddd", linewidth=0.6)
+    ax.set_axisbelow(True)
+    return ax
+
+
+# ---------------------------------------------------------------------------- files
+
+
+def figure_bytes(figure: Figure, fmt: str = "svg", *, dpi: int = 150) -> bytes:
+    """The figure rendered as ``svg``, ``png`` or ``pdf`` bytes, without a creation date
+    (the same report gives the same bytes)."""
+    import matplotlib
+
+    buffer = io.BytesIO()
+    metadata = {"svg": {"Date": None}, "pdf": {"CreationDate": None}}.get(fmt, {"Software": None})
+    with _quiet_glyphs(), matplotlib.rc_context({"svg.hashsalt": "traceaudit"}):
+        figure.savefig(buffer, format=fmt, dpi=dpi, metadata=metadata)
+    return buffer.getvalue()
+
+
+def _slug(text: str, width: int = 40) -> str:
+    """A file-name-safe form of the last component of a path."""
+    name = re.split(r"[\\/]", text.rstrip("\\/"))[-1] or "path"
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("._") or "path"
+    return slug[:width]
+
+
+def timeline_figures(report: Report, limit: int = 5) -> Iterator[tuple[data.BlockedPath, Figure]]:
+    """A timeline figure (no pyplot) for each of the ``limit`` most telling blocked paths."""
+    for entry in data.blocked_paths(report, limit=limit):
+        d = _timeline_in(report, entry.path, entry.trace)
+        if d is None:
+            continue
+        ax = _new_axes(_timeline_size(len(d.rows)), pyplot=False)
+        _draw_timeline(ax, d)
+        yield entry, ax.figure
+
+
+def report_figures(
+    report: Report, *, max_timelines: int = 5, policies: Sequence[Any] = DEFAULT_POLICIES
+) -> Iterator[tuple[str, Figure]]:
+    """``(name, figure)`` for every figure that has something to show, made without pyplot.
+
+    Names: ``blockers``, ``timeline-<n>-<file>`` for the ``max_timelines`` most telling
+    blocked paths (see :func:`traceaudit.report.figure_data.blocked_paths`), ``windows``.
+    """
+    counts = data.blocker_counts(report)
+    if counts.height:
+        ax = _new_axes(_blockers_size(counts.height), pyplot=False)
+        yield "blockers", blockers(report, ax=ax).figure
+    for i, (entry, figure) in enumerate(timeline_figures(report, max_timelines), start=1):
+        yield f"timeline-{i}-{_slug(entry.path)}", figure
+    if data.window_sample(report) is not None:
+        curves = len(policies) + (report.policy is not None)
+        ax = _new_axes(_windows_size(curves), pyplot=False)
+        yield "windows", windows(report, ax=ax, policies=policies).figure
+
+
+def save_all(
+    report: Report,
+    directory: str | os.PathLike[str],
+    *,
+    formats: Iterable[str] = ("png", "svg"),
+    max_timelines: int = 5,
+    dpi: int = 150,
+    inputs: Iterable[str | os.PathLike[str]] = (),
+) -> list[Path]:
+    """Write every figure that has something to show as PNG and SVG into ``directory``.
+
+    Files: ``blockers.*``, ``timeline-<n>-<file>.*`` (the ``max_timelines`` most telling
+    blocked paths) and ``windows.*``. Each is written to a temporary name and moved into
+    place, so a reader never sees half a file. A report with no conflicts writes nothing
+    and returns an empty list. ``directory`` is created when missing. A figure is never
+    written over one of ``inputs`` (the trace files the report came from).
+    """
+    from traceaudit._outputs import check_plots_dir, same_file
+    from traceaudit.errors import UsageError
+
+    formats = tuple(formats)
+    unknown = [f for f in formats if f not in ("png", "svg", "pdf")]
+    if unknown:
+        raise UsageError(f"figure formats {unknown!r} are not supported; use png, svg or pdf.")
+    inputs = [Path(p) for p in inputs if str(p) != "-"]
+    out = check_plots_dir(directory, inputs)
+    out.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+    for name, figure in report_figures(report, max_timelines=max_timelines):
+        for fmt in formats:
+            target = out / f"{name}.{fmt}"
+            if any(same_file(target, source) for source in inputs):
+                raise UsageError(
+                    f"{target}: this is an input trace; refusing to write a figure over it."
+                )
+            write_atomically(target, figure_bytes(figure, fmt, dpi=dpi))
+            written.append(target)
+    return written

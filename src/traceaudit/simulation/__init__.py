@@ -1,0 +1,33 @@
+"""Simulated Process Monitor traces with ground truth, for tests, samples and benchmarks.
+
+``generate`` is the entry point (:func:`simulate`, :func:`simulate_mix`); ``story`` builds
+events and the handle model behind them, ``families`` holds one story per scenario family,
+``noise`` the background activity, and ``truth`` the independent ground-truth engine.
+"""
+
+from traceaudit._lazy import attach
+
+__all__ = [
+    "DEFAULT_DATE",
+    "EventRows",
+    "FAMILY_NAMES",
+    "RetrySchedule",
+    "Simulation",
+    "SimulationBug",
+    "simulate",
+    "simulate_mix",
+]
+
+__getattr__, __dir__ = attach(
+    __name__,
+    {
+        "simulate": "traceaudit.simulation.generate",
+        "simulate_mix": "traceaudit.simulation.generate",
+        "FAMILY_NAMES": "traceaudit.simulation.generate",
+        "DEFAULT_DATE": "traceaudit.simulation.generate",
+        "EventRows": "traceaudit.simulation.generate",
+        "RetrySchedule": "traceaudit.simulation.generate",
+        "Simulation": "traceaudit.simulation.generate",
+        "SimulationBug": "traceaudit.errors",
+    },
+)
