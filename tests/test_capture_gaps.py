@@ -15,7 +15,7 @@ from hypothesis import strategies as st
 from builders import DLL, TMP, Story
 from traceaudit.analysis.completeness import capture_completeness
 from traceaudit.analysis.conflicts import BLOCKED_VERDICTS
-from traceaudit.analysis.pipeline import analyze
+from traceaudit.pipeline import analyze
 from traceaudit.schema import Trace
 from traceaudit.simulation.generate import FAMILY_NAMES, simulate, simulate_mix
 

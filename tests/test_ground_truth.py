@@ -11,7 +11,7 @@ from __future__ import annotations
 import polars as pl
 import pytest
 
-from traceaudit.analysis.pipeline import analyze
+from traceaudit.pipeline import analyze
 from traceaudit.schema import Trace
 from traceaudit.simulation.generate import FAMILY_NAMES, simulate, simulate_mix
 

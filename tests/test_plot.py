@@ -15,8 +15,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from builders import DLL, TMP, Story, uv_with_backoff
-from traceaudit.analysis.pipeline import analyze
 from traceaudit.errors import UsageError
+from traceaudit.pipeline import analyze
 from traceaudit.report import figure_data as data
 from traceaudit.report import plot
 from traceaudit.schema import Trace

@@ -14,9 +14,9 @@ import pytest
 import traceaudit
 from builders import Story
 from etl_writer import write_etl
-from traceaudit.analysis.pipeline import analyze
 from traceaudit.formats import detect, load_trace
 from traceaudit.formats.etl.reader import read_etl, read_etl_file_events, read_etl_header, sniff
+from traceaudit.pipeline import analyze
 from traceaudit.schema import EVENT_SCHEMA, Trace
 from traceaudit.simulation.generate import simulate
 

@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from conftest import CORPUS
-from traceaudit.analysis.pipeline import analyze
+from traceaudit.pipeline import analyze
 from traceaudit.redaction.redactor import redact
 from traceaudit.simulation.generate import FAMILY_NAMES, simulate, simulate_mix
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import polars as pl
 
 from builders import DLL, TMP, Story, uv_with_backoff
-from traceaudit.analysis.pipeline import analyze
 from traceaudit.analysis.timeline import timeline
+from traceaudit.pipeline import analyze
 from traceaudit.schema import Trace
 
 

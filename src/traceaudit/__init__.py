@@ -38,7 +38,7 @@ _LAZY: dict[str, str | tuple[str, str | None]] = {
     "UsageError": ("traceaudit.errors", "UsageError"),
     "RedactionLeakError": ("traceaudit.errors", "RedactionLeakError"),
     "read_trace": ("traceaudit.formats.load", "read_trace"),
-    "analyze": ("traceaudit.analysis.pipeline", "analyze"),
+    "analyze": ("traceaudit.pipeline", "analyze"),
     "handles": ("traceaudit.analysis.handles", "handles"),
     "lock_failures": ("traceaudit.analysis.conflicts", "lock_failures"),
     "blocking_handles": ("traceaudit.analysis.conflicts", "blocking_handles"),
@@ -98,7 +98,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     )
     from traceaudit.analysis.handles import handles
     from traceaudit.analysis.hold_times import window_table
-    from traceaudit.analysis.pipeline import analyze
     from traceaudit.analysis.retries import retry_chains
     from traceaudit.analysis.timeline import timeline
     from traceaudit.errors import (
@@ -111,6 +110,7 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         UsageError,
     )
     from traceaudit.formats.load import read_trace
+    from traceaudit.pipeline import analyze
     from traceaudit.redaction.redactor import RedactionResult, redact
     from traceaudit.report import html, plot  # noqa: F401 (namespaces, not in __all__)
     from traceaudit.report.model import Report

@@ -276,7 +276,7 @@ def analyze(
         traceaudit analyze Logfile.CSV --limit 0 --snippets
         traceaudit analyze machine1.csv machine2.csv --target 0.999 --max-wait 10s
     """
-    from traceaudit.analysis.pipeline import analyze as run
+    from traceaudit.pipeline import analyze as run
 
     # Every option and output is checked before the first byte of a trace is read.
     date = _parse_date(date_text)

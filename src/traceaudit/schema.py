@@ -56,6 +56,9 @@ from pathlib import Path
 import polars as pl
 
 __all__ = [
+    "READ_BITS",
+    "WRITE_BITS",
+    "DELETE_BITS",
     "EVENT_SCHEMA",
     "DETAIL_COLUMNS",
     "ACCESS_BITS",
@@ -117,6 +120,12 @@ DETAIL_COLUMNS: tuple[str, ...] = (
 SHARE_READ = 0x1
 SHARE_WRITE = 0x2
 SHARE_DELETE = 0x4
+
+# The access-mask bits that take part in sharing, by kind (generic rights mapped the way the
+# file system maps them; MAXIMUM_ALLOWED counts as everything). See analysis/rules.py.
+READ_BITS = 0x0001 | 0x0020 | 0x80000000 | 0x20000000 | 0x10000000 | 0x02000000
+WRITE_BITS = 0x0002 | 0x0004 | 0x40000000 | 0x10000000 | 0x02000000
+DELETE_BITS = 0x00010000 | 0x10000000 | 0x02000000
 
 # Procmon's names for access-mask bits, as it prints them in "Desired Access:".
 # File-specific rights share bit values with directory rights; Procmon prints both names

@@ -3,7 +3,8 @@
     events ─► handles ─► completeness ─► conflicts (+ blockers, candidates, sections)
            ─► retry chains ─► hold times, lock episodes and their blocked times
 
-``pipeline`` wires the stages (:func:`analyze`); each stage is a module of its own:
+:mod:`traceaudit.pipeline` wires the stages, the retry advice and the Report together
+(:func:`analyze`, also importable from here); each stage is a module of its own:
 ``handles`` (handle lifetimes), ``completeness`` (what the capture can show),
 ``conflicts`` (failures, blockers and verdicts), ``sections`` (mapped sections),
 ``retries`` (retry chains), ``episodes`` (lock episodes and blocked times),
@@ -19,8 +20,8 @@ __all__ = ["analyze", "analyze_trace", "diagnose"]
 __getattr__, __dir__ = attach(
     __name__,
     {
-        "analyze": "traceaudit.analysis.pipeline",
-        "analyze_trace": "traceaudit.analysis.pipeline",
-        "diagnose": "traceaudit.analysis.pipeline",
+        "analyze": "traceaudit.pipeline",
+        "analyze_trace": "traceaudit.pipeline",
+        "diagnose": "traceaudit.pipeline",
     },
 )

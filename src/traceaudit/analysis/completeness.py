@@ -42,6 +42,7 @@ from typing import Any
 import polars as pl
 
 from traceaudit.analysis.rules import path_key
+from traceaudit.display import fmt_ms
 
 __all__ = [
     "Completeness",
@@ -291,7 +292,7 @@ class Completeness:
             _add(
                 out,
                 "ended-during-failure",
-                f"{name}: the capture stopped {_duration(after)} after the last failed attempt "
+                f"{name}: the capture stopped {fmt_ms(max(after, 0.0))} after the last failed attempt "
                 f"on {path}, sooner than the process had been waiting between its retries: it "
                 "may still have been retrying, and how the operation ended is not in the trace. "
                 "Keep capturing until the operation completes or fails for good.",
@@ -305,11 +306,6 @@ MINOR_GAPS = frozenset({"process-without-closes", "cut-short", "ended-during-fai
 
 def _add(out: list[tuple[str, str]], gap: str, text: str) -> None:
     out.append((gap, text))
-
-
-def _duration(ms: float) -> str:
-    ms = max(ms, 0.0)
-    return f"{ms / 1000:,.1f} s" if ms >= 10_000 else f"{ms:,.1f} ms"
 
 
 def _handle_io(events: pl.LazyFrame) -> pl.LazyFrame:

@@ -30,7 +30,15 @@ from __future__ import annotations
 
 import polars as pl
 
-from traceaudit.schema import CREATE_OPTION_BITS, SHARE_DELETE, SHARE_READ, SHARE_WRITE
+from traceaudit.schema import (
+    CREATE_OPTION_BITS,
+    DELETE_BITS,
+    READ_BITS,
+    SHARE_DELETE,
+    SHARE_READ,
+    SHARE_WRITE,
+    WRITE_BITS,
+)
 
 SEP = "\\"
 
@@ -52,11 +60,6 @@ def fold(path: str) -> str:
     if folded.endswith(SEP) and len(folded) > 3:
         folded = folded[:-1]
     return folded
-
-
-READ_BITS = 0x0001 | 0x0020 | 0x80000000 | 0x20000000 | 0x10000000 | 0x02000000
-WRITE_BITS = 0x0002 | 0x0004 | 0x40000000 | 0x10000000 | 0x02000000
-DELETE_BITS = 0x00010000 | 0x10000000 | 0x02000000
 
 
 def _has(mask: pl.Expr, bits: int) -> pl.Expr:

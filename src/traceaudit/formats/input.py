@@ -33,7 +33,14 @@ from typing import IO
 
 from traceaudit.errors import TraceFormatError, UnknownFormatError, UsageError
 
+
+class NotThisFormat(UnknownFormatError):
+    """A reader found the content is not its format after all (raised by readers; the loader
+    replaces it with the full "not a trace traceaudit can read" message)."""
+
+
 __all__ = [
+    "NotThisFormat",
     "HEAD_SIZE",
     "LIMIT_VARIABLE",
     "TraceInput",

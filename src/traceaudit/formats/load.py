@@ -15,7 +15,7 @@ import polars as pl
 
 from traceaudit.errors import TraceFormatError, UnknownFormatError
 from traceaudit.formats.detection import is_trace, sniff_format, unknown_format_message
-from traceaudit.formats.input import TraceInput, input_from_bytes, open_input
+from traceaudit.formats.input import NotThisFormat, TraceInput, input_from_bytes, open_input
 from traceaudit.formats.registry import TraceFormat, get_format
 from traceaudit.schema import Trace
 
@@ -65,7 +65,12 @@ def _read(trace_input: TraceInput, format: str | None, date: Date | None, strict
     )
     if trace_format is None:
         raise UnknownFormatError(unknown_format_message(trace_input.name, trace_input.head))
-    trace = trace_format.read(trace_input, date=date, strict=strict)
+    try:
+        trace = trace_format.read(trace_input, date=date, strict=strict)
+    except NotThisFormat:
+        raise UnknownFormatError(
+            unknown_format_message(trace_input.name, trace_input.head)
+        ) from None
     _refuse_if_nothing_read(trace_input.name, trace)
     missing = [w for w in trace_input.warnings if w not in trace.warnings]
     if missing:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import polars as pl
 
 from traceaudit import policy as _policy
+from traceaudit.display import fmt_ms
 
 __all__ = ["Advice", "retry_advice"]
 
@@ -92,13 +93,13 @@ def retry_advice(
             app_retries=app,
             withheld=(
                 f"No retry advice: every lock episode ({windows.height}) was still blocked "
-                f"when the capture ended (observed up to {_fmt(longest)}), so no release was "
+                f"when the capture ended (observed up to {fmt_ms(longest)}), so no release was "
                 "seen to time. Capture for longer, until the operation succeeds."
             ),
         )
     suggestion = _policy.suggest(episodes, blocked, target=target, max_wait_ms=max_wait_ms)
     if not suggestion.coverage:
-        budget = "" if max_wait_ms is None else f" within --max-wait {_fmt(max_wait_ms)}"
+        budget = "" if max_wait_ms is None else f" within --max-wait {fmt_ms(max_wait_ms)}"
         return Advice(
             policy=None,
             replay=replay,
@@ -110,7 +111,3 @@ def retry_advice(
             ),
         )
     return Advice(policy=suggestion, replay=replay, app_retries=app)
-
-
-def _fmt(ms: float) -> str:
-    return f"{ms / 1000:,.1f} s" if ms >= 10_000 else f"{ms:,.1f} ms"

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from traceaudit.display import fmt_duration
 from traceaudit.errors import UsageError
 from traceaudit.policy.replay_engine import build_timeline
 
@@ -46,12 +47,6 @@ FIXED_SHARE = 0.8  # share of gaps near the median that still reads as a fixed d
 MIN_FACTOR = 1.15  # slower growth than this is noise around a fixed delay
 ABS_TOL_MS = 2.0  # timer jitter on tiny delays
 IMMEDIATE_MS = 1.0
-
-
-def _fmt(ms: float) -> str:
-    if ms < 1_000:
-        return f"{ms:.3g} ms"
-    return f"{ms / 1_000:.3g} s"
 
 
 @dataclass(frozen=True)
@@ -81,19 +76,19 @@ class ScheduleFit:
         n = self.retries
         if self.kind == "none":
             return "no retry"
-        tail = f", {n} retr{'y' if n == 1 else 'ies'} over {_fmt(self.total_ms)}"
+        tail = f", {n} retr{'y' if n == 1 else 'ies'} over {fmt_duration(self.total_ms)}"
         if self.kind == "immediate":
             return f"immediate{tail}"
-        first = _fmt(self.first_delay_ms or 0.0)
+        first = fmt_duration(self.first_delay_ms or 0.0)
         if self.kind in ("single", "fixed"):
             return f"fixed {first}{tail}"
-        cap = f" capped at {_fmt(self.max_delay_ms or 0.0)}" if self.capped else ""
+        cap = f" capped at {fmt_duration(self.max_delay_ms or 0.0)}" if self.capped else ""
         amb = " (or linear: too few delays to tell)" if self.ambiguous else ""
         if self.kind == "exponential":
             return f"{first} ×{self.factor:.2g}{cap}{tail}{amb}"
         if self.kind == "linear":
-            return f"{first} +{_fmt(self.step_ms or 0.0)} per retry{cap}{tail}"
-        return f"irregular {first} … {_fmt(self.max_delay_ms or 0.0)}{tail}"
+            return f"{first} +{fmt_duration(self.step_ms or 0.0)} per retry{cap}{tail}"
+        return f"irregular {first} … {fmt_duration(self.max_delay_ms or 0.0)}{tail}"
 
     def to_dict(self) -> dict[str, Any]:
         """Plain-data form (JSON-ready)."""
@@ -273,8 +268,8 @@ def assess_app_retries(
             if math.isfinite(lifted) and lifted <= total:
                 row["overshoot_ms"] = total - lifted
             row["verdict"] = "ok"
-            row["advice"] = f"Succeeded after {_fmt(total)} ({fit.text})." + (
-                f" The lock lifted {_fmt(row['overshoot_ms'])} before the successful try."
+            row["advice"] = f"Succeeded after {fmt_duration(total)} ({fit.text})." + (
+                f" The lock lifted {fmt_duration(row['overshoot_ms'])} before the successful try."
                 if row["overshoot_ms"]
                 else ""
             )
@@ -283,9 +278,9 @@ def assess_app_retries(
             if not math.isfinite(free):
                 row["verdict"] = "gave_up_unknown"
                 row["advice"] = (
-                    f"Gave up after {_fmt(total)} ({fit.text}); the file was still blocked "
-                    f"when the trace ended, {_fmt(float(tl.horizon[i]))} after the first "
-                    f"failure: it needed at least {_fmt(max(float(tl.horizon[i]) - total, 0.0))} "
+                    f"Gave up after {fmt_duration(total)} ({fit.text}); the file was still blocked "
+                    f"when the trace ended, {fmt_duration(float(tl.horizon[i]))} after the first "
+                    f"failure: it needed at least {fmt_duration(max(float(tl.horizon[i]) - total, 0.0))} "
                     "more, how much more the trace cannot tell."
                 )
             elif free > total:
@@ -293,14 +288,14 @@ def assess_app_retries(
                 row["needed_extra_ms"] = free - total
                 row["verdict"] = "gave_up_early"
                 row["advice"] = (
-                    f"Gave up {_fmt(free - total)} too early: its retries ({fit.text}) ended "
-                    f"at {_fmt(total)}, the lock lifted at {_fmt(free)}."
+                    f"Gave up {fmt_duration(free - total)} too early: its retries ({fit.text}) ended "
+                    f"at {fmt_duration(total)}, the lock lifted at {fmt_duration(free)}."
                 )
             else:
                 row["free_after_ms"] = free
                 row["verdict"] = "failed_while_free"
                 row["advice"] = (
-                    f"Its last attempt at {_fmt(total)} failed although the trace shows no "
+                    f"Its last attempt at {fmt_duration(total)} failed although the trace shows no "
                     "blocker then: a handle the analysis missed, or not a lock (an ACL?)."
                 )
         rows.append(row)

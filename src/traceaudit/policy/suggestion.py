@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from traceaudit.display import fmt_duration
 from traceaudit.errors import UsageError
 from traceaudit.policy.replay_engine import SUCCESS, Timeline, build_timeline, first_outcomes
 from traceaudit.policy.schedule import Schedule
@@ -49,17 +50,6 @@ MAX_ATTEMPTS = 100
 SMALL_SAMPLE = 20
 
 _CODE_NAMES = {5: "ACCESS_DENIED", 32: "SHARING_VIOLATION", 33: "LOCK_VIOLATION"}
-
-
-def _fmt_ms(ms: float) -> str:
-    """Human form of a duration: ``850 ms``, ``1.5 s``, ``2 min``."""
-    if not math.isfinite(ms):
-        return "∞"
-    if ms < 1_000:
-        return f"{ms:.3g} ms"
-    if ms < 120_000:
-        return f"{ms / 1_000:.3g} s"
-    return f"{ms / 60_000:.3g} min"
 
 
 @dataclass(frozen=True)
@@ -146,14 +136,16 @@ class RetryPolicy:
         if self.retries == 0:
             return "no retry"
         growth = "fixed" if self.multiplier == 1 else f"×{self.multiplier:g}"
-        cap = f" capped at {_fmt_ms(self.max_delay_ms)}" if self.max_delay_ms is not None else ""
+        cap = (
+            f" capped at {fmt_duration(self.max_delay_ms)}" if self.max_delay_ms is not None else ""
+        )
         budget = (
-            f"{_fmt_ms(self.total_budget_ms)} nominal, up to 2× with jitter"
+            f"{fmt_duration(self.total_budget_ms)} nominal, up to 2× with jitter"
             if self.jitter
-            else f"≤ {_fmt_ms(self.total_budget_ms)}"
+            else f"≤ {fmt_duration(self.total_budget_ms)}"
         )
         return (
-            f"{_fmt_ms(self.initial_delay_ms)} {growth}{cap}, {self.max_attempts} attempts "
+            f"{fmt_duration(self.initial_delay_ms)} {growth}{cap}, {self.max_attempts} attempts "
             f"({budget})"
         )
 
@@ -425,7 +417,7 @@ def _notes(
         longest = float(np.max(tl.horizon[~np.isfinite(tl.window)]))
         notes.append(
             f"{n_cens} episode(s) were still blocked when the trace ended (observed up to "
-            f"{_fmt_ms(longest)}): they count as not covered, and the tail fit treats them as "
+            f"{fmt_duration(longest)}): they count as not covered, and the tail fit treats them as "
             "right-censored. Record longer traces to see them end."
         )
     if tail is None:
@@ -435,18 +427,18 @@ def _notes(
         fit_quality = "poor" if tail.ks_statistic > 0.2 or tail.ks_pvalue < 0.05 else "fair"
         notes.append(
             f"Tail model: {tail.distribution} fits best (KS {tail.ks_statistic:.3f}; {others}); "
-            f"fit is {fit_quality}. Fitted p99 {_fmt_ms(tail.p99_ms)}, p99.9 "
-            f"{_fmt_ms(tail.p999_ms)}; reaching {min(target, MAX_MODEL_TARGET):.2%} under the "
+            f"fit is {fit_quality}. Fitted p99 {fmt_duration(tail.p99_ms)}, p99.9 "
+            f"{fmt_duration(tail.p999_ms)}; reaching {min(target, MAX_MODEL_TARGET):.2%} under the "
             "model needs a budget "
-            f"of {_fmt_ms(tail.budget_for_target_ms)}."
+            f"of {fmt_duration(tail.budget_for_target_ms)}."
         )
         if policy.retries and tail.budget_for_target_ms > policy.total_budget_ms:
             model_cov = float(tail.cdf(policy.total_budget_ms))
             notes.append(
                 f"Under the fitted {tail.distribution}, this budget "
-                f"({_fmt_ms(policy.total_budget_ms)}) covers {model_cov:.1%} of episodes: the "
+                f"({fmt_duration(policy.total_budget_ms)}) covers {model_cov:.1%} of episodes: the "
                 f"sample may understate the tail; consider a budget of "
-                f"{_fmt_ms(tail.budget_for_target_ms)} if a failure is costly."
+                f"{fmt_duration(tail.budget_for_target_ms)} if a failure is costly."
             )
     if codes:
         shown = ", ".join(f"{c} ({_CODE_NAMES.get(c, 'code')})" for c in codes)

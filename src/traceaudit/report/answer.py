@@ -10,35 +10,19 @@ coverage or the reason there is none, and the warning that matters most.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import polars as pl
 
-if TYPE_CHECKING:
-    from traceaudit.report.model import Report
+from traceaudit.display import fmt_ms, plural
 
-__all__ = ["Answer", "Holder", "answer", "fmt_ms", "plural", "MAX_HOLDERS"]
+if TYPE_CHECKING:
+    from traceaudit.report.data import ReportData as Report
+
+__all__ = ["Answer", "Holder", "answer", "MAX_HOLDERS"]
 
 MAX_HOLDERS = 3
-
-
-def plural(n: int, word: str, many: str | None = None) -> str:
-    return f"{n:,} {word if n == 1 else (many or word + 's')}"
-
-
-def fmt_ms(value: float | None) -> str:
-    """A duration as the report prints it: ``0.09 ms``, ``56.8 ms``, ``12.3 s``; ``-``."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if math.isinf(value):
-        return "∞"
-    if abs(value) >= 10_000:
-        return f"{value / 1000:,.1f} s"
-    if abs(value) < 1:
-        return f"{value:.2g} ms"
-    return f"{value:,.1f} ms"
 
 
 @dataclass(frozen=True)

@@ -26,7 +26,7 @@ from traceaudit.analysis.conflicts import BLOCKED_VERDICTS
 from traceaudit.analysis.rules import SEP, fold, path_key
 
 if TYPE_CHECKING:
-    from traceaudit.report.model import Report
+    from traceaudit.report.data import ReportData as Report
 
 __all__ = [
     "DEFAULT_POLICIES",
@@ -768,18 +768,3 @@ def unexplained_count(report: Report) -> int:
     if frame.is_empty():
         return 0
     return int(frame["verdict"].is_in(["incomplete-capture", *_NO_HOLDER]).sum())
-
-
-def fmt_ms(value: float | None) -> str:
-    """A duration for a label: ``850 ms``, ``1.5 s``, ``2.1 min``; ``-`` when unknown."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
-        return "-"
-    if math.isinf(value):
-        return "∞"
-    if abs(value) < 1:
-        return f"{value:.2g} ms"
-    if abs(value) < 1_000:
-        return f"{value:.3g} ms"
-    if abs(value) < 120_000:
-        return f"{value / 1_000:.3g} s"
-    return f"{value / 60_000:.3g} min"

@@ -34,16 +34,16 @@ import polars as pl
 
 from traceaudit._atomic import write_atomically
 from traceaudit._outputs import same_file
+from traceaudit.display import access_text, fmt_duration, fmt_ms, plural, share_text
 from traceaudit.errors import UsageError
 from traceaudit.report import figure_data as data
 from traceaudit.report.answer import answer
-from traceaudit.report.model import access_text, share_text
 from traceaudit.report.text import VERDICT_WORDS, _with_clock_text
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from traceaudit.report.model import Report
+    from traceaudit.report.data import ReportData as Report
 
 __all__ = ["render_html", "write_html"]
 
@@ -115,12 +115,8 @@ def _e(value: object) -> str:
     return "" if value is None else html.escape(str(value), quote=True)
 
 
-def _plural(n: int, word: str, plural: str | None = None) -> str:
-    return f"{n:,} {word if n == 1 else (plural or word + 's')}"
-
-
 def _ms(value: float | None) -> str:
-    return _e(data.fmt_ms(value))
+    return _e(fmt_ms(value))
 
 
 def _table(
@@ -164,7 +160,7 @@ def _header(report: Report) -> str:
         if t.first is not None and t.last is not None:
             seconds = (t.last - t.first).total_seconds()
             span = (
-                f"{t.first:%Y-%m-%d %H:%M:%S} to {t.last:%H:%M:%S} ({data.fmt_ms(seconds * 1000)})"
+                f"{t.first:%Y-%m-%d %H:%M:%S} to {t.last:%H:%M:%S} ({fmt_duration(seconds * 1000)})"
             )
         skipped = sum(t.skipped.values())
         rows.append(
@@ -218,7 +214,7 @@ def _headline(report: Report) -> str:
     paths = conflicts["path"].str.to_lowercase().n_unique()
     parts = [f"{counts[v]:,} {VERDICT_WORDS[v]}" for v in VERDICT_WORDS if counts.get(v)]
     return (  # built from constants and numbers only
-        f"{_plural(conflicts.height, 'conflict')} on {_plural(paths, 'path')}: "
+        f"{plural(conflicts.height, 'conflict')} on {plural(paths, 'path')}: "
         + "; ".join(parts)
         + "."
     )
@@ -413,7 +409,7 @@ def _timelines(report: Report, figures: list[tuple[data.BlockedPath, str]]) -> s
         who = ", ".join(entry.blockers) or "no holder in the trace"
         out.append(
             f'<h3 class="path">{_e(entry.path)}</h3>'
-            f'<p class="muted">{_plural(entry.conflicts, "conflict")}, '
+            f'<p class="muted">{plural(entry.conflicts, "conflict")}, '
             f"{entry.blocked_by_other:,} blocked by another process; held by {_e(who)}</p>"
         )
         out.append(fig)
@@ -496,11 +492,11 @@ def _advice(report: Report) -> str:
     out.append(f'<p class="policy">{_e(policy.describe())}</p>')
     facts = []
     if policy.coverage is not None and policy.n_windows is not None:
-        facts.append(f"covers {policy.coverage:.1%} of {_plural(policy.n_windows, 'lock episode')}")
+        facts.append(f"covers {policy.coverage:.1%} of {plural(policy.n_windows, 'lock episode')}")
     if policy.expected_wait_ms is not None:
-        facts.append(f"expected added wait {data.fmt_ms(policy.expected_wait_ms)}")
+        facts.append(f"expected added wait {fmt_ms(policy.expected_wait_ms)}")
     if policy.worst_wait_ms is not None:
-        facts.append(f"worst {data.fmt_ms(policy.worst_wait_ms)}")
+        facts.append(f"worst {fmt_ms(policy.worst_wait_ms)}")
     if policy.error_codes:
         facts.append("on Win32 errors " + ", ".join(str(c) for c in policy.error_codes))
     if facts:
@@ -575,7 +571,7 @@ def _retries(report: Report) -> str:
     records = [r for r in everything if r["attempts"] > 1]
     singles = len(everything) - len(records)
     not_retried = (
-        f'<p class="note">{_plural(singles, "failure")} not retried at all.</p>' if singles else ""
+        f'<p class="note">{plural(singles, "failure")} not retried at all.</p>' if singles else ""
     )
     if not records:
         out.append("<p>No failed operation was retried by the process that saw it.</p>")
@@ -655,7 +651,7 @@ def render_html(
     figures out (no matplotlib needed). At most ``max_conflicts`` conflicts are listed and
     ``max_timelines`` blocked paths drawn; the page says when it left some out.
     """
-    from traceaudit import __version__
+    from traceaudit._version import __version__
 
     if figures not in ("svg", "png", None):
         raise UsageError(f"figures={figures!r}: use 'svg', 'png' or None.")

@@ -39,14 +39,15 @@ import numpy as np
 import polars as pl
 
 from traceaudit._atomic import write_atomically
+from traceaudit.display import fmt_duration, share_text
 from traceaudit.report import figure_data as data
-from traceaudit.report.figure_data import DEFAULT_POLICIES, fmt_ms, shorten_middle
+from traceaudit.report.figure_data import DEFAULT_POLICIES, shorten_middle
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-    from traceaudit.report.model import Report
+    from traceaudit.report.data import ReportData as Report
 
 __all__ = [
     "DEFAULT_POLICIES",
@@ -116,7 +117,7 @@ def _nothing(ax: Axes, message: str) -> Axes:
 def _ms_formatter() -> Any:
     from matplotlib.ticker import FuncFormatter
 
-    return FuncFormatter(lambda value, _pos: fmt_ms(value).replace(".0 ", " "))
+    return FuncFormatter(lambda value, _pos: fmt_duration(value).replace(".0 ", " "))
 
 
 @contextlib.contextmanager
@@ -348,8 +349,6 @@ def _draw_timeline(ax: Axes, d: data.TimelineData) -> None:
 def _annotate_blockers(ax: Axes, d: data.TimelineData, lo: float, hi: float) -> None:
     """Name the file and share mode on each blocker bar, when there are few bars."""
 
-    from traceaudit.report.model import share_text
-
     prefix = d.path.lower().rstrip("\\") + "\\"
     # Labels go inside their bars; a label that would run into the next one in the same
     # lane is cut to fit, or left out when not even a short name fits.
@@ -475,8 +474,8 @@ def _draw_windows(
             s=60 if len(cens) <= 20 else 30, alpha=1.0 if len(cens) <= 20 else 0.35,
             color="black", linewidths=0, zorder=6, gid=GID_CENSORED,
             label=f"{sample.n_censored} still blocked when the trace ended "
-            f"(had lasted {fmt_ms(float(cens.min()))}"
-            + (f" to {fmt_ms(float(cens.max()))})" if len(cens) > 1 else ")"),
+            f"(had lasted {fmt_duration(float(cens.min()))}"
+            + (f" to {fmt_duration(float(cens.max()))})" if len(cens) > 1 else ")"),
         )  # fmt: skip
 
     rug_step = 0.045
@@ -515,7 +514,7 @@ def _draw_windows(
             )  # fmt: skip
         if off_edge:
             ax.annotate(
-                f"→ {fmt_ms(curve.gives_up_ms)}", (1, row_y), xycoords=("axes fraction", "data"),
+                f"→ {fmt_duration(curve.gives_up_ms)}", (1, row_y), xycoords=("axes fraction", "data"),
                 xytext=(3, 0), textcoords="offset points", ha="left", va="center",
                 fontsize=6.5, color=color,
             )  # fmt: skip
@@ -571,7 +570,9 @@ def _policy_label(curve: data.PolicyCurve, report: Report, suggested: bool) -> s
     if curve.unknown:
         parts.append(f"{curve.unknown} unknown (next retry after the trace ended)")
     parts.append(
-        f"gives up at {fmt_ms(curve.gives_up_ms)}" if len(curve.attempt_ms) else "never retries"
+        f"gives up at {fmt_duration(curve.gives_up_ms)}"
+        if len(curve.attempt_ms)
+        else "never retries"
     )
     if curve.jittered:
         parts.append("one jittered draw")
@@ -620,7 +621,7 @@ def blockers(report: Report, *, ax: Axes | None = None) -> Axes:
     for i, r in enumerate(shown.iter_rows(named=True)):
         note = f"{r['conflicts']}"
         if r["median_ms"] is not None:
-            note += f"  ·  median held {fmt_ms(r['median_ms'])}"
+            note += f"  ·  median held {fmt_duration(r['median_ms'])}"
         if r["censored"]:
             note += f"  ·  {r['censored']} still held at the end"
         ax.annotate(

@@ -17,12 +17,11 @@ from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
-from traceaudit.display import clock_expr
-from traceaudit.report.answer import answer, fmt_ms, plural
-from traceaudit.report.model import access_text, share_text
+from traceaudit.display import access_text, clock_expr, fmt_ms, plural, share_text
+from traceaudit.report.answer import answer
 
 if TYPE_CHECKING:
-    from traceaudit.report.model import Report
+    from traceaudit.report.data import ReportData as Report
 
 __all__ = ["render_text", "VERDICT_WORDS", "DEFAULT_LIMIT"]
 

@@ -6,8 +6,7 @@ from typing import Any
 
 import polars as pl
 
-from traceaudit.display import clock_expr, iso_expr
-from traceaudit.report.model import access_text, share_text
+from traceaudit.display import access_text, clock_expr, iso_expr, share_text
 
 
 def timeline_records(frame: pl.DataFrame) -> list[dict[str, Any]]:

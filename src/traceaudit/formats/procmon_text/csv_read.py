@@ -41,8 +41,8 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from traceaudit.errors import MissingColumnsError, TraceFormatError, UnknownFormatError
-from traceaudit.formats.input import TraceInput
+from traceaudit.errors import MissingColumnsError, TraceFormatError
+from traceaudit.formats.input import NotThisFormat, TraceInput
 from traceaudit.formats.procmon_text.decode import decode, decode_head, encoding_note, head_is_utf8
 from traceaudit.formats.procmon_text.rows import RawRows, build_trace
 from traceaudit.schema import Trace
@@ -166,9 +166,9 @@ def read(trace_input: TraceInput, *, date: Date | None = None, strict: bool = Fa
     name = trace_input.name
     header = find_header(decode_head(trace_input.head))
     if header is None or len(header.canonical()) < 2:
-        from traceaudit.formats.detection import unknown_format_message
-
-        raise UnknownFormatError(unknown_format_message(name, trace_input.head))
+        raise NotThisFormat(
+            f"{name}: not a Process Monitor CSV export (no header row with its column names)."
+        )
     columns = header.canonical()
     _check_columns(name, header, columns)
     wanted = {column: index for column, index in columns.items() if column in _FIELDS}

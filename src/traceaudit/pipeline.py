@@ -3,8 +3,10 @@
     trace ─► events ─► handles ─► completeness ─► conflicts (+ blockers, candidates,
     sections) ─► retry chains ─► hold times, lock episodes and their blocked times ─► advice
 
-This module only wires the stages together and gathers diagnostics; each stage is a
-frame-in, frame-out function in its own module.
+This module only wires the layers together (formats → analysis → policy → report) and
+gathers diagnostics; each analysis stage is a frame-in, frame-out function in its own module
+of :mod:`traceaudit.analysis`, the advice comes from :mod:`traceaudit.policy`, and the result
+is a :class:`~traceaudit.report.model.Report`.
 """
 
 from __future__ import annotations
