@@ -33,6 +33,7 @@ import click
 from traceaudit._outputs import check_output_file, check_plots_dir
 from traceaudit._progress import progress
 from traceaudit._safe_text import error_text, printable, quoted
+from traceaudit._version import __version__
 from traceaudit.errors import TraceauditError, UsageError
 
 EXIT_USAGE = 2
@@ -174,7 +175,7 @@ def _reading_options(command: Callable[..., Any]) -> Callable[..., Any]:
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="traceaudit")
+@click.version_option(version=__version__, prog_name="traceaudit")
 def main() -> None:
     """Find which process held a file, for how long, and how long to retry.
 

@@ -22,7 +22,7 @@ import polars as pl
 
 from traceaudit._atomic import atomic_output
 from traceaudit.errors import UsageError
-from traceaudit.formats.parquet import METADATA_CLOCK, METADATA_FORMAT
+from traceaudit.formats.parquet import write_parquet
 from traceaudit.schema import Trace
 
 __all__ = ["OUTPUT_FORMATS", "FORMULA_START", "convert", "output_format", "write_events"]
@@ -84,9 +84,7 @@ def write_events(
     events = trace.events
     with atomic_output(target) as handle:
         if kind == "parquet":
-            events.write_parquet(
-                handle, metadata={METADATA_FORMAT: trace.format, METADATA_CLOCK: trace.clock}
-            )
+            write_parquet(trace, handle)
         else:
             flat = events.with_columns(
                 time=pl.format(

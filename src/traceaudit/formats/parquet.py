@@ -1,4 +1,4 @@
-"""traceaudit's own Parquet: normalised events written by ``traceaudit convert``.
+"""traceaudit's own Parquet, read and written: normalised events (``traceaudit convert``).
 
 Parquet keeps every column type of :data:`~traceaudit.schema.EVENT_SCHEMA` (nanosecond
 datetimes and durations, unsigned masks), so a converted trace reads back exactly. The
@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import io
 from datetime import date as Date
-from typing import Any
+from typing import IO, Any
 
 import polars as pl
 
@@ -19,7 +19,7 @@ from traceaudit.errors import MissingColumnsError, TraceFormatError
 from traceaudit.formats.input import LIMIT_VARIABLE, TraceInput, quote_name, uncompressed_limit
 from traceaudit.schema import EVENT_SCHEMA, Trace, conform_events
 
-__all__ = ["FORMAT_NAME", "METADATA_FORMAT", "METADATA_CLOCK", "sniff", "read"]
+__all__ = ["FORMAT_NAME", "METADATA_FORMAT", "METADATA_CLOCK", "sniff", "read", "write_parquet"]
 
 FORMAT_NAME = "parquet"
 METADATA_FORMAT = "traceaudit.source_format"
@@ -158,3 +158,11 @@ def _casts(column: pl.Series, dtype: pl.DataType) -> bool:
     except (pl.exceptions.PolarsError, pl.exceptions.PanicException):
         return False
     return True
+
+
+def write_parquet(trace: Trace, handle: IO[bytes]) -> None:
+    """Write ``trace``'s events as traceaudit Parquet: every schema type kept, and the
+    source format and clock in the file's metadata, so :func:`read` gives them back."""
+    trace.events.write_parquet(
+        handle, metadata={METADATA_FORMAT: trace.format, METADATA_CLOCK: trace.clock}
+    )

@@ -22,6 +22,7 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from traceaudit.formats.procmon_text.columns import CLIPBOARD_COLUMNS
 from traceaudit.redaction.context import Context
 from traceaudit.redaction.fields import (
     rewrite_account,
@@ -35,16 +36,6 @@ from traceaudit.redaction.paths import rewrite_location, rewrite_process
 
 __all__ = ["CLIPBOARD_COLUMNS", "RowRewriter"]
 
-CLIPBOARD_COLUMNS: tuple[str, ...] = (
-    "Time of Day",
-    "Process Name",
-    "PID",
-    "Operation",
-    "Path",
-    "Result",
-    "Detail",
-)
-"""The seven fields of a row copied from Procmon, by Procmon column name."""
 
 _PASS = frozenset(
     [

@@ -40,7 +40,7 @@ from __future__ import annotations
 import mmap
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import date as Date
 from pathlib import Path
@@ -48,6 +48,7 @@ from pathlib import Path
 import polars as pl
 
 from traceaudit.errors import DamagedRowError, TraceFormatError
+from traceaudit.formats.binary import mapped_content
 from traceaudit.formats.etl.buffers import (
     Damage,
     LogHeader,
@@ -117,26 +118,8 @@ class _Read:
 @contextmanager
 def _content(trace_input: TraceInput) -> Iterator[bytes | mmap.mmap]:
     """The file's bytes: memory-mapped when it is a plain file, else decompressed bytes."""
-    if trace_input.path is None:
-        yield trace_input.read_bytes()
-        return
-    try:
-        handle = open(trace_input.path, "rb")  # noqa: SIM115 - closed by the with below
-    except OSError as exc:
-        raise TraceFormatError(
-            f"{trace_input.name}: cannot open the file ({exc.strerror or exc}). Check the path "
-            "and permissions."
-        ) from None
-    with handle:
-        if os.fstat(handle.fileno()).st_size == 0:
-            yield b""
-            return
-        mapping = mmap.mmap(handle.fileno(), 0, access=mmap.ACCESS_READ)
-        try:
-            yield mapping
-        finally:
-            with suppress(BufferError):
-                mapping.close()
+    with mapped_content(trace_input) as (content, _release):
+        yield content
 
 
 def _frame(parts: list[pl.DataFrame], schema: dict[str, pl.DataType]) -> pl.DataFrame:

@@ -39,10 +39,9 @@ end the file) keeps every event, with a warning naming what was lost; either way
 
 from __future__ import annotations
 
-import mmap
 import os
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date as Date
 from pathlib import Path
@@ -52,6 +51,7 @@ import polars as pl
 import pyarrow as pa
 
 from traceaudit.errors import TraceFormatError
+from traceaudit.formats.binary import mapped_content
 from traceaudit.formats.input import TraceInput, open_input
 from traceaudit.formats.pml.columns import base_columns, path_column
 from traceaudit.formats.pml.detail import decode_groups, typed_columns
@@ -89,67 +89,16 @@ class _Part:
     truncated: bool = False
 
 
-def _map(fileno: int) -> mmap.mmap:
-    """Map a whole file read-only; on Linux its pages are loaded in one go
-    (MAP_POPULATE), which is cheaper than faulting them in one by one, since every
-    page holds events the reader visits."""
-    populate = getattr(mmap, "MAP_POPULATE", 0)
-    if populate and hasattr(mmap, "MAP_SHARED"):
-        with suppress(OSError, ValueError):
-            return mmap.mmap(fileno, 0, flags=mmap.MAP_SHARED | populate, prot=mmap.PROT_READ)
-    return mmap.mmap(fileno, 0, access=mmap.ACCESS_READ)
-
-
-def _no_release(start: int = 0, end: int | None = None) -> None:
-    """Nothing to give back: the content is an in-memory bytes object."""
-
-
 @contextmanager
 def _mapped(
     trace_input: TraceInput,
 ) -> Iterator[tuple[np.ndarray, pa.Buffer, Callable[..., None]]]:
     """The content as a uint8 array and an Arrow buffer over the same bytes, and a
-    function that gives the pages read so far back to the system.
-
-    A plain file is memory-mapped: pages are read as they are touched and never copied
-    as a whole, and ``release()`` drops them from the process's memory once a pass over
-    the events is done (later reads fault back only the pages they need). Decompressed
-    content is used from memory. Nothing returned by the readers keeps a view of these
-    bytes.
-    """
-    if trace_input.path is None:
-        content = trace_input.read_bytes()
-        yield np.frombuffer(content, dtype=np.uint8), pa.py_buffer(content), _no_release
-        return
-    try:
-        handle = open(trace_input.path, "rb")  # noqa: SIM115 - closed by the with below
-    except OSError as exc:
-        raise TraceFormatError(
-            f"{trace_input.name}: cannot open the file ({exc.strerror or exc}). Check the path "
-            "and permissions."
-        ) from None
-    with handle:
-        if os.fstat(handle.fileno()).st_size == 0:
-            yield np.zeros(0, dtype=np.uint8), pa.py_buffer(b""), _no_release
-            return
-        mapping = _map(handle.fileno())
-
-        def release(start: int = 0, end: int | None = None) -> None:
-            """Drop the pages wholly inside ``[start, end)`` from memory."""
-            if not hasattr(mmap, "MADV_DONTNEED"):
-                return
-            first = -(-start // mmap.PAGESIZE) * mmap.PAGESIZE
-            last = len(mapping) if end is None else min(end, len(mapping))
-            last = last if last == len(mapping) else last // mmap.PAGESIZE * mmap.PAGESIZE
-            if last > first:
-                with suppress(OSError, ValueError):
-                    mapping.madvise(mmap.MADV_DONTNEED, first, last - first)
-
-        try:
-            yield np.frombuffer(mapping, dtype=np.uint8), pa.py_buffer(mapping), release
-        finally:
-            with suppress(BufferError):  # a view still alive: the mapping closes with it
-                mapping.close()
+    function that gives the pages read so far back to the system (see
+    :func:`~traceaudit.formats.binary.mapped_content`). Nothing returned by the readers
+    keeps a view of these bytes."""
+    with mapped_content(trace_input, populate=True) as (content, release):
+        yield np.frombuffer(content, dtype=np.uint8), pa.py_buffer(content), release
 
 
 def _processes(

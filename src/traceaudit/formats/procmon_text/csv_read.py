@@ -43,6 +43,7 @@ import polars as pl
 
 from traceaudit.errors import MissingColumnsError, TraceFormatError
 from traceaudit.formats.input import NotThisFormat, TraceInput
+from traceaudit.formats.procmon_text.columns import PROCMON_COLUMNS
 from traceaudit.formats.procmon_text.decode import decode, decode_head, encoding_note, head_is_utf8
 from traceaudit.formats.procmon_text.rows import RawRows, build_trace
 from traceaudit.schema import Trace
@@ -59,36 +60,6 @@ __all__ = [
 
 FORMAT_NAME = "procmon-csv"
 
-PROCMON_COLUMNS = (
-    "Time of Day",
-    "Process Name",
-    "PID",
-    "Operation",
-    "Path",
-    "Result",
-    "Detail",
-    "Date & Time",
-    "Relative Time",
-    "Duration",
-    "Completion Time",
-    "Event Class",
-    "Sequence",
-    "Image Path",
-    "Company",
-    "Description",
-    "Version",
-    "User",
-    "Authentication ID",
-    "Session",
-    "Command Line",
-    "TID",
-    "Virtualized",
-    "Integrity",
-    "Category",
-    "Parent PID",
-    "Architecture",
-)
-"""Every column Procmon can export (``procmon_parser/consts.py``)."""
 
 REQUIRED_COLUMNS = ("Process Name", "PID", "Operation", "Path", "Result")
 """Needed besides a time column (``Time of Day`` or ``Date & Time``)."""

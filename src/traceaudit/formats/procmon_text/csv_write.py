@@ -33,6 +33,7 @@ import polars as pl
 
 from traceaudit._atomic import atomic_output
 from traceaudit.errors import UsageError
+from traceaudit.formats.procmon_text.columns import DEFAULT_COLUMNS
 
 __all__ = [
     "DEFAULT_COLUMNS",
@@ -65,16 +66,6 @@ __all__ = [
     "format_detail_process_exit",
 ]
 
-DEFAULT_COLUMNS: tuple[str, ...] = (
-    "Time of Day",
-    "Process Name",
-    "PID",
-    "Operation",
-    "Path",
-    "Result",
-    "Detail",
-)
-"""The 7 columns a fresh Procmon install shows and exports."""
 
 SIMULATION_COLUMNS: tuple[str, ...] = (*DEFAULT_COLUMNS, "TID", "Date & Time", "Duration")
 """What :meth:`traceaudit.simulation.generate.Simulation.write_csv` writes: the defaults plus the
