@@ -1,12 +1,22 @@
-"""Shared fixtures: the real trace corpus beside the repository (``../shared/corpus``)."""
+"""Shared test setup: helpers on the import path, the corpus fixture, the ``slow`` marker.
+
+Tests are laid out like the package (``tests/formats/``, ``tests/analysis/`` …); the helpers
+they share (scenario builders, the ETL writer, the fuzz worker, locations) live in
+``tests/support/``. Tests that read the real-capture corpus, run notebook kernels or
+simulate a million events are marked ``slow`` (``pytest -m "not slow"`` for a quick run;
+the default run and CI run everything but the ``long`` fuzzing).
+"""
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
 
-CORPUS = Path(__file__).parent.parent.parent / "shared" / "corpus"
+sys.path.insert(0, str(Path(__file__).resolve().parent / "support"))
+
+from locations import CORPUS  # noqa: E402  (support/ is on the path from here on)
 
 
 @pytest.fixture
@@ -15,3 +25,10 @@ def corpus() -> Path:
     if not CORPUS.is_dir():
         pytest.skip(f"trace corpus not found at {CORPUS}")
     return CORPUS
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every test that reads the corpus is slow."""
+    for item in items:
+        if "corpus" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)

@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 
+from locations import SAMPLES
 from traceaudit.cli import main
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SAMPLES = SAMPLES
 UV = str(SAMPLES / "uv-extract-rename.csv")
 INDEXER = str(SAMPLES / "replace-under-indexer.csv")
 PASTED = str(SAMPLES / "uv-issue-pasted.tsv")

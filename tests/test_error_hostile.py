@@ -22,10 +22,11 @@ import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from locations import SAMPLES
 from traceaudit.cli import main
 from traceaudit.formats import input as _input
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SAMPLES = SAMPLES
 UV = SAMPLES / "uv-extract-rename.csv"
 PASTED = SAMPLES / "uv-issue-pasted.tsv"
 

@@ -24,11 +24,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import CORPUS
+from locations import CORPUS, ROOT, SUPPORT
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = ROOT
 SAMPLES = ROOT / "samples"
-WORKER = Path(__file__).resolve().parent / "fuzz_worker.py"
+WORKER = SUPPORT / "fuzz_worker.py"
 MEMORY_LIMIT = 6 << 30  # address space per worker (polars reserves much it never touches)
 PEAK_LIMIT_MB = 1_500  # resident memory no mutant of these small inputs may need
 WORKERS = 2

@@ -6,13 +6,15 @@ fresh kernel, from the notebooks folder, as a reader would run them.
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import nbformat
 import pytest
 from nbclient import NotebookClient
 
-NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+from locations import ROOT
+
+pytestmark = pytest.mark.slow  # each notebook starts a kernel
+
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
 
 
 def test_there_are_notebooks():

@@ -13,15 +13,17 @@ from dataclasses import dataclass
 
 import polars as pl
 
-from traceaudit import policy as _policy
 from traceaudit.display import fmt_ms
+from traceaudit.policy.app_retries import assess_app_retries
+from traceaudit.policy.replay_engine import replay_table, window_lengths
+from traceaudit.policy.suggestion import RetryPolicy, suggest
 
 __all__ = ["Advice", "retry_advice"]
 
 
 @dataclass(frozen=True)
 class Advice:
-    policy: _policy.RetryPolicy | None
+    policy: RetryPolicy | None
     replay: pl.DataFrame
     app_retries: pl.DataFrame
     withheld: str | None = None
@@ -81,10 +83,10 @@ def retry_advice(
             app_retries=pl.DataFrame(),
             withheld=_why_no_episode(conflicts),
         )
-    replay = _policy.replay_table(episodes, blocked)
+    replay = replay_table(episodes, blocked)
     linked = chains.join(episodes.select("trace", "chain"), on=["trace", "chain"], how="semi")
-    app = _policy.assess_app_retries(linked, episodes, blocked) if linked.height else pl.DataFrame()
-    windows = _policy.window_lengths(episodes, blocked)
+    app = assess_app_retries(linked, episodes, blocked) if linked.height else pl.DataFrame()
+    windows = window_lengths(episodes, blocked)
     if bool(windows["censored"].all()):
         longest = float(windows["window_ms"].max())
         return Advice(
@@ -97,7 +99,7 @@ def retry_advice(
                 "seen to time. Capture for longer, until the operation succeeds."
             ),
         )
-    suggestion = _policy.suggest(episodes, blocked, target=target, max_wait_ms=max_wait_ms)
+    suggestion = suggest(episodes, blocked, target=target, max_wait_ms=max_wait_ms)
     if not suggestion.coverage:
         budget = "" if max_wait_ms is None else f" within --max-wait {fmt_ms(max_wait_ms)}"
         return Advice(

@@ -37,10 +37,14 @@ from pathlib import Path
 from typing import IO, Protocol
 
 from traceaudit.errors import TraceFormatError, UnknownFormatError
-from traceaudit.formats.detection import is_trace, sniff_format, unknown_format_message
-from traceaudit.formats.input import open_input
-from traceaudit.formats.procmon_text.csv_read import find_header
-from traceaudit.formats.procmon_text.decode import decode
+from traceaudit.formats import (
+    decode,
+    find_header,
+    is_trace,
+    open_input,
+    sniff_format,
+    unknown_format_message,
+)
 from traceaudit.redaction.context import Context
 from traceaudit.redaction.rows import CLIPBOARD_COLUMNS, RowRewriter
 from traceaudit.redaction.xml_handler import XmlHandler

@@ -26,7 +26,7 @@ import re
 from collections.abc import Callable, Iterator
 from typing import IO
 
-from traceaudit.formats.procmon_text.csv_read import PROCMON_COLUMNS
+from traceaudit.formats.procmon_text.columns import PROCMON_COLUMNS
 from traceaudit.redaction.context import Context
 from traceaudit.redaction.fields import rewrite_company, rewrite_text
 from traceaudit.redaction.paths import rewrite_location, rewrite_process

@@ -2,18 +2,17 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import polars as pl
 import pytest
 from click.testing import CliRunner
 
+from locations import SAMPLES
 from traceaudit.cli import main
 from traceaudit.errors import UsageError
 from traceaudit.formats import load_trace
 from traceaudit.formats.convert import convert, write_events
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SAMPLES = SAMPLES
 UV = SAMPLES / "uv-extract-rename.csv"
 
 

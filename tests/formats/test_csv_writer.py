@@ -20,6 +20,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from locations import ROOT
 from traceaudit.errors import UsageError
 from traceaudit.formats.procmon_text import csv_write as w
 from traceaudit.formats.procmon_text.csv_write import (
@@ -42,7 +43,7 @@ from traceaudit.formats.procmon_text.csv_write import (
     write_procmon_csv,
 )
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = ROOT
 ISSUE = ROOT.parent / "shared" / "context" / "uv-issue-1491.md"
 
 

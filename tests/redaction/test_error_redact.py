@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-
 from test_redact import PLANTED, PLANTED_COLUMNS, PLANTED_SECRETS, csv_text
+
 from traceaudit import cli as cli_module
 from traceaudit.cli import main
 from traceaudit.errors import TraceFormatError, UnknownFormatError, UsageError

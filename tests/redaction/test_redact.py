@@ -23,13 +23,14 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from locations import SAMPLES
 from traceaudit.cli import main
 from traceaudit.formats import load_trace
 from traceaudit.redaction.redactor import CLASSES, RedactionResult, redact
 
 KEY = bytes(range(32))
 OTHER_KEY = bytes(range(1, 33))
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SAMPLES = SAMPLES
 COLUMNS = ("Time of Day", "Process Name", "PID", "Operation", "Path", "Result", "Detail")
 CREATE = (
     "Desired Access: Generic Read, Disposition: Open, Options: Synchronous IO Non-Alert, "

@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 
+from locations import GOLDEN, ROOT
 from traceaudit import analyze
 
-ROOT = Path(__file__).resolve().parent.parent
-GOLDEN = Path(__file__).resolve().parent / "golden"
+ROOT = ROOT
+GOLDEN = GOLDEN
 SAMPLES = [
     "uv-extract-rename.csv",
     "replace-under-indexer.csv",

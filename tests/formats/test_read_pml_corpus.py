@@ -18,9 +18,10 @@ from pathlib import Path
 import polars as pl
 import pytest
 
+from locations import CORPUS
 from traceaudit.formats.pml.reader import read_pml, read_pml_processes
 
-CORPUS = Path(__file__).resolve().parents[2] / "shared" / "corpus"
+CORPUS = CORPUS
 PAIRS = ("Tests64bit", "Tests32bit", "UTC64Filesystem", "UTC32Filesystem", "UTC64Process")
 AGREEMENT = 0.999
 

@@ -13,6 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from builders import DLL, TMP, Story
+from locations import SAMPLES
 from traceaudit.analysis.completeness import capture_completeness
 from traceaudit.analysis.conflicts import BLOCKED_VERDICTS
 from traceaudit.pipeline import analyze
@@ -143,11 +144,10 @@ def test_a_one_thread_capture_holds_only_candidates():
 def test_an_excerpt_is_recognised_without_the_paste_format():
     # The uv rows saved as a CSV would no longer say "pasted": the I/O on files that are
     # never opened or closed in them still gives the excerpt away.
-    from pathlib import Path
 
     from traceaudit import read_trace
 
-    pasted = Path(__file__).resolve().parent.parent / "samples" / "uv-issue-pasted.tsv"
+    pasted = SAMPLES / "uv-issue-pasted.tsv"
     report = report_of(read_trace(pasted), "procmon-csv")
     completeness = report.to_dict()["trace"]["completeness"]
     assert "io-without-open" in completeness["gaps"] and not completeness["pasted"]

@@ -21,6 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from locations import ROOT
 from traceaudit import read_trace
 from traceaudit.errors import UsageError
 from traceaudit.formats.procmon_text.csv_write import format_iso_time, format_time_of_day
@@ -39,7 +40,7 @@ from traceaudit.simulation.story import EV_SCHEMA as EV_SCHEMA_SIM
 from traceaudit.simulation.story import TraceBuilder, ms
 from traceaudit.simulation.truth import compute_truth
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = ROOT
 SEEDS = range(4)
 OPEN_REQUIRING_OPLOCK = 0x00010000
 CONFLICT_KEYS = [

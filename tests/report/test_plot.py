@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import stat
 import subprocess
 import sys
@@ -15,6 +14,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from builders import DLL, TMP, Story, uv_with_backoff
+from locations import TESTS
 from traceaudit.errors import UsageError
 from traceaudit.pipeline import analyze
 from traceaudit.report import figure_data as data
@@ -310,7 +310,8 @@ def test_svg_output_is_reproducible():
 
 def test_plot_functions_do_not_touch_pyplot_state_unless_pyplot_is_in_use():
     code = (
-        "import matplotlib; matplotlib.use('Agg'); import sys; sys.path.insert(0, 'tests');"
+        "import matplotlib; matplotlib.use('Agg'); import sys;"
+        f"sys.path[:0] = [{str(TESTS / 'report')!r}, {str(TESTS / 'support')!r}];"
         "from test_plot import report_of, uv_with_backoff;"
         "from traceaudit import plot;"
         "ax = plot.timeline(report_of(uv_with_backoff(100)));"
@@ -320,7 +321,6 @@ def test_plot_functions_do_not_touch_pyplot_state_unless_pyplot_is_in_use():
         [sys.executable, "-c", code],
         capture_output=True,
         text=True,
-        cwd=os.path.dirname(os.path.dirname(__file__)),
     )
     assert done.returncode == 0, done.stderr
 

@@ -23,13 +23,14 @@ import pytest
 from click.testing import CliRunner
 
 import traceaudit
+from locations import SAMPLES
 from traceaudit.cli import main
 from traceaudit.errors import DamagedRowError, TraceauditError
 from traceaudit.formats import load_text, load_trace
 from traceaudit.formats.procmon_text import csv_read as procmon_csv
 
-SAMPLE = Path(__file__).resolve().parent.parent / "samples" / "uv-extract-rename.csv"
-PASTED = Path(__file__).resolve().parent.parent / "samples" / "uv-issue-pasted.tsv"
+SAMPLE = SAMPLES / "uv-extract-rename.csv"
+PASTED = SAMPLES / "uv-issue-pasted.tsv"
 ROWS = 287
 STRICT = "Fix or delete the row, or read without strict mode to skip damaged rows."
 

@@ -9,9 +9,9 @@ from html.parser import HTMLParser
 
 import matplotlib
 import pytest
+from test_plot import DLL, TMP, quiet, report_of, two_blockers, uv_with_backoff
 
 from builders import Story
-from test_plot import DLL, TMP, quiet, report_of, two_blockers, uv_with_backoff
 from traceaudit.errors import UsageError
 from traceaudit.report.html import render_html, write_html
 

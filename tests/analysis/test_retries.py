@@ -1,11 +1,11 @@
-"""Retry chains, lock-window statistics and per-file timelines."""
+"""Retry chains: the same process trying the same operation on the same path again, and
+what an observed retry tells the episodes."""
 
 from __future__ import annotations
 
 import polars as pl
 
-from builders import DLL, TMP, Story, uv_with_backoff
-from traceaudit.analysis.timeline import timeline
+from builders import Story, uv_with_backoff
 from traceaudit.pipeline import analyze
 from traceaudit.schema import Trace
 
@@ -27,44 +27,6 @@ def test_a_chain_that_gives_up_is_not_succeeded():
     chain = report.chains.row(0, named=True)
     assert chain["attempts"] == 11 and not chain["succeeded"]
     assert round(chain["total_ms"], 3) == 10230.0
-
-
-def test_every_failed_attempt_is_its_own_conflict_with_its_own_window():
-    report = report_of(uv_with_backoff(100))
-    assert report.conflicts["remaining_ms"].round(6).to_list() == [94.9, 84.9, 64.9, 24.9]
-
-
-def test_window_table_has_overall_then_per_blocker_rows():
-    table = report_of(uv_with_backoff(100)).windows
-    assert table["blocker"].to_list() == ["all", "MsMpEng.exe"]
-    overall = table.row(0, named=True)
-    assert overall["count"] == 4 and overall["censored"] == 0
-    assert round(overall["max_ms"], 6) == 94.9
-    assert round(overall["p50_ms"], 6) == 74.9
-
-
-def test_censored_windows_are_counted_not_dropped():
-    story = (
-        Story()
-        .open_(0, 20, DLL, process="MsMpEng.exe")
-        .elsewhere(0.5, 20)
-        .open_(1, 10, TMP, access="ad", process="uv.exe")
-    )
-    story.rename(2, 10, TMP, r"C:\c\x").close(3, 10, TMP)
-    table = report_of(story).windows
-    assert table.row(0, named=True)["censored"] == 1
-    assert table.row(0, named=True)["p50_ms"] is None
-
-
-def test_timeline_shows_everything_below_a_directory_with_handles():
-    story = uv_with_backoff(40)
-    frame = timeline(story.events(), TMP.upper())
-    assert frame["path"].str.to_lowercase().str.starts_with(TMP.lower()).all()
-    assert "ReadFile" not in frame["operation"].to_list()
-    renames = frame.filter(pl.col("operation") == "SetRenameInformationFile")
-    assert renames["handle"].null_count() == 0
-    scanner = frame.filter(pl.col("process") == "MsMpEng.exe")
-    assert scanner["handle"].n_unique() == 1 and scanner.height == 2
 
 
 def test_an_observed_successful_retry_ends_the_episode_for_the_replay():

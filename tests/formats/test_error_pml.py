@@ -9,8 +9,8 @@ from __future__ import annotations
 import struct
 
 import pytest
-
 from test_read_pml_builder import HEADER_SIZE, close_event, create_event, pml_file, write
+
 from traceaudit.errors import DamagedRowError, TraceFormatError
 from traceaudit.formats.pml.reader import read_pml, read_pml_processes
 

@@ -12,7 +12,6 @@ from datetime import timedelta
 
 import polars as pl
 import pytest
-
 from test_read_pml_builder import (
     T0,
     Event,
@@ -28,6 +27,7 @@ from test_read_pml_builder import (
     thread_create_event,
     write,
 )
+
 from traceaudit.formats.input import open_input
 from traceaudit.formats.pml.reader import FORMAT_NAME, read, read_pml, read_pml_processes, sniff_pml
 from traceaudit.schema import EVENT_SCHEMA

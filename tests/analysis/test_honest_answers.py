@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import json
 import re
-from pathlib import Path
 
 import polars as pl
 import pytest
 from click.testing import CliRunner
 
 import traceaudit
+from locations import SAMPLES
 from traceaudit.cli import main
 from traceaudit.report.html import render_html
 
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SAMPLES = SAMPLES
 PASTED = SAMPLES / "uv-issue-pasted.tsv"
 UV = SAMPLES / "uv-extract-rename.csv"
 MIXED = SAMPLES / "mixed-small.csv"

@@ -19,13 +19,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import CORPUS
+from locations import CORPUS, SAMPLES
 from traceaudit.pipeline import analyze
 from traceaudit.redaction.redactor import redact
 from traceaudit.simulation.generate import FAMILY_NAMES, simulate, simulate_mix
 
 KEY = b"analysis-equivalence-test-key-32"
-SAMPLES = Path(__file__).resolve().parent.parent / "samples"
+SAMPLES = SAMPLES
 SLOW = settings(
     max_examples=4, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
