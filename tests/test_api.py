@@ -113,7 +113,7 @@ def test_a_face_never_imports_the_report_model_or_the_package_root():
                 if node.module == "traceaudit" and path.name != "__init__.py":
                     names = [a.name for a in node.names]
                     offenders.append(f"{path.relative_to(source)} imports {names} from the root")
-                if node.module == "traceaudit.report.model" and path.parent.name == "report":
-                    if path.name not in ("model.py", "__init__.py"):
-                        offenders.append(f"{path.relative_to(source)} imports the report model")
+                face = path.parent.name == "report" and path.name not in ("model.py", "__init__.py")
+                if node.module == "traceaudit.report.model" and face:
+                    offenders.append(f"{path.relative_to(source)} imports the report model")
     assert offenders == []

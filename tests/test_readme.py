@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import click
-from locations import ROOT
 
+from locations import ROOT
 from traceaudit.cli import main
 from traceaudit.formats import FORMATS
 
