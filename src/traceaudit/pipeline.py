@@ -40,7 +40,7 @@ from traceaudit.schema import Trace
 
 __all__ = ["analyze", "analyze_trace", "diagnose"]
 
-PathLike = str | os.PathLike
+PathLike = str | os.PathLike[str]
 
 
 @dataclass(frozen=True)

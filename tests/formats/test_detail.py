@@ -1,4 +1,4 @@
-"""The Detail grammar of FORMATS.md §1.4, case by case, and what unknown keys do."""
+"""The Detail grammar of docs/formats.md §1.4, case by case, and what unknown keys do."""
 
 from __future__ import annotations
 

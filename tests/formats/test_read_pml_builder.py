@@ -1,7 +1,7 @@
 """A writer of small synthetic PML files, so the PML reader is tested without the corpus.
 
 The layouts here are written out independently of ``traceaudit.formats.pml.layout``
-(from procmon-parser's format notes and FORMATS.md), so a mistake in one is caught by the
+(from procmon-parser's format notes and docs/formats.md §2), so a mistake in one is caught by the
 other. ``pml_file(events, pointer=8)`` returns the bytes of a whole, cleanly closed log;
 the ``*_event`` helpers make the events the analysis cares about.
 """

@@ -1,4 +1,4 @@
-"""Each known policy's schedule against the numbers in BACKOFF-POLICIES.md."""
+"""Each known policy's schedule against the numbers in docs/retry-policies.md."""
 
 from __future__ import annotations
 

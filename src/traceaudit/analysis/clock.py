@@ -26,7 +26,7 @@ def _zone_name(tz: str) -> str:
     local = datetime.now().astimezone().tzinfo
     key = getattr(local, "key", None)  # zoneinfo zones know their IANA name
     if key:
-        return key
+        return str(key)
     offset = datetime.now().astimezone().utcoffset()
     minutes = int(offset.total_seconds() // 60) if offset else 0
     sign = "+" if minutes >= 0 else "-"

@@ -212,8 +212,19 @@ class Completeness:
 
     def warning_items(self) -> list[tuple[str, str]]:
         """(gap name, warning) pairs, most serious first."""
-        name = self.trace
         out: list[tuple[str, str]] = []
+        self._warn_filtered_edges(out)
+        self._warn_excerpt(out)
+        self._warn_unseen_closes(out)
+        self._warn_cut_end(out)
+        return out
+
+    def _warn_filtered_edges(self, out: list[tuple[str, str]]) -> None:
+        """No CreateFile/CloseFile at all, or no CloseFile: a filter on the operation.
+
+        Without them no handle lifetime can be rebuilt, so no holder can be named.
+        """
+        name = self.trace
         if self.no_opens_or_closes:
             _add(
                 out,
@@ -233,6 +244,10 @@ class Completeness:
                 "a close are listed as candidates, never as holders, and feed no hold or "
                 "blocked time and no advice. Capture again with CloseFile included.",
             )
+
+    def _warn_excerpt(self, out: list[tuple[str, str]]) -> None:
+        """Rows missing between the ones the trace holds: a paste, or what looks like one."""
+        name = self.trace
         if self.pasted:
             _add(
                 out,
@@ -258,6 +273,14 @@ class Completeness:
                 "Handles without a close are candidates only. Save all events of the capture "
                 "and analyse that.",
             )
+
+    def _warn_unseen_closes(self, out: list[tuple[str, str]]) -> None:
+        """Closes the capture cannot show: a one-thread filter, or processes never closing.
+
+        A handle's CloseFile comes from whichever thread closes it, so a thread filter
+        loses closes as surely as a filter on CloseFile does.
+        """
+        name = self.trace
         if self.single_thread is not None:
             _add(
                 out,
@@ -279,6 +302,10 @@ class Completeness:
                 "closed none in the capture: their CloseFiles were not captured, so their "
                 "handles without a close are candidates, not holders.",
             )
+
+    def _warn_cut_end(self, out: list[tuple[str, str]]) -> None:
+        """The end of the trace is not the end of the story: cut short, or stopped mid-retry."""
+        name = self.trace
         if self.truncated:
             _add(
                 out,
@@ -297,7 +324,6 @@ class Completeness:
                 "may still have been retrying, and how the operation ended is not in the trace. "
                 "Keep capturing until the operation completes or fails for good.",
             )
-        return out
 
 
 MINOR_GAPS = frozenset({"process-without-closes", "cut-short", "ended-during-failure"})
@@ -335,31 +361,8 @@ def capture_completeness(
     """Measure what the capture holds (see the module docstring)."""
     lazy = events.lazy()
     fs = lazy.filter(pl.col("event_class") == "File System")
-    per_process = (
-        fs.group_by("pid")
-        .agg(
-            process=pl.col("process").first(),
-            creates=(pl.col("operation") == "CreateFile").sum().cast(pl.Int64),
-            opens=((pl.col("operation") == "CreateFile") & (pl.col("result") == "SUCCESS"))
-            .sum()
-            .cast(pl.Int64),
-            closes=(pl.col("operation") == "CloseFile").sum().cast(pl.Int64),
-        )
-        .collect()
-    )
-    edges = (
-        fs.filter(pl.col("operation").is_in(["CreateFile", "CloseFile"]))
-        .select("pid", key=path_key("path"))
-        .unique()
-    )
-    io_keys = (
-        _handle_io(lazy)
-        .group_by("pid", key=path_key("path"))
-        .agg(operation=pl.col("operation").first(), path=pl.col("path").first())
-    )
-    without_open = io_keys.join(edges, on=["pid", "key"], how="anti")
-    io_handles = io_keys.select(pl.len()).collect().item()
-    orphan_io = without_open.sort("path").collect()
+    per_process = _per_process_counts(fs)
+    io_handles, orphan_io = _io_without_open(lazy, fs)
     example = f"{orphan_io['operation'][0]} {orphan_io['path'][0]}" if orphan_io.height else None
 
     creates = int(per_process["creates"].sum()) if per_process.height else 0
@@ -368,23 +371,9 @@ def capture_completeness(
     gaps = per_process.filter((pl.col("opens") > 0) & (pl.col("closes") == 0)).sort(
         "opens", "process", descending=[True, False]
     )
-    file_system_events = fs.select(pl.len()).collect().item()
-    tids = (
-        fs.select(pl.col("tid").drop_nulls().n_unique()).collect().item()
-        if file_system_events
-        else 0
-    )
-    single_thread = (
-        int(events.filter(pl.col("event_class") == "File System")["tid"].drop_nulls()[0])
-        if tids == 1 and file_system_events > 1
-        else None
-    )
+    file_system_events, single_thread = _single_thread(events, fs)
     pids = events["pid"].drop_nulls().n_unique() if events.height else 0
-
-    open_before = open_at_end = 0
-    if handles is not None and handles.height:
-        open_before = int(handles["open_before_capture"].sum())
-        open_at_end = int(handles["open_at_end"].sum())
+    open_before, open_at_end = _handles_at_edges(handles)
 
     draft = Completeness(
         trace=name,
@@ -406,14 +395,89 @@ def capture_completeness(
         handles_open_at_end=open_at_end,
     )
     unreliable = draft.excerpt or single_thread is not None
-    visibility = per_process.select(
+    visibility = _visibility(per_process, any_opens=opens > 0, unreliable=unreliable)
+    return Completeness(**{**_fields(draft), "visibility": visibility})
+
+
+def _per_process_counts(fs: pl.LazyFrame) -> pl.DataFrame:
+    """Per pid: its name, CreateFile events, successful ones (opens), and CloseFiles."""
+    return (
+        fs.group_by("pid")
+        .agg(
+            process=pl.col("process").first(),
+            creates=(pl.col("operation") == "CreateFile").sum().cast(pl.Int64),
+            opens=((pl.col("operation") == "CreateFile") & (pl.col("result") == "SUCCESS"))
+            .sum()
+            .cast(pl.Int64),
+            closes=(pl.col("operation") == "CloseFile").sum().cast(pl.Int64),
+        )
+        .collect()
+    )
+
+
+def _io_without_open(lazy: pl.LazyFrame, fs: pl.LazyFrame) -> tuple[int, pl.DataFrame]:
+    """How many (pid, path) handles are used for I/O, and those with no open or close.
+
+    The second is one row per such handle (``operation``, ``path`` of its first use),
+    sorted by path: an excerpt is made mostly of these.
+    """
+    edges = (
+        fs.filter(pl.col("operation").is_in(["CreateFile", "CloseFile"]))
+        .select("pid", key=path_key("path"))
+        .unique()
+    )
+    io_keys = (
+        _handle_io(lazy)
+        .group_by("pid", key=path_key("path"))
+        .agg(operation=pl.col("operation").first(), path=pl.col("path").first())
+    )
+    without_open = io_keys.join(edges, on=["pid", "key"], how="anti")
+    io_handles = io_keys.select(pl.len()).collect().item()
+    orphan_io = without_open.sort("path").collect()
+    return io_handles, orphan_io
+
+
+def _single_thread(events: pl.DataFrame, fs: pl.LazyFrame) -> tuple[int, int | None]:
+    """The number of file-system events, and the one thread id when they all share one.
+
+    A single event proves nothing about a thread filter, so it never counts as one thread.
+    """
+    file_system_events = fs.select(pl.len()).collect().item()
+    tids = (
+        fs.select(pl.col("tid").drop_nulls().n_unique()).collect().item()
+        if file_system_events
+        else 0
+    )
+    single_thread = (
+        int(events.filter(pl.col("event_class") == "File System")["tid"].drop_nulls()[0])
+        if tids == 1 and file_system_events > 1
+        else None
+    )
+    return file_system_events, single_thread
+
+
+def _handles_at_edges(handles: pl.DataFrame | None) -> tuple[int, int]:
+    """How many handles were open before the capture started, and still open at its end."""
+    open_before = open_at_end = 0
+    if handles is not None and handles.height:
+        open_before = int(handles["open_before_capture"].sum())
+        open_at_end = int(handles["open_at_end"].sum())
+    return open_before, open_at_end
+
+
+def _visibility(per_process: pl.DataFrame, *, any_opens: bool, unreliable: bool) -> pl.DataFrame:
+    """Per pid, whether the capture could show its handles close and open.
+
+    Nothing is visible in an excerpt or a one-thread capture (``unreliable``); closes are
+    visible for a process with at least one CloseFile.
+    """
+    return per_process.select(
         pl.col("pid").cast(pl.Int64),
         closes_visible=(pl.col("closes") > 0) & pl.lit(not unreliable),
         # Opens are filtered for a whole capture, not per process in practice: a process
         # whose only events are closes had its handles open before the capture started.
-        opens_visible=pl.lit(opens > 0 and not unreliable),
+        opens_visible=pl.lit(any_opens and not unreliable),
     )
-    return Completeness(**{**_fields(draft), "visibility": visibility})
 
 
 def _fields(value: Completeness) -> dict[str, Any]:

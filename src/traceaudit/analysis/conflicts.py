@@ -85,6 +85,8 @@ may open after the failure and block a retry too (that is an episode's *blocked 
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import polars as pl
 
 from traceaudit.analysis import rules as _sharing
@@ -101,6 +103,9 @@ from traceaudit.analysis.rules import (
 )
 from traceaudit.analysis.sections import SECTION_FIELDS, SECTION_RESULTS
 from traceaudit.display import clock_expr
+
+if TYPE_CHECKING:
+    from polars.expr.whenthen import ChainedThen, Then
 
 __all__ = [
     "LOCK_RESULTS",
@@ -295,6 +300,21 @@ def blocking_handles(
     :meth:`traceaudit.analysis.completeness.Completeness.visibility`) says which processes' closes
     and opens the capture shows; without it every handle is taken at its word.
     """
+    pairs = _related_pairs(failures, handles)
+    pairs = _open_at_or_after(pairs)
+    pairs = _without_issuing_handle(pairs)
+    pairs = _mark_candidates(pairs, visibility)
+    return _blocking_interval(pairs).collect()
+
+
+def _related_pairs(failures: pl.DataFrame, handles: pl.DataFrame) -> pl.LazyFrame:
+    """(failure, handle) pairs by ``relation``, each failure's columns suffixed ``_f``.
+
+    ``same-path``: handles on the failed path that :func:`_same_path_rule` says block;
+    ``below``: any handle under a renamed/deleted directory (Windows refuses to rename or
+    delete a directory while anything below it is open, whatever the share mode);
+    ``target``: any handle on the target of a rename or link.
+    """
     side = _failure_side(failures)
     lazy_handles = handles.lazy()
 
@@ -326,17 +346,31 @@ def blocking_handles(
         *HANDLE_COLUMNS,
         "relation",
     ]
-    pairs = pl.concat(
+    return pl.concat(
         [frame.select(columns) for frame in (same, below, target)], how="vertical_relaxed"
     )
 
+
+def _open_at_or_after(pairs: pl.LazyFrame) -> pl.LazyFrame:
+    """Keep the handles not yet closed at the failure; mark ``own`` and ``at_failure``.
+
+    A handle with no open in the trace (opened before the capture) was open at the failure;
+    one opened later blocks only the retries (``at_failure`` false).
+    """
     opened_before = pl.col("opened").is_null() | (pl.col("opened") < pl.col("time_f"))
     still_open = pl.col("closed").is_null() | (pl.col("closed") > pl.col("time_f"))
-    pairs = pairs.filter(still_open).with_columns(
+    return pairs.filter(still_open).with_columns(
         own=pl.col("pid") == pl.col("pid_f"), at_failure=opened_before
     )
 
-    # The handle an operation was issued through is not its own blocker.
+
+def _without_issuing_handle(pairs: pl.LazyFrame) -> pl.LazyFrame:
+    """Drop the handle each operation was issued through, and duplicate pairs.
+
+    Everything but CreateFile (SetRenameInformationFile, ReadFile, LockFile…) goes through
+    a handle the process already holds on the path: the latest one of its own open at the
+    failure. That handle is the caller's, not a blocker.
+    """
     issuing = (
         pairs.filter(
             (pl.col("operation_f") != "CreateFile")
@@ -348,12 +382,15 @@ def blocking_handles(
         .group_by("conflict")
         .agg(pl.col("handle").last().alias("issuing"))
     )
-    pairs = (
+    return (
         pairs.join(issuing, on="conflict", how="left")
         .filter(pl.col("issuing").is_null() | (pl.col("handle") != pl.col("issuing")))
         .unique(subset=["conflict", "handle"], keep="first", maintain_order=True)
     )
-    pairs = _mark_candidates(pairs, visibility)
+
+
+def _blocking_interval(pairs: pl.LazyFrame) -> pl.LazyFrame:
+    """``start_ms`` / ``end_ms``: when each handle blocks, in ms after its failure; sorted."""
     ms = 1_000_000.0
     return (
         pairs.with_columns(
@@ -364,7 +401,6 @@ def blocking_handles(
         )
         .drop("time_f", "pid_f", "operation_f", "issuing", "path_key")
         .sort("conflict", "start_ms", "handle")
-        .collect()
     )
 
 
@@ -425,80 +461,11 @@ def conflicts(
     if "candidate" not in blocking.columns:
         blocking = blocking.with_columns(candidate=pl.lit(False))
     at_failure = blocking.filter(pl.col("at_failure"))
-    confirmed = at_failure.filter(~pl.col("candidate"))
-    per_conflict = confirmed.group_by("conflict").agg(
-        blockers=pl.struct(*_BLOCKER_FIELDS),
-        n_blockers=pl.len().cast(pl.UInt32),
-        any_other=(~pl.col("own")).any(),
-        censored=pl.col("closed").is_null().any(),
-        last_close=pl.col("closed").max(),
-        decisive_process=pl.col("process").sort_by(pl.col("closed"), nulls_last=True).last(),
-        # A handle still open when the trace ended decides; else the one that closed last.
-        open_at_end_process=pl.col("process").filter(pl.col("closed").is_null()).first(),
-    )
+    per_conflict = _blocker_lists(at_failure.filter(~pl.col("candidate")))
     candidates = _holder_lists(at_failure.filter(pl.col("candidate")), "candidates", "n_candidates")
     section_lists = _section_lists(sections)
-    ms = 1_000_000.0
-    out = (
-        failures.join(per_conflict, on="conflict", how="left")
-        .join(candidates, on="conflict", how="left")
-        .join(section_lists, on="conflict", how="left")
-        .with_columns(
-            n_blockers=pl.col("n_blockers").fill_null(0),
-            n_candidates=pl.col("n_candidates").fill_null(0),
-            n_sections=pl.col("n_sections").fill_null(0),
-            censored=pl.col("censored").fill_null(False),
-        )
-        .with_columns(
-            kind=pl.when(
-                (pl.col("kind") == "lock")
-                & (pl.col("result") == "CANNOT DELETE")
-                & (pl.col("n_sections") > 0)
-            )
-            .then(pl.lit("section"))
-            .otherwise(pl.col("kind"))
-        )
-    )
-    section = pl.col("kind") == "section"
-    no_holder_verdict = (
-        pl.when(
-            (pl.col("result") == "ACCESS DENIED")
-            & ~(pl.col("namespace_op") & pl.lit(single_process))
-        )
-        .then(pl.lit("no-holder-permission"))
-        .otherwise(pl.lit("no-holder-filtered"))
-    )
-    out = out.with_columns(
-        verdict=pl.when(pl.col("kind") == "oplock")
-        .then(pl.lit("oplock-probe"))
-        .when(section & pl.col("section_other"))
-        .then(pl.lit("mapped-by-other-process"))
-        .when(section & (pl.col("n_sections") > 0))
-        .then(pl.lit("mapped-by-own-process"))
-        .when(section)
-        .then(pl.lit("no-holder-filtered"))
-        .when(pl.col("n_blockers") > 0)
-        .then(
-            pl.when(pl.col("any_other"))
-            .then(pl.lit("blocked-by-other-process"))
-            .otherwise(pl.lit("blocked-by-own-handle"))
-        )
-        .when(pl.col("n_candidates") > 0)
-        .then(pl.lit("incomplete-capture"))
-        .otherwise(no_holder_verdict),
-        remaining_ms=pl.when((pl.col("n_blockers") > 0) & ~pl.col("censored") & ~section).then(
-            (pl.col("last_close") - pl.col("time")).dt.total_nanoseconds() / ms
-        ),
-        censored=pl.col("censored") & ~section,
-        decisive_process=pl.when(section)
-        .then(pl.col("section_process"))
-        .when(pl.col("n_blockers") > 0)
-        .then(
-            pl.when(pl.col("censored"))
-            .then(pl.col("open_at_end_process"))
-            .otherwise(pl.col("decisive_process"))
-        ),
-    ).with_columns(verdict_reason=_reason())
+    out = _with_holders(failures, per_conflict, candidates, section_lists)
+    out = _decide(out, single_process=single_process).with_columns(verdict_reason=_reason())
     return out.select(
         "conflict",
         "row",
@@ -529,6 +496,118 @@ def conflicts(
     ).sort("conflict")
 
 
+def _blocker_lists(confirmed: pl.DataFrame) -> pl.DataFrame:
+    """Per conflict: its blockers, whether one is another process's, and when they let go.
+
+    ``decisive_process`` is the blocker that closed last; ``open_at_end_process`` the first
+    one never closed (it decides instead when there is one: the hold time is censored).
+    """
+    return confirmed.group_by("conflict").agg(
+        blockers=pl.struct(*_BLOCKER_FIELDS),
+        n_blockers=pl.len().cast(pl.UInt32),
+        any_other=(~pl.col("own")).any(),
+        censored=pl.col("closed").is_null().any(),
+        last_close=pl.col("closed").max(),
+        decisive_process=pl.col("process").sort_by(pl.col("closed"), nulls_last=True).last(),
+        # A handle still open when the trace ended decides; else the one that closed last.
+        open_at_end_process=pl.col("process").filter(pl.col("closed").is_null()).first(),
+    )
+
+
+def _with_holders(
+    failures: pl.DataFrame,
+    per_conflict: pl.DataFrame,
+    candidates: pl.DataFrame,
+    section_lists: pl.DataFrame,
+) -> pl.DataFrame:
+    """Each failure with its blockers, candidates and sections (counts 0 when none).
+
+    A CANNOT DELETE while a section of the file is alive becomes ``kind`` ``section``:
+    Windows refuses to delete a file mapped into memory (STATUS_CANNOT_DELETE) even once
+    every handle is closed.
+    """
+    return (
+        failures.join(per_conflict, on="conflict", how="left")
+        .join(candidates, on="conflict", how="left")
+        .join(section_lists, on="conflict", how="left")
+        .with_columns(
+            n_blockers=pl.col("n_blockers").fill_null(0),
+            n_candidates=pl.col("n_candidates").fill_null(0),
+            n_sections=pl.col("n_sections").fill_null(0),
+            censored=pl.col("censored").fill_null(False),
+        )
+        .with_columns(
+            kind=pl.when(
+                (pl.col("kind") == "lock")
+                & (pl.col("result") == "CANNOT DELETE")
+                & (pl.col("n_sections") > 0)
+            )
+            .then(pl.lit("section"))
+            .otherwise(pl.col("kind"))
+        )
+    )
+
+
+def _decide(out: pl.DataFrame, *, single_process: bool) -> pl.DataFrame:
+    """``verdict``, ``remaining_ms`` (the hold time), ``censored`` and ``decisive_process``.
+
+    A section has no hold time: nothing in the trace shows it go away.
+    """
+    ms = 1_000_000.0
+    section = pl.col("kind") == "section"
+    return out.with_columns(
+        verdict=_verdict(section, single_process=single_process),
+        remaining_ms=pl.when((pl.col("n_blockers") > 0) & ~pl.col("censored") & ~section).then(
+            (pl.col("last_close") - pl.col("time")).dt.total_nanoseconds() / ms
+        ),
+        censored=pl.col("censored") & ~section,
+        decisive_process=pl.when(section)
+        .then(pl.col("section_process"))
+        .when(pl.col("n_blockers") > 0)
+        .then(
+            pl.when(pl.col("censored"))
+            .then(pl.col("open_at_end_process"))
+            .otherwise(pl.col("decisive_process"))
+        ),
+    )
+
+
+def _verdict(section: pl.Expr, *, single_process: bool) -> pl.Expr:
+    """The verdict of each failure, in the order of the module docstring's rules.
+
+    With no holder at all, an ACCESS DENIED is a permission refusal, except on a
+    rename/delete in a one-process capture, where the usual cause (an antivirus handle
+    below a directory) was filtered out of sight.
+    """
+    no_holder_verdict = (
+        pl.when(
+            (pl.col("result") == "ACCESS DENIED")
+            & ~(pl.col("namespace_op") & pl.lit(single_process))
+        )
+        .then(pl.lit("no-holder-permission"))
+        .otherwise(pl.lit("no-holder-filtered"))
+    )
+    return (
+        pl.when(pl.col("kind") == "oplock")
+        .then(pl.lit("oplock-probe"))
+        .when(section & pl.col("section_other"))
+        .then(pl.lit("mapped-by-other-process"))
+        .when(section & (pl.col("n_sections") > 0))
+        .then(pl.lit("mapped-by-own-process"))
+        .when(section)
+        .then(pl.lit("no-holder-filtered"))
+        .when(pl.col("n_blockers") > 0)
+        .then(
+            pl.when(pl.col("any_other"))
+            .then(pl.lit("blocked-by-other-process"))
+            .otherwise(pl.lit("blocked-by-own-handle"))
+        )
+        .when(pl.col("n_candidates") > 0)
+        .then(pl.lit("incomplete-capture"))
+        .otherwise(no_holder_verdict)
+    )
+
+
 def _section_lists(sections: pl.DataFrame | None) -> pl.DataFrame:
     """Per conflict: its sections, how many, whether one is another process's, and the
     process that decides the verdict (another process's first, else the own one)."""
@@ -548,96 +627,136 @@ def _section_lists(sections: pl.DataFrame | None) -> pl.DataFrame:
 
 def _reason() -> pl.Expr:
     """One sentence per conflict saying why the verdict was given."""
+    verdict = pl.col("verdict")
+    cases = [
+        *_holder_reasons(verdict),
+        *_oplock_reasons(verdict),
+        *_section_reasons(verdict),
+        (
+            verdict == "no-holder-permission",
+            pl.lit(
+                "ACCESS DENIED and no handle in the trace explains it: most likely a "
+                "permission (ACL or read-only) refusal"
+            ),
+        ),
+    ]
+    return _first_match(
+        cases,
+        otherwise=pl.lit(
+            "no handle in the trace explains it: the holder was most likely filtered "
+            "out of the capture"
+        ),
+    )
+
+
+def _first_match(cases: list[tuple[pl.Expr, pl.Expr]], *, otherwise: pl.Expr) -> pl.Expr:
+    """``pl.when(c1).then(v1).when(c2).then(v2)….otherwise(otherwise)`` over ``cases``."""
+    (condition, value), *rest = cases
+    chain: Then | ChainedThen = pl.when(condition).then(value)
+    for condition, value in rest:
+        chain = chain.when(condition).then(value)
+    return chain.otherwise(otherwise)
+
+
+def _holder_reasons(verdict: pl.Expr) -> list[tuple[pl.Expr, pl.Expr]]:
+    """Reasons for a failure explained by handles: blocked by another's, by its own, or
+    only by candidates the capture cannot confirm."""
     what = (
         pl.when(pl.col("namespace_op"))
         .then(pl.lit("a handle open on a file or folder below it"))
         .otherwise(pl.lit("a handle whose access and share mode exclude this open"))
     )
-    verdict = pl.col("verdict")
-    section_end = (
-        "a section outlives its handle and no event marks when it goes away, so the capture "
-        "cannot show how long it lasted"
-    )
-    return (
-        pl.when(verdict == "blocked-by-other-process")
-        .then(pl.format("{} held {} at the failure", pl.col("decisive_process"), what))
-        .when((verdict == "blocked-by-own-handle") & pl.col("censored"))
-        .then(
+    return [
+        (
+            verdict == "blocked-by-other-process",
+            pl.format("{} held {} at the failure", pl.col("decisive_process"), what),
+        ),
+        (
+            (verdict == "blocked-by-own-handle") & pl.col("censored"),
             pl.format(
                 "the process's own handle: {}, never closed in this trace although the "
                 "capture shows this process's other closes",
                 what,
-            )
-        )
-        .when(verdict == "blocked-by-own-handle")
-        .then(pl.format("the process's own earlier handle: {}", what))
-        .when(verdict == "incomplete-capture")
-        .then(
+            ),
+        ),
+        (
+            verdict == "blocked-by-own-handle",
+            pl.format("the process's own earlier handle: {}", what),
+        ),
+        (
+            verdict == "incomplete-capture",
             pl.format(
                 "the capture cannot show the holder: no handle whose open and close it shows "
                 "explains the failure; {} handle(s) look open only because the capture cannot "
                 "show them close, and are listed as candidates",
                 pl.col("n_candidates"),
-            )
-        )
-        .when((verdict == "oplock-probe") & (pl.col("n_blockers") > 0))
-        .then(
+            ),
+        ),
+    ]
+
+
+def _oplock_reasons(verdict: pl.Expr) -> list[tuple[pl.Expr, pl.Expr]]:
+    """Reasons for an oplock probe: an open with FILE_OPEN_REQUIRING_OPLOCK that Windows
+    refuses while other handles have the file open; the caller retries without it."""
+    return [
+        (
+            (verdict == "oplock-probe") & (pl.col("n_blockers") > 0),
             pl.format(
                 "an oplock probe: the open asked for an oplock (Open Requiring Oplock), which "
                 "could not be granted while {} had the file open; declined by design, not a "
                 "failure anyone suffers: the caller opens again without the oplock",
                 pl.col("decisive_process"),
-            )
-        )
-        .when(verdict == "oplock-probe")
-        .then(
+            ),
+        ),
+        (
+            verdict == "oplock-probe",
             pl.lit(
                 "an oplock probe: the open asked for an oplock (Open Requiring Oplock), which "
                 "could not be granted; declined by design, not a failure anyone suffers. No "
                 "handle in the trace shows who else had the file open"
-            )
-        )
-        .when(verdict == "mapped-by-other-process")
-        .then(
+            ),
+        ),
+    ]
+
+
+def _section_reasons(verdict: pl.Expr) -> list[tuple[pl.Expr, pl.Expr]]:
+    """Reasons for a failure caused by a mapped section (USER MAPPED FILE, CANNOT DELETE).
+
+    A section keeps the file mapped after its handle closes, and no event marks its end.
+    """
+    section_end = (
+        "a section outlives its handle and no event marks when it goes away, so the capture "
+        "cannot show how long it lasted"
+    )
+    return [
+        (
+            verdict == "mapped-by-other-process",
             pl.format(
                 "a mapped section of the file is in the way: {} mapped it ({} at {}); "
                 + section_end,
                 pl.col("decisive_process"),
                 pl.col("section_source"),
                 pl.col("section_time"),
-            )
-        )
-        .when(verdict == "mapped-by-own-process")
-        .then(
+            ),
+        ),
+        (
+            verdict == "mapped-by-own-process",
             pl.format(
                 "the process's own mapped section of the file is in the way ({} at {}); "
                 + section_end,
                 pl.col("section_source"),
                 pl.col("section_time"),
-            )
-        )
-        .when((pl.col("kind") == "section") & (verdict == "no-holder-filtered"))
-        .then(
+            ),
+        ),
+        (
+            (pl.col("kind") == "section") & (verdict == "no-holder-filtered"),
             pl.lit(
                 "a mapped section of the file is in the way, and no mapping of it "
                 "(CreateFileMapping, Load Image) is in the capture: it was mapped before the "
                 "capture started, or by a process the capture left out"
-            )
-        )
-        .when(verdict == "no-holder-permission")
-        .then(
-            pl.lit(
-                "ACCESS DENIED and no handle in the trace explains it: most likely a "
-                "permission (ACL or read-only) refusal"
-            )
-        )
-        .otherwise(
-            pl.lit(
-                "no handle in the trace explains it: the holder was most likely filtered "
-                "out of the capture"
-            )
-        )
-    )
+            ),
+        ),
+    ]
 
 
 def find_conflicts(

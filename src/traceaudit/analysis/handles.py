@@ -67,7 +67,26 @@ def handles(events: pl.DataFrame) -> pl.DataFrame:
     *d*. Grouping by (key, depth) leaves alternating open/close runs, so each open pairs
     with the event that follows it in its group.
     """
-    marks = (
+    marks = _bracket_marks(events)
+    out = (
+        pl.concat([_paired_opens(marks), _orphan_closes(marks)], how="vertical_relaxed")
+        .sort(pl.coalesce("opened", "closed"), pl.coalesce("open_row", "close_row"))
+        .with_row_index("handle", offset=1)
+        .collect()
+    )
+    return out.select([pl.col(name).cast(dtype) for name, dtype in HANDLE_SCHEMA.items()])
+
+
+def _bracket_marks(events: pl.DataFrame) -> pl.LazyFrame:
+    """Successful opens (+1) and closes (-1) per pairing key, with their nesting ``level``.
+
+    Only a successful CreateFile yields a handle; every CloseFile (IRP_MJ_CLEANUP) ends
+    one. The key is the FILE_OBJECT when the trace has it (ETW: exact), else (pid, folded
+    path). A close that would take the depth below any seen so far closes a handle opened
+    before the capture (``orphan_close``); counting those lifts the later events' level so
+    that the remaining opens and closes still pair up by level.
+    """
+    return (
         events.lazy()
         .filter(
             ((pl.col("operation") == OPEN_OPERATION) & (pl.col("result") == "SUCCESS"))
@@ -97,7 +116,13 @@ def handles(events: pl.DataFrame) -> pl.DataFrame:
         )
     )
 
-    paired = (
+
+def _paired_opens(marks: pl.LazyFrame) -> pl.LazyFrame:
+    """One handle per open: closed by the next event at its (key, level), if that is a close.
+
+    An open with no close after it was still open when the capture ended (``open_at_end``).
+    """
+    return (
         marks.filter(~pl.col("orphan_close"))
         .with_columns(
             next_delta=pl.col("delta").shift(-1).over("pair_key", "level"),
@@ -125,7 +150,13 @@ def handles(events: pl.DataFrame) -> pl.DataFrame:
         )
     )
 
-    orphans = marks.filter(pl.col("orphan_close")).select(
+
+def _orphan_closes(marks: pl.LazyFrame) -> pl.LazyFrame:
+    """One handle per close with no open before it: open before the capture started.
+
+    Its open is not in the trace, so its access, share mode and flags are unknown (null).
+    """
+    return marks.filter(pl.col("orphan_close")).select(
         "pid",
         "process",
         "path",
@@ -142,11 +173,3 @@ def handles(events: pl.DataFrame) -> pl.DataFrame:
         open_before_capture=pl.lit(True),
         open_at_end=pl.lit(False),
     )
-
-    out = (
-        pl.concat([paired, orphans], how="vertical_relaxed")
-        .sort(pl.coalesce("opened", "closed"), pl.coalesce("open_row", "close_row"))
-        .with_row_index("handle", offset=1)
-        .collect()
-    )
-    return out.select([pl.col(name).cast(dtype) for name, dtype in HANDLE_SCHEMA.items()])

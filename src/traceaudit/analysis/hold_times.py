@@ -15,6 +15,8 @@ have none to time.
 
 from __future__ import annotations
 
+from typing import Any
+
 import polars as pl
 
 from traceaudit.analysis.conflicts import BLOCKED_VERDICTS
@@ -58,7 +60,7 @@ def window_table(conflict_frame: pl.DataFrame) -> pl.DataFrame:
     return pl.concat([overall, per_process], how="vertical_relaxed")
 
 
-def window_summary(conflict_frame: pl.DataFrame) -> dict:
+def window_summary(conflict_frame: pl.DataFrame) -> dict[str, Any]:
     """The window table as plain data: ``{"overall": {...}, "by_process": [{...}, ...]}``."""
     table = window_table(conflict_frame).to_dicts()
     overall, rest = table[0], table[1:]

@@ -38,7 +38,41 @@ _REQUEST_FIELDS = ("access_mask", "share_mode", "oplock", "target")
 def retry_chains(events: pl.DataFrame, conflict_frame: pl.DataFrame) -> pl.DataFrame:
     """Group the attempts behind each conflict into chains (see the module docstring)."""
     failing_keys = conflict_frame.select("pid", "operation", key=path_key("path")).unique()
-    attempts = (
+    chains = _summarise_chains(_chain_attempts(events, failing_keys)).collect()
+    chains = chains.with_columns(chain=pl.int_range(1, pl.len() + 1, dtype=pl.UInt32)).join(
+        conflict_frame.select(first_row=pl.col("row"), first_conflict=pl.col("conflict")),
+        on="first_row",
+        how="left",
+    )
+    return chains.select(
+        "chain",
+        "pid",
+        "process",
+        "operation",
+        "path",
+        "error_code",
+        "attempts",
+        "failures",
+        "first_row",
+        "last_row",
+        "first_failure",
+        "last_attempt",
+        "succeeded",
+        pl.col("delays_ms").cast(pl.List(pl.Float64)),
+        "total_ms",
+        "first_conflict",
+        "same_request",
+    )
+
+
+def _chain_attempts(events: pl.DataFrame, failing_keys: pl.DataFrame) -> pl.LazyFrame:
+    """The attempts that belong to a chain, numbered by ``chain``, with their request fields.
+
+    Only (pid, operation, folded path) keys that failed with a lock result are looked at.
+    An attempt joins the chain of the one before it when that one failed and it came within
+    :data:`MAX_GAP`; a failure that does not follow a failure starts a new chain.
+    """
+    return (
         events.lazy()
         .filter(pl.col("event_class") == "File System")
         .with_columns(key=path_key("path"))
@@ -61,6 +95,8 @@ def retry_chains(events: pl.DataFrame, conflict_frame: pl.DataFrame) -> pl.DataF
         .with_columns(chain=pl.col("starts").cast(pl.UInt32).cum_sum())
         .filter(pl.col("member"))
         .with_columns(
+            # An open "requiring oplock" (FILE_OPEN_REQUIRING_OPLOCK) is a probe; its fallback
+            # open without the flag is a different request.
             oplock=(
                 pl.col("create_options").fill_null(0)
                 & pl.lit(CREATE_OPTION_BITS["Open Requiring Oplock"], dtype=pl.UInt32)
@@ -69,8 +105,15 @@ def retry_chains(events: pl.DataFrame, conflict_frame: pl.DataFrame) -> pl.DataF
             target=path_key("rename_target"),
         )
     )
+
+
+def _summarise_chains(attempts: pl.LazyFrame) -> pl.LazyFrame:
+    """One row per chain, in time order: counts, first/last attempt, delays, outcome.
+
+    ``error_code`` is the Win32 error of the first failure (what the application saw).
+    """
     ms = 1_000_000.0
-    chains = (
+    return (
         attempts.group_by("chain")
         .agg(
             pid=pl.col("pid").first(),
@@ -97,29 +140,4 @@ def retry_chains(events: pl.DataFrame, conflict_frame: pl.DataFrame) -> pl.DataF
             total_ms=(pl.col("last_attempt") - pl.col("first_failure")).dt.total_nanoseconds() / ms,
         )
         .sort("first_failure", "first_row")
-        .collect()
-    )
-    chains = chains.with_columns(chain=pl.int_range(1, pl.len() + 1, dtype=pl.UInt32)).join(
-        conflict_frame.select(first_row=pl.col("row"), first_conflict=pl.col("conflict")),
-        on="first_row",
-        how="left",
-    )
-    return chains.select(
-        "chain",
-        "pid",
-        "process",
-        "operation",
-        "path",
-        "error_code",
-        "attempts",
-        "failures",
-        "first_row",
-        "last_row",
-        "first_failure",
-        "last_attempt",
-        "succeeded",
-        pl.col("delays_ms").cast(pl.List(pl.Float64)),
-        "total_ms",
-        "first_conflict",
-        "same_request",
     )

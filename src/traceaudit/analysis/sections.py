@@ -38,7 +38,7 @@ SECTION_RESULTS = frozenset({"USER MAPPED FILE"})
 SECTION_FIELDS = ("pid", "process", "path", "mapped", "row", "source", "own", "ended")
 """The fields of each entry of a conflict's ``sections`` list."""
 
-_SCHEMA = {
+_SCHEMA: dict[str, Any] = {
     "pid": pl.Int64,
     "process": pl.String,
     "path": pl.String,

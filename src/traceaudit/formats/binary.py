@@ -30,7 +30,8 @@ def struct_dtype(fields: list[tuple[str, str, int]], itemsize: int | None = None
     }
     if itemsize is not None:
         spec["itemsize"] = itemsize
-    return np.dtype(spec)
+    dtype: np.dtype[Any] = np.dtype(spec)  # type: ignore[call-overload]
+    return dtype
 
 
 def _map(fileno: int, populate: bool) -> mmap.mmap:

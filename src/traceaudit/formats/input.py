@@ -131,7 +131,7 @@ def _human(size: float) -> str:
     return f"{size:,.1f} GB"  # pragma: no cover
 
 
-def _read_capped(stream: IO[bytes], name: str, compressed_size: int) -> bytes:
+def _read_capped(stream: IO[bytes] | gzip.GzipFile, name: str, compressed_size: int) -> bytes:
     """Read a decompressing stream to its end, refusing to go past the limit."""
     limit = uncompressed_limit(compressed_size)
     parts: list[bytes] = []

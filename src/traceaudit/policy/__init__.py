@@ -11,7 +11,7 @@ Frames in (float milliseconds, each episode's clock starting at its first failur
 What this module answers:
 
 - :data:`KNOWN_POLICIES`: what uv, npm's graceful-fs, Go, pip, rustup, Git, MSBuild, the
-  .NET SDK, conda, rimraf, Chromium and Node's ``fs.rm`` actually do (BACKOFF-POLICIES.md),
+  .NET SDK, conda, rimraf, Chromium and Node's ``fs.rm`` actually do (docs/retry-policies.md),
   each a :class:`KnownPolicy` with its trigger codes and a delay schedule;
 - :func:`replay` / :func:`replay_table`: would each of them have ridden out these locks,
   with how much added wait; outcomes past the trace's end are *censored*, counted, never

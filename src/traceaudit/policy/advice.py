@@ -88,7 +88,7 @@ def retry_advice(
     app = assess_app_retries(linked, episodes, blocked) if linked.height else pl.DataFrame()
     windows = window_lengths(episodes, blocked)
     if bool(windows["censored"].all()):
-        longest = float(windows["window_ms"].max())
+        longest = float(windows["window_ms"].max() or 0.0)  # type: ignore[arg-type]
         return Advice(
             policy=None,
             replay=replay,

@@ -23,7 +23,7 @@ import polars as pl
 
 from traceaudit.display import fmt_duration
 from traceaudit.errors import UsageError
-from traceaudit.policy.replay_engine import build_timeline
+from traceaudit.policy.replay_engine import Timeline, build_timeline
 
 __all__ = ["ScheduleFit", "infer_schedule", "assess_app_retries", "CHAIN_COLUMNS"]
 
@@ -216,9 +216,50 @@ def assess_app_retries(
             f"(found: {', '.join(repr(c) for c in retry_chains.columns) or 'none'})."
         )
     tl = build_timeline(episodes, blocked)
-    pos = {int(e): i for i, e in enumerate(tl.episode)}
     records = list(chains.iter_rows(named=True))
-    # first free time after the last attempt, and after the one before it, for every chain
+    index, totals, free_at_end, free_before_last = _free_times(records, tl)
+    rows = [
+        _chain_row(
+            ch,
+            float(totals[k]),
+            int(index[k]),
+            tl,
+            float(free_at_end[k]),
+            float(free_before_last[k]),
+        )
+        for k, ch in enumerate(records)
+    ]
+    extra = pl.DataFrame(rows, schema=_ASSESSMENT_SCHEMA)
+    kept = chains.drop("delays_ms", *[c for c in extra.columns if c in chains.columns])
+    return pl.concat([kept, extra], how="horizontal")
+
+
+# The columns assess_app_retries adds to the chains', in this order.
+_ASSESSMENT_SCHEMA = {
+    "schedule": pl.String,
+    "first_delay_ms": pl.Float64,
+    "factor": pl.Float64,
+    "step_ms": pl.Float64,
+    "max_delay_ms": pl.Float64,
+    "schedule_text": pl.String,
+    "window_ms": pl.Float64,
+    "free_after_ms": pl.Float64,
+    "needed_extra_ms": pl.Float64,
+    "overshoot_ms": pl.Float64,
+    "verdict": pl.String,
+    "advice": pl.String,
+}
+
+
+def _free_times(
+    records: list[dict[str, Any]], tl: Timeline
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For every chain at once: (its episode's position in ``tl``, -1 when unlinked; its
+    total time; the first free time after its last attempt; after the one before it).
+
+    Free times are +inf when unknown (still blocked at the horizon, or no episode).
+    """
+    pos = {int(e): i for i, e in enumerate(tl.episode)}
     index = np.array(
         [pos.get(int(c["episode"]), -1) if c["episode"] is not None else -1 for c in records],
         dtype=np.int64,
@@ -238,86 +279,89 @@ def assess_app_retries(
         free_before_last[linked] = tl.first_free_at(
             np.maximum(totals[linked] - last_gap[linked], 0.0), index[linked]
         )
-    rows: list[dict[str, Any]] = []
-    for k, ch in enumerate(records):
-        delays = [float(x) for x in (ch["delays_ms"] or []) if x is not None]
-        fit = infer_schedule(delays)
-        total = float(totals[k])
-        row: dict[str, Any] = {
-            "schedule": fit.kind,
-            "first_delay_ms": fit.first_delay_ms,
-            "factor": fit.factor,
-            "step_ms": fit.step_ms,
-            "max_delay_ms": fit.max_delay_ms,
-            "schedule_text": fit.text,
-            "window_ms": None,
-            "free_after_ms": None,
-            "needed_extra_ms": None,
-            "overshoot_ms": None,
-        }
-        i = int(index[k])
-        if i < 0:
-            row["verdict"] = "unlinked"
-            row["advice"] = "Not linked to a lock episode: no blocker to compare with."
-            rows.append(row)
-            continue
-        window = float(tl.window[i])
-        row["window_ms"] = window if math.isfinite(window) else None
-        if ch["succeeded"]:
-            lifted = float(free_before_last[k])
-            if math.isfinite(lifted) and lifted <= total:
-                row["overshoot_ms"] = total - lifted
-            row["verdict"] = "ok"
-            row["advice"] = f"Succeeded after {fmt_duration(total)} ({fit.text})." + (
-                f" The lock lifted {fmt_duration(row['overshoot_ms'])} before the successful try."
-                if row["overshoot_ms"]
-                else ""
-            )
-        else:
-            free = float(free_at_end[k])
-            if not math.isfinite(free):
-                row["verdict"] = "gave_up_unknown"
-                row["advice"] = (
-                    f"Gave up after {fmt_duration(total)} ({fit.text}); the file was still blocked "
-                    f"when the trace ended, {fmt_duration(float(tl.horizon[i]))} after the first "
-                    f"failure: it needed at least {fmt_duration(max(float(tl.horizon[i]) - total, 0.0))} "
-                    "more, how much more the trace cannot tell."
-                )
-            elif free > total:
-                row["free_after_ms"] = free
-                row["needed_extra_ms"] = free - total
-                row["verdict"] = "gave_up_early"
-                row["advice"] = (
-                    f"Gave up {fmt_duration(free - total)} too early: its retries ({fit.text}) ended "
-                    f"at {fmt_duration(total)}, the lock lifted at {fmt_duration(free)}."
-                )
-            else:
-                row["free_after_ms"] = free
-                row["verdict"] = "failed_while_free"
-                row["advice"] = (
-                    f"Its last attempt at {fmt_duration(total)} failed although the trace shows no "
-                    "blocker then: a handle the analysis missed, or not a lock (an ACL?)."
-                )
-        rows.append(row)
-    extra = pl.DataFrame(
-        rows,
-        schema={
-            "schedule": pl.String,
-            "first_delay_ms": pl.Float64,
-            "factor": pl.Float64,
-            "step_ms": pl.Float64,
-            "max_delay_ms": pl.Float64,
-            "schedule_text": pl.String,
-            "window_ms": pl.Float64,
-            "free_after_ms": pl.Float64,
-            "needed_extra_ms": pl.Float64,
-            "overshoot_ms": pl.Float64,
-            "verdict": pl.String,
-            "advice": pl.String,
-        },
+    return index, totals, free_at_end, free_before_last
+
+
+def _chain_row(
+    ch: dict[str, Any],
+    total: float,
+    i: int,
+    tl: Timeline,
+    free: float,
+    lifted: float,
+) -> dict[str, Any]:
+    """One chain's added columns (:data:`_ASSESSMENT_SCHEMA`): its schedule, then its
+    verdict against episode position ``i`` of ``tl`` (-1: unlinked)."""
+    delays = [float(x) for x in (ch["delays_ms"] or []) if x is not None]
+    fit = infer_schedule(delays)
+    row: dict[str, Any] = {
+        "schedule": fit.kind,
+        "first_delay_ms": fit.first_delay_ms,
+        "factor": fit.factor,
+        "step_ms": fit.step_ms,
+        "max_delay_ms": fit.max_delay_ms,
+        "schedule_text": fit.text,
+        "window_ms": None,
+        "free_after_ms": None,
+        "needed_extra_ms": None,
+        "overshoot_ms": None,
+    }
+    if i < 0:
+        row["verdict"] = "unlinked"
+        row["advice"] = "Not linked to a lock episode: no blocker to compare with."
+        return row
+    window = float(tl.window[i])
+    row["window_ms"] = window if math.isfinite(window) else None
+    if ch["succeeded"]:
+        row.update(_succeeded(total, lifted, fit))
+    else:
+        row.update(_gave_up(total, free, float(tl.horizon[i]), fit))
+    return row
+
+
+def _succeeded(total: float, lifted: float, fit: ScheduleFit) -> dict[str, Any]:
+    """Verdict of a chain that succeeded at ``total``: ``ok``, and how long after the lock
+    lifted (``lifted``: first free time after the attempt before the last) it came."""
+    overshoot = total - lifted if math.isfinite(lifted) and lifted <= total else None
+    advice = f"Succeeded after {fmt_duration(total)} ({fit.text})." + (
+        f" The lock lifted {fmt_duration(overshoot)} before the successful try."
+        if overshoot
+        else ""
     )
-    kept = chains.drop("delays_ms", *[c for c in extra.columns if c in chains.columns])
-    return pl.concat([kept, extra], how="horizontal")
+    return {"overshoot_ms": overshoot, "verdict": "ok", "advice": advice}
+
+
+def _gave_up(total: float, free: float, horizon: float, fit: ScheduleFit) -> dict[str, Any]:
+    """Verdict of a chain that gave up at ``total``, against ``free`` (the first free time
+    after its last attempt, +inf if still blocked at ``horizon``, the end of the trace)."""
+    if not math.isfinite(free):
+        return {
+            "verdict": "gave_up_unknown",
+            "advice": (
+                f"Gave up after {fmt_duration(total)} ({fit.text}); the file was still blocked "
+                f"when the trace ended, {fmt_duration(horizon)} after the first "
+                f"failure: it needed at least {fmt_duration(max(horizon - total, 0.0))} "
+                "more, how much more the trace cannot tell."
+            ),
+        }
+    if free > total:
+        return {
+            "free_after_ms": free,
+            "needed_extra_ms": free - total,
+            "verdict": "gave_up_early",
+            "advice": (
+                f"Gave up {fmt_duration(free - total)} too early: its retries ({fit.text}) ended "
+                f"at {fmt_duration(total)}, the lock lifted at {fmt_duration(free)}."
+            ),
+        }
+    return {
+        "free_after_ms": free,
+        "verdict": "failed_while_free",
+        "advice": (
+            f"Its last attempt at {fmt_duration(total)} failed although the trace shows no "
+            "blocker then: a handle the analysis missed, or not a lock (an ACL?)."
+        ),
+    }
 
 
 def _link_episodes(retry_chains: pl.DataFrame, episodes: pl.DataFrame) -> pl.DataFrame:

@@ -1,6 +1,6 @@
 """Real tools' retry policies for transient Windows file errors, as data.
 
-Every entry is transcribed from ``docs/BACKOFF-POLICIES.md`` (which cites each tool's source
+Every entry is transcribed from ``docs/retry-policies.md`` (which cites each tool's source
 at a commit). A :class:`KnownPolicy` holds the tool, the error codes it retries on, and a
 schedule *kind* with its parameters; :data:`SCHEDULE_KINDS` is the dispatch table that
 turns a kind into delays. Jittered kinds draw from a seeded ``numpy`` Generator so that a
@@ -185,7 +185,7 @@ JITTERED_KINDS = frozenset({"go_robustio", "fibonacci_full_jitter", "conda"})
 
 @dataclass(frozen=True)
 class KnownPolicy:
-    """One real tool's retry policy, as BACKOFF-POLICIES.md describes it.
+    """One real tool's retry policy, as docs/retry-policies.md describes it.
 
     ``triggers`` are the Win32 codes after which the tool retries (``any_error`` marks
     tools that retry on every error; ``triggers`` then lists 5, 32, 33 for display and

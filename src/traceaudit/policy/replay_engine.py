@@ -24,6 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -105,6 +106,43 @@ def build_timeline(episodes: pl.DataFrame, blocked: pl.DataFrame) -> Timeline:
     known); empty intervals block nothing and are ignored. Overlapping or touching
     intervals are merged.
     """
+    ep, bl = _validated_frames(episodes, blocked)
+    segs = _merged_intervals(ep, bl)
+    n = ep.height
+    i = segs["_i"].to_numpy().astype(np.int64)
+    s = segs["s"].to_numpy()
+    e = segs["e"].to_numpy()
+    horizon = ep["horizon_ms"].to_numpy()
+    gap_start, gap_end = _free_gaps(i, s, e, n)
+
+    bah = np.zeros(n, dtype=bool)
+    at_h = (s <= horizon[i]) & (horizon[i] < e)
+    bah[i[at_h]] = True
+
+    codes = ep["error_code"].fill_null(-1).to_numpy()
+    tl = Timeline(
+        episode=ep["episode"].to_numpy(),
+        trace=np.asarray(ep["trace"].to_list(), dtype=object),
+        error_code=codes,
+        horizon=horizon,
+        gap_start=gap_start,
+        gap_end=gap_end,
+        blocked_at_horizon=bah,
+        window=np.zeros(n),
+    )
+    object.__setattr__(tl, "window", tl.first_free_at(np.zeros(n)))
+    return tl
+
+
+def _validated_frames(
+    episodes: pl.DataFrame, blocked: pl.DataFrame
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """The two input frames checked and typed: (episodes with their position ``_i``, a
+    null horizon as +inf; blocked intervals).
+
+    Raises :class:`UsageError` for missing columns, repeated episode ids, or intervals of
+    episodes the episodes frame does not have: such frames would give silent nonsense.
+    """
     _require(episodes, EPISODE_COLUMNS, "episodes")
     _require(blocked, BLOCKED_COLUMNS, "blocked")
     ep = episodes.select(
@@ -131,8 +169,15 @@ def build_timeline(episodes: pl.DataFrame, blocked: pl.DataFrame) -> Timeline:
             f"blocked frame: intervals for {len(orphans)} episode(s) missing from the "
             f"episodes frame (e.g. {orphans.head(5).to_list()}). Pass matching frames."
         )
+    return ep, bl
+
+
+def _merged_intervals(ep: pl.DataFrame, bl: pl.DataFrame) -> pl.DataFrame:
+    """Each episode's blocked intervals (``_i``, ``s``, ``e``), clipped to [0, horizon]
+    (open past the horizon: ``e`` = +inf), empty ones dropped, overlapping or touching
+    ones merged, sorted by episode position and start."""
     inf = float("inf")
-    segs = (
+    return (
         bl.join(ep.select("episode", "_i", "horizon_ms"), on="episode")
         .with_columns(
             pl.col("start_ms").clip(lower_bound=0.0).fill_null(0.0).alias("s"),
@@ -152,12 +197,19 @@ def build_timeline(episodes: pl.DataFrame, blocked: pl.DataFrame) -> Timeline:
         .agg(pl.col("s").min(), pl.col("e").max())
         .sort("_i", "s")
     )
-    n = ep.height
-    i = segs["_i"].to_numpy().astype(np.int64)
-    s = segs["s"].to_numpy()
-    e = segs["e"].to_numpy()
-    horizon = ep["horizon_ms"].to_numpy()
 
+
+def _free_gaps(
+    i: np.ndarray, s: np.ndarray, e: np.ndarray, n: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """The complement of the merged intervals: (gap_start, gap_end), each (n × widest),
+    one row per episode, gaps in time order, padded with [inf, inf).
+
+    ``i``, ``s``, ``e`` are the merged intervals sorted by episode position and start. The
+    gaps are the one before the first interval (when it starts after 0), those between
+    intervals, the one after a last interval that ends, and [0, inf) for an episode
+    never blocked; all built at once with numpy, without a loop over episodes.
+    """
     first = np.ones(len(i), dtype=bool)
     last = np.ones(len(i), dtype=bool)
     if len(i):
@@ -186,24 +238,7 @@ def build_timeline(episodes: pl.DataFrame, blocked: pl.DataFrame) -> Timeline:
     gap_end = np.full((n, width), np.inf)
     gap_start[gi, rank] = ga
     gap_end[gi, rank] = gb
-
-    bah = np.zeros(n, dtype=bool)
-    at_h = (s <= horizon[i]) & (horizon[i] < e)
-    bah[i[at_h]] = True
-
-    codes = ep["error_code"].fill_null(-1).to_numpy()
-    tl = Timeline(
-        episode=ep["episode"].to_numpy(),
-        trace=np.asarray(ep["trace"].to_list(), dtype=object),
-        error_code=codes,
-        horizon=horizon,
-        gap_start=gap_start,
-        gap_end=gap_end,
-        blocked_at_horizon=bah,
-        window=np.zeros(n),
-    )
-    object.__setattr__(tl, "window", tl.first_free_at(np.zeros(n)))
-    return tl
+    return gap_start, gap_end
 
 
 def first_outcomes(
@@ -401,6 +436,7 @@ def replay_table(
     ``by_trace=True`` one row per policy and trace, with a ``trace`` column.
     """
     tl = build_timeline(episodes, blocked)
+    groups: list[tuple[str | None, np.ndarray]]
     if by_trace:
         names, inverse = np.unique(tl.trace.astype(str), return_inverse=True)
         groups = [(str(name), np.flatnonzero(inverse == k)) for k, name in enumerate(names)]
@@ -411,7 +447,7 @@ def replay_table(
         out = simulate(tl, policy, draws=draws, seed=seed)
         tool, version, triggers = describe_policy(policy)
         for name, rows in groups:
-            head = {"tool": tool, "version": version, "triggers": triggers}
+            head: dict[str, Any] = {"tool": tool, "version": version, "triggers": triggers}
             if by_trace:
                 head["trace"] = name
             records.append(head | _summary(out, rows))

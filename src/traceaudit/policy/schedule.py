@@ -4,7 +4,7 @@ Every policy, a real tool's (:class:`~traceaudit.policy.KnownPolicy`) or a sugge
 (:class:`~traceaudit.policy.RetryPolicy`), turns into a :class:`Schedule` before it is
 replayed. Time 0 is the first failure; retry *k* (1-based) happens after the first *k*
 delays, at ``attempt_times[k - 1]``. The time the operations themselves take is left out,
-as in BACKOFF-POLICIES.md's "worst case" column.
+as in docs/retry-policies.md's "worst case" column.
 """
 
 from __future__ import annotations

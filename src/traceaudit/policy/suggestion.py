@@ -17,6 +17,7 @@ tail fit (:mod:`traceaudit.policy.tail`) and the notes say how far that can be t
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -195,7 +196,9 @@ class _Best:
     budget: float
 
 
-def _candidates(reach: float, max_wait: float | None):
+def _candidates(
+    reach: float, max_wait: float | None
+) -> Iterator[tuple[float, float, float | None, np.ndarray]]:
     """Yield (d0, multiplier, cap, delays) for the grid, delays long enough to pass ``reach``."""
     seen: set[tuple[float, ...]] = set()
     for d0 in FIRST_DELAYS_MS:
@@ -276,12 +279,7 @@ def suggest(
     module docstring for the search, and the returned policy's ``notes`` for what the data
     can and cannot support.
     """
-    if not 0 < target <= 1:
-        raise UsageError(f"target must be in (0, 1], got {target!r}")
-    if max_wait_ms is not None and not max_wait_ms >= 0:
-        raise UsageError(f"max_wait_ms must be ≥ 0, got {max_wait_ms!r}")
-    if not attempt_cost_ms >= 0:
-        raise UsageError(f"attempt_cost_ms must be ≥ 0, got {attempt_cost_ms!r}")
+    _check_arguments(target, max_wait_ms, attempt_cost_ms)
     tl = build_timeline(episodes, blocked)
     if tl.n == 0:
         raise UsageError(
@@ -293,13 +291,63 @@ def suggest(
     codes = sorted({int(c) for c in tl.error_code if c >= 0})
     error_codes = tuple(codes) or (5, 32, 33)
 
-    # How far attempts need to reach: past every known release; beyond a censored episode's
-    # horizon nothing more can be learned.
+    best = _search(tl, _reach(tl), target, max_wait_ms, attempt_cost_ms)
+
+    windows = tl.window
+    cens_window = ~np.isfinite(windows)
+    tail = fit_tail(np.where(cens_window, tl.horizon, windows), cens_window, target=target)
+    n_cens = int(cens_window.sum())
+
+    policy_args = _policy_args(best)
+    draft = RetryPolicy(**policy_args, error_codes=error_codes)
+    notes = _notes(
+        tl, draft, target=target, max_wait_ms=max_wait_ms, tail=tail, n_cens=n_cens, codes=codes
+    )
+    return RetryPolicy(
+        **policy_args,
+        error_codes=error_codes,
+        target=target,
+        n_windows=tl.n,
+        censored=n_cens,
+        tail_model=tail,
+        notes=tuple(notes),
+    )
+
+
+def _check_arguments(target: float, max_wait_ms: float | None, attempt_cost_ms: float) -> None:
+    """Refuse arguments the search cannot honour (a NaN fails every comparison too)."""
+    if not 0 < target <= 1:
+        raise UsageError(f"target must be in (0, 1], got {target!r}")
+    if max_wait_ms is not None and not max_wait_ms >= 0:
+        raise UsageError(f"max_wait_ms must be ≥ 0, got {max_wait_ms!r}")
+    if not attempt_cost_ms >= 0:
+        raise UsageError(f"attempt_cost_ms must be ≥ 0, got {attempt_cost_ms!r}")
+
+
+def _reach(tl: Timeline) -> float:
+    """How far attempts need to reach: past every known release; beyond a censored
+    episode's horizon nothing more can be learned (a hair more, so the last release is
+    passed, not touched)."""
     finite_ends = tl.gap_start[np.isfinite(tl.gap_start)]
     reach = max(float(finite_ends.max()) if finite_ends.size else 0.0, 1.0)
     reach = max(reach, float(np.max(np.where(tl.blocked_at_horizon, tl.horizon, 0.0))))
-    reach = reach * (1 + 1e-9) + 1e-9
+    return reach * (1 + 1e-9) + 1e-9
 
+
+def _search(
+    tl: Timeline,
+    reach: float,
+    target: float,
+    max_wait_ms: float | None,
+    attempt_cost_ms: float,
+) -> _Best | None:
+    """The best (policy, attempts) of the grid, or None when ``max_wait_ms`` is below the
+    smallest first delay.
+
+    Every candidate is replayed once for all its prefix lengths; the key ranks meeting the
+    target first (else higher coverage), then the cost (expected wait plus
+    ``attempt_cost_ms`` per attempt), then fewer attempts, then a smaller budget.
+    """
     best: _Best | None = None
     for d0, mult, cap, delays in _candidates(reach, max_wait_ms):
         coverage, expected, worst, mean_attempts, t = _evaluate(tl, delays)
@@ -325,14 +373,14 @@ def suggest(
                     worst=float(worst[j]),
                     budget=float(t[j]),
                 )
+    return best
 
-    windows = tl.window
-    cens_window = ~np.isfinite(windows)
-    tail = fit_tail(np.where(cens_window, tl.horizon, windows), cens_window, target=target)
-    n_cens = int(cens_window.sum())
 
+def _policy_args(best: _Best | None) -> dict[str, Any]:
+    """The :class:`RetryPolicy` fields of the search's winner: no retry at all when there
+    is none, and no cap when the winner never reaches it within its attempts."""
     if best is None:  # max_wait_ms below the smallest first delay
-        policy_args: dict[str, Any] = {
+        return {
             "initial_delay_ms": 0.0,
             "multiplier": 1.0,
             "max_delay_ms": None,
@@ -341,31 +389,17 @@ def suggest(
             "expected_wait_ms": 0.0,
             "worst_wait_ms": 0.0,
         }
-    else:
-        cap = best.cap
-        if cap is not None and best.d0 * best.mult ** (best.retries - 1) <= cap:
-            cap = None  # the cap is never reached within these attempts: leave it out
-        policy_args = dict(
-            initial_delay_ms=best.d0,
-            multiplier=best.mult,
-            max_delay_ms=cap,
-            max_attempts=best.retries + 1,
-            coverage=best.coverage,
-            expected_wait_ms=best.expected,
-            worst_wait_ms=best.worst,
-        )
-    draft = RetryPolicy(**policy_args, error_codes=error_codes)
-    notes = _notes(
-        tl, draft, target=target, max_wait_ms=max_wait_ms, tail=tail, n_cens=n_cens, codes=codes
-    )
-    return RetryPolicy(
-        **policy_args,
-        error_codes=error_codes,
-        target=target,
-        n_windows=tl.n,
-        censored=n_cens,
-        tail_model=tail,
-        notes=tuple(notes),
+    cap = best.cap
+    if cap is not None and best.d0 * best.mult ** (best.retries - 1) <= cap:
+        cap = None  # the cap is never reached within these attempts: leave it out
+    return dict(
+        initial_delay_ms=best.d0,
+        multiplier=best.mult,
+        max_delay_ms=cap,
+        max_attempts=best.retries + 1,
+        coverage=best.coverage,
+        expected_wait_ms=best.expected,
+        worst_wait_ms=best.worst,
     )
 
 
@@ -380,9 +414,26 @@ def _notes(
     codes: list[int],
 ) -> list[str]:
     """Plain-language caveats: sample size, censoring, tail fit, error codes, budget."""
-    n = tl.n
+    notes = _sample_notes(tl.n, policy.coverage or 0.0, target)
+    notes += _coverage_notes(tl, policy.coverage or 0.0, target, max_wait_ms, n_cens)
+    notes += _tail_notes(tail, policy, target)
+    notes += _code_notes(codes)
+    if policy.retries and policy.initial_delay_ms < 16:
+        notes.append(
+            "Delays under ~16 ms may be rounded up by the default Windows timer where the "
+            "runtime sleeps with a low-resolution timer; that only lengthens early delays."
+        )
+    notes.append(
+        "No jitter: a scanner's lock does not end sooner when retriers spread out; add "
+        "jitter only if many processes contend for the same file."
+    )
+    return notes
+
+
+def _sample_notes(n: int, cov: float, target: float) -> list[str]:
+    """What ``n`` episodes can support: too few for percentiles, too few to check the
+    target empirically, and the confidence bound on the in-sample coverage ``cov``."""
     notes: list[str] = []
-    cov = policy.coverage or 0.0
     covered = round(cov * n)
     if n < SMALL_SAMPLE:
         notes.append(
@@ -400,6 +451,15 @@ def _notes(
         f"In-sample coverage {covered}/{n} ({cov:.1%}); the 95% lower confidence bound on "
         f"the coverage of future locks is {lower:.1%}."
     )
+    return notes
+
+
+def _coverage_notes(
+    tl: Timeline, cov: float, target: float, max_wait_ms: float | None, n_cens: int
+) -> list[str]:
+    """Whether the target was met (within ``max_wait_ms``), and the ``n_cens`` episodes
+    still blocked at trace end, which count as not covered."""
+    notes: list[str] = []
     if cov < target:
         why = f" within max_wait_ms={max_wait_ms:g}" if max_wait_ms is not None else ""
         notes.append(
@@ -420,47 +480,50 @@ def _notes(
             f"{fmt_duration(longest)}): they count as not covered, and the tail fit treats them as "
             "right-censored. Record longer traces to see them end."
         )
-    if tail is None:
-        notes.append("Too few completed episodes (< 3 distinct blocked times) to fit a tail model.")
-    else:
-        others = ", ".join(f"{d} {k:.3f}" for d, k in tail.alternatives[1:])
-        fit_quality = "poor" if tail.ks_statistic > 0.2 or tail.ks_pvalue < 0.05 else "fair"
-        notes.append(
-            f"Tail model: {tail.distribution} fits best (KS {tail.ks_statistic:.3f}; {others}); "
-            f"fit is {fit_quality}. Fitted p99 {fmt_duration(tail.p99_ms)}, p99.9 "
-            f"{fmt_duration(tail.p999_ms)}; reaching {min(target, MAX_MODEL_TARGET):.2%} under the "
-            "model needs a budget "
-            f"of {fmt_duration(tail.budget_for_target_ms)}."
-        )
-        if policy.retries and tail.budget_for_target_ms > policy.total_budget_ms:
-            model_cov = float(tail.cdf(policy.total_budget_ms))
-            notes.append(
-                f"Under the fitted {tail.distribution}, this budget "
-                f"({fmt_duration(policy.total_budget_ms)}) covers {model_cov:.1%} of episodes: the "
-                f"sample may understate the tail; consider a budget of "
-                f"{fmt_duration(tail.budget_for_target_ms)} if a failure is costly."
-            )
-    if codes:
-        shown = ", ".join(f"{c} ({_CODE_NAMES.get(c, 'code')})" for c in codes)
-        others = [c for c in (5, 32, 33) if c not in codes]
-        notes.append(
-            f"Observed error codes: {shown}; the policy and its code retry exactly these."
-            + (
-                f" A scanner's handle makes a directory rename fail with 5 and an open with 32; "
-                f"add {' and '.join(str(c) for c in others)} where your code also does what "
-                "fails with them (Rust's std maps 32 and 33 to Uncategorized, so match them "
-                "by raw code)."
-                if others
-                else ""
-            )
-        )
-    if policy.retries and policy.initial_delay_ms < 16:
-        notes.append(
-            "Delays under ~16 ms may be rounded up by the default Windows timer where the "
-            "runtime sleeps with a low-resolution timer; that only lengthens early delays."
-        )
-    notes.append(
-        "No jitter: a scanner's lock does not end sooner when retriers spread out; add "
-        "jitter only if many processes contend for the same file."
-    )
     return notes
+
+
+def _tail_notes(tail: TailModel | None, policy: RetryPolicy, target: float) -> list[str]:
+    """The fitted tail model, how good its fit is, the budget it asks for, and whether the
+    policy's budget falls short of it (the sample may understate the tail)."""
+    if tail is None:
+        return ["Too few completed episodes (< 3 distinct blocked times) to fit a tail model."]
+    notes: list[str] = []
+    others = ", ".join(f"{d} {k:.3f}" for d, k in tail.alternatives[1:])
+    fit_quality = "poor" if tail.ks_statistic > 0.2 or tail.ks_pvalue < 0.05 else "fair"
+    notes.append(
+        f"Tail model: {tail.distribution} fits best (KS {tail.ks_statistic:.3f}; {others}); "
+        f"fit is {fit_quality}. Fitted p99 {fmt_duration(tail.p99_ms)}, p99.9 "
+        f"{fmt_duration(tail.p999_ms)}; reaching {min(target, MAX_MODEL_TARGET):.2%} under the "
+        "model needs a budget "
+        f"of {fmt_duration(tail.budget_for_target_ms)}."
+    )
+    if policy.retries and tail.budget_for_target_ms > policy.total_budget_ms:
+        model_cov = float(tail.cdf(policy.total_budget_ms))
+        notes.append(
+            f"Under the fitted {tail.distribution}, this budget "
+            f"({fmt_duration(policy.total_budget_ms)}) covers {model_cov:.1%} of episodes: the "
+            f"sample may understate the tail; consider a budget of "
+            f"{fmt_duration(tail.budget_for_target_ms)} if a failure is costly."
+        )
+    return notes
+
+
+def _code_notes(codes: list[int]) -> list[str]:
+    """The error codes observed (the policy retries exactly these), and which of 5, 32 and
+    33 to add where the caller's code also does what fails with them."""
+    if not codes:
+        return []
+    shown = ", ".join(f"{c} ({_CODE_NAMES.get(c, 'code')})" for c in codes)
+    others = [c for c in (5, 32, 33) if c not in codes]
+    return [
+        f"Observed error codes: {shown}; the policy and its code retry exactly these."
+        + (
+            f" A scanner's handle makes a directory rename fail with 5 and an open with 32; "
+            f"add {' and '.join(str(c) for c in others)} where your code also does what "
+            "fails with them (Rust's std maps 32 and 33 to Uncategorized, so match them "
+            "by raw code)."
+            if others
+            else ""
+        )
+    ]

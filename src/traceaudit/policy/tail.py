@@ -35,7 +35,8 @@ _STD = NormalDist()
 
 def _norm_sf(z: np.ndarray) -> np.ndarray:
     """Standard normal survival function 1 − Φ(z), accurate in the upper tail."""
-    return 0.5 * _erfc(np.asarray(z, dtype=np.float64) / _SQRT2)
+    out: np.ndarray = 0.5 * _erfc(np.asarray(z, dtype=np.float64) / _SQRT2)
+    return out
 
 
 def _norm_pdf(z: np.ndarray) -> np.ndarray:
@@ -112,15 +113,17 @@ def _ln_quantile(p: dict[str, float], q: float) -> float:
 
 
 def _wb_cdf(p: dict[str, float], x: np.ndarray) -> np.ndarray:
-    return 1.0 - np.exp(-((np.maximum(x, 0.0) / p["scale_ms"]) ** p["shape"]))
+    out: np.ndarray = 1.0 - np.exp(-((np.maximum(x, 0.0) / p["scale_ms"]) ** p["shape"]))
+    return out
 
 
 def _wb_quantile(p: dict[str, float], q: float) -> float:
-    return p["scale_ms"] * (-math.log1p(-q)) ** (1.0 / p["shape"])
+    return float(p["scale_ms"] * (-math.log1p(-q)) ** (1.0 / p["shape"]))
 
 
 def _ex_cdf(p: dict[str, float], x: np.ndarray) -> np.ndarray:
-    return 1.0 - np.exp(-np.maximum(x, 0.0) / p["mean_ms"])
+    out: np.ndarray = 1.0 - np.exp(-np.maximum(x, 0.0) / p["mean_ms"])
+    return out
 
 
 def _ex_quantile(p: dict[str, float], q: float) -> float:

@@ -24,7 +24,7 @@ import html
 import io
 import re
 import zipfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Sequence
 from contextlib import ExitStack, closing
 from dataclasses import dataclass
 from pathlib import Path
@@ -51,14 +51,14 @@ _CHUNK = 8 * 1024 * 1024
 """Characters decoded and searched at a time: memory stays flat for any size of trace."""
 
 
-def _chunks(path: Path, source: Source) -> Iterator[str]:
+def _chunks(path: Path, source: Source) -> Generator[str, None, None]:
     """The written output as decoded text, a chunk at a time (a zip's member names
     first: a name can leak too)."""
     encoding = "utf-8-sig" if source.bom and source.encoding == "utf-8" else source.encoding
     with ExitStack() as stack:
         raw: IO[bytes]
         if source.compression == "gzip":
-            raw = stack.enter_context(gzip.open(path, "rb"))
+            raw = stack.enter_context(gzip.open(path, "rb"))  # type: ignore[arg-type]
         elif source.compression == "zip":
             archive = stack.enter_context(zipfile.ZipFile(path))
             names = archive.namelist()

@@ -42,7 +42,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from traceaudit.redaction.keys import Pseudonyms
 from traceaudit.redaction.shapes import (
@@ -396,7 +396,7 @@ def word_pattern(
 
 def _trie(words: list[str]) -> str:
     """The regular expression of a trie of ``words`` (greedy: longer words first)."""
-    root: dict[str, dict] = {}
+    root: dict[str, Any] = {}
     for word in words:
         node = root
         for char in word:
@@ -405,7 +405,7 @@ def _trie(words: list[str]) -> str:
     return _render(root)
 
 
-def _render(node: dict[str, dict]) -> str:
+def _render(node: dict[str, Any]) -> str:
     parts = []
     for char in sorted(k for k in node if k):
         child = node[char]

@@ -350,7 +350,7 @@ def write_output(raw: IO[bytes], source: Source, member_name: str) -> Iterator[I
 
 
 @contextmanager
-def _text(binary: IO[bytes], source: Source) -> Iterator[IO[str]]:
+def _text(binary: IO[bytes] | gzip.GzipFile, source: Source) -> Iterator[IO[str]]:
     binary.write(source.bom)
     stream = io.TextIOWrapper(
         binary, encoding=source.encoding, errors="replace", newline="", write_through=False

@@ -20,6 +20,7 @@ an address found elsewhere in the trace.
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from functools import partial
 from typing import Any
 
 from traceaudit.formats.procmon_text.columns import CLIPBOARD_COLUMNS
@@ -179,7 +180,7 @@ class RowRewriter:
             if kind == "Process Name":
                 process_known = got == value
         for i in range(len(self._plan), width):
-            out[i] = self._cached("text", fields[i], lambda v=fields[i]: rewrite_text(ctx, v))
+            out[i] = self._cached("text", fields[i], partial(rewrite_text, ctx, fields[i]))
         return out
 
     def _rewrite(self, kind: str, key: Any) -> str:

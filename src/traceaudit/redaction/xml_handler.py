@@ -24,6 +24,7 @@ from __future__ import annotations
 import html
 import re
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import IO
 
 from traceaudit.formats.procmon_text.columns import PROCMON_COLUMNS
@@ -206,7 +207,7 @@ class XmlHandler:
             if tag in values:
                 value = values[tag]
                 out[tag] = self._cached(
-                    f"company{known}", value, lambda v=value: rewrite_company(self.ctx, v, known)
+                    f"company{known}", value, partial(rewrite_company, self.ctx, value, known)
                 )
         for tag, value in values.items():
             if tag not in out:

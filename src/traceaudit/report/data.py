@@ -107,8 +107,8 @@ class TraceSummary:
     def of(cls, trace: Trace, completeness: Completeness | None = None) -> TraceSummary:
         events = trace.events
         times = events["time"].drop_nulls()
-        first = times.min() if len(times) else None
-        last = times.max() if len(times) else None
+        first: datetime | None = times.min() if len(times) else None  # type: ignore[assignment]
+        last: datetime | None = times.max() if len(times) else None  # type: ignore[assignment]
         nanos = (
             events.select(
                 first=pl.col("time").min().dt.nanosecond(),

@@ -286,7 +286,52 @@ def timeline_data(report: Report, path: str | None = None) -> TimelineData | Non
     else:
         trace = None
     key = fold(path)
+    on_path, trace = _failures_on(report, key, trace)
+    shown, relation = _handles_shown(report, trace, key, on_path)
 
+    first, last = _trace_span(report, trace)
+    origin_ns, origin_is_failure = _origin(on_path, shown, first)
+    if origin_ns is None:
+        return None
+    origin = pl.Series([origin_ns]).cast(pl.Datetime("ns"))[0]
+    start_ms = None if first is None else (first - origin_ns) / _NS_PER_MS
+    end_ms = None if last is None else (last - origin_ns) / _NS_PER_MS
+
+    failing_pids = on_path["pid"].unique(maintain_order=True).to_list() if on_path.height else []
+    bars = _bars(shown, origin_ns, start_ms, end_ms, relation, set(failing_pids))
+    order, rows, hidden = _process_rows(on_path, bars, failing_pids)
+    row_of = {pid: i for i, pid in enumerate(order)}
+    bars = bars.filter(pl.col("pid").is_in(order)).with_columns(
+        row=pl.col("pid").replace_strict(row_of, return_dtype=pl.Int64)
+    )
+    bars = _with_lanes(bars)
+
+    failures = _failure_marks(on_path, origin_ns, row_of)
+    successes = _successes(report, trace, key, origin_ns, row_of)
+    held = _held_intervals(failures, end_ms)
+    return TimelineData(
+        trace=trace,
+        path=_spelling(on_path, key, path),
+        origin=origin,
+        origin_ns=origin_ns,
+        origin_is_failure=origin_is_failure,
+        trace_start_ms=start_ms,
+        trace_end_ms=end_ms,
+        rows=rows,
+        failing_rows=tuple(row_of[p] for p in failing_pids if p in row_of),
+        hidden_processes=hidden,
+        bars=bars,
+        failures=failures,
+        successes=successes,
+        held=held,
+    )
+
+
+def _failures_on(report: Report, key: str, trace: str | None) -> tuple[pl.DataFrame, str]:
+    """The conflicts on the folded path ``key`` or below it, in time order, and their trace.
+
+    Without ``trace``, the trace of the earliest such conflict (else the report's first).
+    """
     conflicts = report.conflicts
     if "trace" not in conflicts.columns:
         conflicts = conflicts.with_columns(trace=pl.lit("<memory>"))
@@ -297,7 +342,17 @@ def timeline_data(report: Report, path: str | None = None) -> TimelineData | Non
         else:
             trace = report.traces[0].name if report.traces else "<memory>"
     on_path = on_path.filter(pl.col("trace") == trace).sort("time") if on_path.height else on_path
+    return on_path, trace
 
+
+def _handles_shown(
+    report: Report, trace: str, key: str, on_path: pl.DataFrame
+) -> tuple[pl.DataFrame, dict[int, str]]:
+    """The handles to draw: on the path or below it, plus every blocker of its failures.
+
+    Also each blocker's ``relation`` by handle id. Candidates are no evidence (the capture
+    cannot show their close), so they are not drawn as blockers.
+    """
     handles = report.handles
     if "trace" in handles.columns:
         handles = handles.filter(pl.col("trace") == trace)
@@ -322,35 +377,40 @@ def timeline_data(report: Report, path: str | None = None) -> TimelineData | Non
         if handles.height
         else handles
     )
+    return shown, relation
 
-    first, last = _trace_span(report, trace)
-    origin_ns: int | None
+
+def _origin(
+    on_path: pl.DataFrame, shown: pl.DataFrame, first: int | None
+) -> tuple[int | None, bool]:
+    """Time zero of the axis (epoch ns), and whether it is the first failure.
+
+    Without a failure: the first open or close shown, else the trace start.
+    """
     if on_path.height:
-        origin_ns, origin_is_failure = int(on_path["time"].dt.epoch("ns").min()), True
-    else:
-        times = (
-            pl.concat([shown["opened"], shown["closed"]]).drop_nulls()
-            if shown.height
-            else pl.Series([], dtype=pl.Datetime("ns"))
-        )
-        origin_ns = int(times.dt.epoch("ns").min()) if len(times) else first
-        origin_is_failure = False
-    if origin_ns is None:
-        return None
-    origin = pl.Series([origin_ns]).cast(pl.Datetime("ns"))[0]
-    start_ms = None if first is None else (first - origin_ns) / _NS_PER_MS
-    end_ms = None if last is None else (last - origin_ns) / _NS_PER_MS
+        return int(on_path["time"].dt.epoch("ns").min()), True  # type: ignore[arg-type]
+    times = (
+        pl.concat([shown["opened"], shown["closed"]]).drop_nulls()
+        if shown.height
+        else pl.Series([], dtype=pl.Datetime("ns"))
+    )
+    return (int(times.dt.epoch("ns").min()) if len(times) else first), False  # type: ignore[arg-type]
 
-    failing_pids = on_path["pid"].unique(maintain_order=True).to_list() if on_path.height else []
+
+def _process_rows(
+    on_path: pl.DataFrame, bars: pl.DataFrame, failing_pids: list[int]
+) -> tuple[list[int], tuple[str, ...], int]:
+    """The pids shown top to bottom, their labels, and how many more are left out.
+
+    Rows: failing processes, then blockers, then the rest, each by first appearance; at
+    most :data:`MAX_ROWS`.
+    """
     names: dict[int, str] = {}
     for pid, process in on_path.select("pid", "process").iter_rows() if on_path.height else []:
         names.setdefault(pid, process)
-
-    bars = _bars(shown, origin_ns, start_ms, end_ms, relation, set(failing_pids))
     for pid, process in bars.select("pid", "process").iter_rows():
         names.setdefault(pid, process)
 
-    # Rows: failing processes, then blockers, then the rest, each by first appearance.
     order: list[int] = list(failing_pids)
     if bars.height:
         ranked = (
@@ -365,15 +425,13 @@ def timeline_data(report: Report, path: str | None = None) -> TimelineData | Non
         order += [p for p in ranked["pid"].to_list() if p not in order]
     hidden = max(len(order) - MAX_ROWS, 0)
     order = order[:MAX_ROWS]
-    row_of = {pid: i for i, pid in enumerate(order)}
     rows = tuple(f"{names.get(pid, '?')} ({pid})" for pid in order)
+    return order, rows, hidden
 
-    bars = bars.filter(pl.col("pid").is_in(order)).with_columns(
-        row=pl.col("pid").replace_strict(row_of, return_dtype=pl.Int64)
-    )
-    bars = _with_lanes(bars)
 
-    failures = on_path.select(
+def _failure_marks(on_path: pl.DataFrame, origin_ns: int, row_of: dict[int, int]) -> pl.DataFrame:
+    """One marker per failure on the path: where (ms, row), what, and its hold time."""
+    return on_path.select(
         x_ms=_rel_ms("time", origin_ns),
         row=pl.col("pid").replace_strict(row_of, default=None, return_dtype=pl.Int64),
         result="result",
@@ -387,25 +445,6 @@ def timeline_data(report: Report, path: str | None = None) -> TimelineData | Non
             "remaining_ms": pl.Float64, "censored": pl.Boolean, "blocked": pl.Boolean,
         }
     )  # fmt: skip
-
-    successes = _successes(report, trace, key, origin_ns, row_of)
-    held = _held_intervals(failures, end_ms)
-    return TimelineData(
-        trace=trace,
-        path=_spelling(on_path, key, path),
-        origin=origin,
-        origin_ns=origin_ns,
-        origin_is_failure=origin_is_failure,
-        trace_start_ms=start_ms,
-        trace_end_ms=end_ms,
-        rows=rows,
-        failing_rows=tuple(row_of[p] for p in failing_pids if p in row_of),
-        hidden_processes=hidden,
-        bars=bars,
-        failures=failures,
-        successes=successes,
-        held=held,
-    )
 
 
 def _spelling(on_path: pl.DataFrame, key: str, path: str) -> str:

@@ -43,6 +43,7 @@ from traceaudit.report.text import VERDICT_WORDS, _with_clock_text
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
+    from traceaudit.policy import RetryPolicy
     from traceaudit.report.data import ReportData as Report
 
 __all__ = ["render_html", "write_html"]
@@ -125,7 +126,10 @@ def _table(
     numeric: frozenset[int] | set[int] = frozenset(),
 ) -> str:
     """A table from already-escaped cells; columns in ``numeric`` are right-aligned."""
-    cls = lambda i: ' class="num"' if i in numeric else ""  # noqa: E731
+
+    def cls(i: int) -> str:
+        return ' class="num"' if i in numeric else ""
+
     out = ['<div class="scroll"><table><thead><tr>']
     out += [f"<th{cls(i)}>{h}</th>" for i, h in enumerate(head)]
     out.append("</tr></thead><tbody>")
@@ -487,6 +491,19 @@ def _advice(report: Report) -> str:
         )
         out.append(f"<p>{_e(reason)}</p></section>")
         return "".join(out)
+    out += _policy_paragraphs(policy)
+    if report.replay.height:
+        out += _replay_table(report.replay)
+    code = report.snippets()
+    if code:
+        out += _snippet_blocks(code)
+    out.append("</section>")
+    return "".join(out)
+
+
+def _policy_paragraphs(policy: RetryPolicy) -> list[str]:
+    """The suggested policy, what it covers and costs, the error codes it retries on."""
+    out = []
     target = f"{policy.target:.0%}" if policy.target is not None else "the chosen share"
     out.append(f"<p>To ride out {_e(target)} of these lock episodes, retry with:</p>")
     out.append(f'<p class="policy">{_e(policy.describe())}</p>')
@@ -503,66 +520,73 @@ def _advice(report: Report) -> str:
         out.append(f"<p>{_e('; '.join(facts))}.</p>")
     if policy.notes:
         out.append("<ul>" + "".join(f"<li>{_e(n)}</li>" for n in policy.notes) + "</ul>")
+    return out
 
-    if report.replay.height:
-        out.append(
-            "<h3>How real tools' retry policies would have fared on these lock episodes</h3>"
+
+def _replay_table(replay: pl.DataFrame) -> list[str]:
+    """How real tools' retry policies would have fared, one row per tool.
+
+    Each tool retries only on the Win32 errors its runtime maps to a retryable error, so
+    the note says which ones before the table.
+    """
+    out = ["<h3>How real tools' retry policies would have fared on these lock episodes</h3>"]
+    out.append(
+        '<p class="note">Each tool retries only on its own error codes (Rust maps only '
+        "5 to PermissionDenied; libuv maps 32 and 33 to EBUSY). Success is over the "
+        "episodes whose outcome the trace decides; <i>censored</i> ones ran past its "
+        "end. Jittered policies are averaged over seeded draws.</p>"
+    )
+    rows = []
+    for r in replay.iter_rows(named=True):
+        rate = "-" if r["success_rate"] is None else f"{r['success_rate']:.0%}"
+        rows.append(
+            [
+                _e(r["tool"]),
+                _e(r["version"]),
+                _e(r["triggers"]),
+                f"{r['triggered']:,} of {r['episodes']:,}",
+                _e(rate),
+                _ms(r["median_wait_ms"]),
+                _ms(r["worst_wait_ms"]),
+                "-" if r["mean_attempts"] is None else f"{r['mean_attempts']:.1f}",
+                f"{r['censored']:,}",
+            ]
         )
-        out.append(
-            '<p class="note">Each tool retries only on its own error codes (Rust maps only '
-            "5 to PermissionDenied; libuv maps 32 and 33 to EBUSY). Success is over the "
-            "episodes whose outcome the trace decides; <i>censored</i> ones ran past its "
-            "end. Jittered policies are averaged over seeded draws.</p>"
+    out.append(
+        _table(
+            [
+                "tool",
+                "version",
+                "retries on",
+                "episodes it retries",
+                "success",
+                "median wait",
+                "worst wait",
+                "mean attempts",
+                "censored",
+            ],  # fmt: skip
+            rows,
+            numeric={3, 4, 5, 6, 7, 8},
         )
-        rows = []
-        for r in report.replay.iter_rows(named=True):
-            rate = "-" if r["success_rate"] is None else f"{r['success_rate']:.0%}"
-            rows.append(
-                [
-                    _e(r["tool"]),
-                    _e(r["version"]),
-                    _e(r["triggers"]),
-                    f"{r['triggered']:,} of {r['episodes']:,}",
-                    _e(rate),
-                    _ms(r["median_wait_ms"]),
-                    _ms(r["worst_wait_ms"]),
-                    "-" if r["mean_attempts"] is None else f"{r['mean_attempts']:.1f}",
-                    f"{r['censored']:,}",
-                ]
-            )
+    )
+    return out
+
+
+def _snippet_blocks(code: dict[str, str]) -> list[str]:
+    """The suggested policy in code, one open ``<details>`` per language."""
+    names = {
+        "rust": "Rust (backon)",
+        "python": "Python (tenacity)",
+        "go": "Go",
+        "dotnet": ".NET (Polly)",
+    }
+    out = ["<h3>The suggested policy in code</h3>"]
+    for language, snippet in code.items():
         out.append(
-            _table(
-                [
-                    "tool",
-                    "version",
-                    "retries on",
-                    "episodes it retries",
-                    "success",
-                    "median wait",
-                    "worst wait",
-                    "mean attempts",
-                    "censored",
-                ],  # fmt: skip
-                rows,
-                numeric={3, 4, 5, 6, 7, 8},
-            )
+            f"<details open><summary>{_e(names.get(language, language))}</summary>"
+            f"<pre><code>{_e(snippet.rstrip())}</code></pre></details>"
         )
-    code = report.snippets()
-    if code:
-        names = {
-            "rust": "Rust (backon)",
-            "python": "Python (tenacity)",
-            "go": "Go",
-            "dotnet": ".NET (Polly)",
-        }
-        out.append("<h3>The suggested policy in code</h3>")
-        for language, snippet in code.items():
-            out.append(
-                f"<details open><summary>{_e(names.get(language, language))}</summary>"
-                f"<pre><code>{_e(snippet.rstrip())}</code></pre></details>"
-            )
-    out.append("</section>")
-    return "".join(out)
+    return out
 
 
 def _retries(report: Report) -> str:

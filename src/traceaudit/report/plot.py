@@ -44,6 +44,7 @@ from traceaudit.report import figure_data as data
 from traceaudit.report.figure_data import DEFAULT_POLICIES, shorten_middle
 
 if TYPE_CHECKING:
+    from matplotlib.artist import Artist
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
@@ -189,13 +190,28 @@ def _timeline_in(report: Report, path: str | None, trace: str) -> data.TimelineD
 
 
 def _draw_timeline(ax: Axes, d: data.TimelineData) -> None:
-    from matplotlib.collections import PolyCollection
-    from matplotlib.lines import Line2D
-    from matplotlib.patches import Patch
-
-    bars = d.bars
     lo, hi = d.focus()
     legend: list[Any] = []
+    legend += _draw_handle_bars(ax, d.bars)
+    legend += _draw_held(ax, d.held)
+    legend += _draw_failures(ax, d.failures)
+    legend += _draw_successes(ax, d.successes)
+    _draw_capture_edges(ax, d, lo, hi)
+    if d.bars.filter(pl.col("role") == "blocker").height <= MAX_ANNOTATED_BARS:
+        _annotate_blockers(ax, d, lo, hi)
+    _finish_timeline_axes(ax, d, lo, hi, legend)
+
+
+def _draw_handle_bars(ax: Axes, bars: pl.DataFrame) -> list[Artist]:
+    """One bar per handle in its process's row and lane, coloured by role; legend entries.
+
+    A bar whose open or close the capture does not show (it stands in at the trace edge)
+    is hatched and faded: its true extent is unknown.
+    """
+    from matplotlib.collections import PolyCollection
+    from matplotlib.patches import Patch
+
+    legend: list[Artist] = []
     for role in ("other", "failing", "blocker"):
         of_role = bars.filter(pl.col("role") == role)
         if of_role.is_empty():
@@ -205,17 +221,8 @@ def _draw_timeline(ax: Axes, d: data.TimelineData) -> None:
             part = of_role.filter((pl.col("open_before_capture") | pl.col("open_at_end")) == edge)
             if part.is_empty():
                 continue
-            verts = []
-            for r in part.iter_rows(named=True):
-                height = 0.8 / r["lanes"]
-                y0 = r["row"] - 0.4 + r["lane"] * height + 0.05 * height
-                y1 = y0 + 0.9 * height
-                x0, x1 = r["start_ms"], r["end_ms"]
-                if x1 - x0 < 1e-9:  # an instant: still visible
-                    x1 = x0 + 1e-9
-                verts.append([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
             collection = PolyCollection(
-                verts,
+                _bar_vertices(part),
                 facecolors=ROLE_COLORS[role],
                 edgecolors=ROLE_COLORS[role],
                 linewidths=0.6,
@@ -234,8 +241,31 @@ def _draw_timeline(ax: Axes, d: data.TimelineData) -> None:
                 label="open before the capture / still open at its end",
             )
         )
+    return legend
 
-    for start, end, censored in d.held:
+
+def _bar_vertices(part: pl.DataFrame) -> list[list[tuple[float, float]]]:
+    """The corners of each bar: its lane's slice of the row, from ``start_ms`` to ``end_ms``."""
+    verts = []
+    for r in part.iter_rows(named=True):
+        height = 0.8 / r["lanes"]
+        y0 = r["row"] - 0.4 + r["lane"] * height + 0.05 * height
+        y1 = y0 + 0.9 * height
+        x0, x1 = r["start_ms"], r["end_ms"]
+        if x1 - x0 < 1e-9:  # an instant: still visible
+            x1 = x0 + 1e-9
+        verts.append([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
+    return verts
+
+
+def _draw_held(ax: Axes, held: tuple[tuple[float, float, bool], ...]) -> list[Artist]:
+    """Shade each span from a failure to its last blocker's close; legend entries.
+
+    A span whose blocker never closed in the trace is hatched: it ran at least that long.
+    """
+    from matplotlib.patches import Patch
+
+    for start, end, censored in held:
         ax.axvspan(
             start,
             end,
@@ -247,11 +277,12 @@ def _draw_timeline(ax: Axes, d: data.TimelineData) -> None:
             zorder=0,
             gid=GID_HELD,
         )
-    if any(not censored for *_, censored in d.held):
+    legend: list[Artist] = []
+    if any(not censored for *_, censored in held):
         legend.append(
             Patch(facecolor=HELD_COLOR, alpha=0.15, label="held: failure until last blocker closed")
         )
-    if any(censored for *_, censored in d.held):
+    if any(censored for *_, censored in held):
         legend.append(
             Patch(
                 facecolor=HELD_COLOR,
@@ -261,57 +292,74 @@ def _draw_timeline(ax: Axes, d: data.TimelineData) -> None:
                 label="held until the trace ended (a blocker never closed)",
             )  # fmt: skip
         )
+    return legend
 
-    failures = d.failures.filter(pl.col("row").is_not_null())
-    if failures.height:
-        ax.plot(
-            failures["x_ms"].to_numpy(),
-            failures["row"].to_numpy(),
+
+def _draw_failures(ax: Axes, failures: pl.DataFrame) -> list[Artist]:
+    """An ``X`` per failure on the failing process's row; the legend entry names results."""
+    from matplotlib.lines import Line2D
+
+    failures = failures.filter(pl.col("row").is_not_null())
+    if not failures.height:
+        return []
+    ax.plot(
+        failures["x_ms"].to_numpy(),
+        failures["row"].to_numpy(),
+        linestyle="none",
+        marker="X",
+        markersize=9,
+        markerfacecolor="black",
+        markeredgecolor="white",
+        zorder=5,
+        gid=GID_FAILURES,
+    )
+    results = ", ".join(sorted(set(failures["result"].to_list())))
+    return [
+        Line2D(
+            [],
+            [],
             linestyle="none",
             marker="X",
             markersize=9,
-            markerfacecolor="black",
+            color="black",
             markeredgecolor="white",
-            zorder=5,
-            gid=GID_FAILURES,
-        )
-        results = ", ".join(sorted(set(failures["result"].to_list())))
-        legend.append(
-            Line2D(
-                [],
-                [],
-                linestyle="none",
-                marker="X",
-                markersize=9,
-                color="black",
-                markeredgecolor="white",
-                label=f"failed ({_safe(results)})",
-            )  # fmt: skip
-        )
-    if d.successes.height:
-        ax.plot(
-            d.successes["x_ms"].to_numpy(),
-            d.successes["row"].to_numpy(),
+            label=f"failed ({_safe(results)})",
+        )  # fmt: skip
+    ]
+
+
+def _draw_successes(ax: Axes, successes: pl.DataFrame) -> list[Artist]:
+    """A green dot where a retry finally worked; its legend entry."""
+    from matplotlib.lines import Line2D
+
+    if not successes.height:
+        return []
+    ax.plot(
+        successes["x_ms"].to_numpy(),
+        successes["row"].to_numpy(),
+        linestyle="none",
+        marker="o",
+        markersize=8,
+        markerfacecolor="#009E73",
+        markeredgecolor="white",
+        zorder=5,
+        gid=GID_SUCCESSES,
+    )
+    return [
+        Line2D(
+            [],
+            [],
             linestyle="none",
             marker="o",
             markersize=8,
-            markerfacecolor="#009E73",
-            markeredgecolor="white",
-            zorder=5,
-            gid=GID_SUCCESSES,
-        )
-        legend.append(
-            Line2D(
-                [],
-                [],
-                linestyle="none",
-                marker="o",
-                markersize=8,
-                color="#009E73",
-                label="retry succeeded",
-            )  # fmt: skip
-        )
+            color="#009E73",
+            label="retry succeeded",
+        )  # fmt: skip
+    ]
 
+
+def _draw_capture_edges(ax: Axes, d: data.TimelineData, lo: float, hi: float) -> None:
+    """Dotted lines where the capture starts and ends, when they fall inside the view."""
     edges = ((d.trace_start_ms, "capture starts", 1), (d.trace_end_ms, "capture ends", -1))
     for edge, word, side in edges:
         if edge is not None and lo <= edge <= hi:
@@ -322,9 +370,11 @@ def _draw_timeline(ax: Axes, d: data.TimelineData) -> None:
                 ha="left" if side > 0 else "right",
             )  # fmt: skip
 
-    if bars.filter(pl.col("role") == "blocker").height <= MAX_ANNOTATED_BARS:
-        _annotate_blockers(ax, d, lo, hi)
 
+def _finish_timeline_axes(
+    ax: Axes, d: data.TimelineData, lo: float, hi: float, legend: list[Any]
+) -> None:
+    """Process rows (failing ones in bold), limits, grid, axis label, title and legend."""
     n = max(len(d.rows), 1)
     ax.set_yticks(range(len(d.rows)), [_safe(r) for r in d.rows])
     for i, label in enumerate(ax.get_yticklabels()):
@@ -443,16 +493,43 @@ def _draw_windows(
     curves: list[tuple[data.PolicyCurve, bool]],
     report: Report,
 ) -> None:
+    lo, hi = _windows_range(sample, curves)
+    top = _draw_ecdf(ax, sample, lo, hi)
+    if sample.n_censored:
+        _draw_censored(ax, sample, lo, hi, top)
+    rug_step = 0.045
+    rug_ticks, rug_names = _draw_policy_curves(ax, curves, report, lo, hi, rug_step)
+    if report.policy is not None and report.policy.target:
+        ax.axhline(report.policy.target, color="#777777", linewidth=0.8, linestyle=":")
+        ax.annotate(
+            f"target {report.policy.target:.0%}", (0, report.policy.target),
+            xycoords=("axes fraction", "data"), xytext=(3, 2), textcoords="offset points",
+            fontsize=7, color="#555555",
+        )  # fmt: skip
+    _finish_windows_axes(ax, sample, lo, hi, rug_step, rug_ticks, rug_names)
+
+
+def _windows_range(
+    sample: data.WindowSample, curves: list[tuple[data.PolicyCurve, bool]]
+) -> tuple[float, float]:
+    """The log x range: from below the shortest window or first retry, past the longest."""
     n = sample.n
-    known = np.sort(sample.window_ms[~sample.censored])
     positive = [float(w) for w in sample.window_ms if w > 0]
     firsts = [
         float(c.attempt_ms[c.attempt_ms > 0][0]) for c, _ in curves if (c.attempt_ms > 0).any()
     ]
     smallest = min(positive + firsts) if positive or firsts else 1.0
     largest = max(float(sample.window_ms.max()) if n else 1.0, smallest * 10)
-    lo, hi = max(smallest / 2.5, 1e-3), largest * 4
+    return max(smallest / 2.5, 1e-3), largest * 4
 
+
+def _draw_ecdf(ax: Axes, sample: data.WindowSample, lo: float, hi: float) -> float:
+    """The black step: share of windows over by each time (censored ones never arrive).
+
+    Returns the height it ends at, where the censored markers go.
+    """
+    n = sample.n
+    known = np.sort(sample.window_ms[~sample.censored])
     if len(known):
         xs = np.concatenate([[lo], np.clip(known, lo, None)])
         ys = np.concatenate([[0.0], np.arange(1, len(known) + 1) / n])
@@ -466,39 +543,47 @@ def _draw_windows(
         xs, ys, drawstyle="steps-post", color="black", linewidth=2.6, zorder=4, gid=GID_ECDF,
         label=f"over by then ({measure}; {n} {what})",
     )  # fmt: skip
+    return float(ys[-1])
 
-    if sample.n_censored:
-        cens = sample.window_ms[sample.censored]
-        ax.scatter(
-            np.clip(cens, lo, hi), np.full(len(cens), ys[-1]), marker=">",
-            s=60 if len(cens) <= 20 else 30, alpha=1.0 if len(cens) <= 20 else 0.35,
-            color="black", linewidths=0, zorder=6, gid=GID_CENSORED,
-            label=f"{sample.n_censored} still blocked when the trace ended "
-            f"(had lasted {fmt_duration(float(cens.min()))}"
-            + (f" to {fmt_duration(float(cens.max()))})" if len(cens) > 1 else ")"),
-        )  # fmt: skip
 
-    rug_step = 0.045
+def _draw_censored(ax: Axes, sample: data.WindowSample, lo: float, hi: float, top: float) -> None:
+    """``▶`` at how long each window still blocked at the trace end had lasted by then."""
+    cens = sample.window_ms[sample.censored]
+    ax.scatter(
+        np.clip(cens, lo, hi), np.full(len(cens), top), marker=">",
+        s=60 if len(cens) <= 20 else 30, alpha=1.0 if len(cens) <= 20 else 0.35,
+        color="black", linewidths=0, zorder=6, gid=GID_CENSORED,
+        label=f"{sample.n_censored} still blocked when the trace ended "
+        f"(had lasted {fmt_duration(float(cens.min()))}"
+        + (f" to {fmt_duration(float(cens.max()))})" if len(cens) > 1 else ")"),
+    )  # fmt: skip
+
+
+def _draw_policy_curves(
+    ax: Axes,
+    curves: list[tuple[data.PolicyCurve, bool]],
+    report: Report,
+    lo: float,
+    hi: float,
+    rug_step: float,
+) -> tuple[list[float], list[str]]:
+    """Each policy's step over the ECDF, and its retry times in a row of its own below 0 %.
+
+    Returns the y of each schedule row and its label, for the y axis.
+    """
     rug_ticks: list[float] = []
     rug_names: list[str] = []
     color_at = 0
     for k, (curve, suggested) in enumerate(curves):
+        style: str | tuple[int, tuple[int, int]]
         if suggested:
             color, width, style = "#333333", 2.0, (0, (5, 2))
         else:
             color = POLICY_COLORS[color_at % len(POLICY_COLORS)]
             color_at += 1
             width, style = 1.5, "-"
-        t = np.clip(curve.attempt_ms, lo, None)
-        x = np.concatenate([[lo], t]) if len(t) else np.array([lo])
-        y = np.concatenate([[0.0], curve.covered]) if len(t) else np.array([0.0])
-        off_edge = bool(len(t)) and curve.gives_up_ms > hi
-        if off_edge:  # it keeps trying past the right edge: draw up to the edge
-            keep = x <= hi
-            x, y = np.append(x[keep], hi), np.append(y[keep], y[keep][-1])
-        elif not len(t):
-            x, y = np.array([lo, hi]), np.array([0.0, 0.0])
-        (line,) = ax.plot(
+        t, x, y, off_edge = _policy_steps(curve, lo, hi)
+        ax.plot(
             x, y, drawstyle="steps-post", color=color, linewidth=width, linestyle=style,
             zorder=5 if suggested else 3, gid=GID_POLICY, label=_policy_label(curve, report, suggested),
         )  # fmt: skip
@@ -520,15 +605,36 @@ def _draw_windows(
             )  # fmt: skip
         rug_ticks.append(row_y)
         rug_names.append("suggested" if suggested else _safe(curve.label))
+    return rug_ticks, rug_names
 
-    if report.policy is not None and report.policy.target:
-        ax.axhline(report.policy.target, color="#777777", linewidth=0.8, linestyle=":")
-        ax.annotate(
-            f"target {report.policy.target:.0%}", (0, report.policy.target),
-            xycoords=("axes fraction", "data"), xytext=(3, 2), textcoords="offset points",
-            fontsize=7, color="#555555",
-        )  # fmt: skip
 
+def _policy_steps(
+    curve: data.PolicyCurve, lo: float, hi: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, bool]:
+    """A policy's retry times (clipped to ``lo``) and its step, cut at ``hi`` when it keeps
+    trying past the right edge (``off_edge``); a policy that never retries stays at 0."""
+    t = np.clip(curve.attempt_ms, lo, None)
+    x = np.concatenate([[lo], t]) if len(t) else np.array([lo])
+    y = np.concatenate([[0.0], curve.covered]) if len(t) else np.array([0.0])
+    off_edge = bool(len(t)) and curve.gives_up_ms > hi
+    if off_edge:  # it keeps trying past the right edge: draw up to the edge
+        keep = x <= hi
+        x, y = np.append(x[keep], hi), np.append(y[keep], y[keep][-1])
+    elif not len(t):
+        x, y = np.array([lo, hi]), np.array([0.0, 0.0])
+    return t, x, y, off_edge
+
+
+def _finish_windows_axes(
+    ax: Axes,
+    sample: data.WindowSample,
+    lo: float,
+    hi: float,
+    rug_step: float,
+    rug_ticks: list[float],
+    rug_names: list[str],
+) -> None:
+    """Log time axis, percent ticks plus one tick per schedule row, grid, labels, legend."""
     ax.set_xscale("log")
     ax.set_xlim(lo, hi)
     bottom = (rug_ticks[-1] - rug_step) if rug_ticks else -0.02
@@ -631,7 +737,7 @@ def blockers(report: Report, *, ax: Axes | None = None) -> Axes:
     ax.set_yticks(y, labels)
     ax.set_ylim(shown.height - 0.5, -0.5)
     ax.set_xlim(0, values.max() * 1.6)
-    ax.xaxis.get_major_locator().set_params(integer=True)
+    ax.xaxis.get_major_locator().set_params(integer=True)  # type: ignore[call-arg]
     ax.set_xlabel("conflicts (failed operations), each counted for the holder that let go last")
     title = "Who blocked: conflicts by blocking process"
     extra = []
@@ -677,7 +783,7 @@ def timeline_figures(report: Report, limit: int = 5) -> Iterator[tuple[data.Bloc
             continue
         ax = _new_axes(_timeline_size(len(d.rows)), pyplot=False)
         _draw_timeline(ax, d)
-        yield entry, ax.figure
+        yield entry, ax.figure  # type: ignore[misc]  # a Figure, never a SubFigure, here
 
 
 def report_figures(
@@ -691,13 +797,13 @@ def report_figures(
     counts = data.blocker_counts(report)
     if counts.height:
         ax = _new_axes(_blockers_size(counts.height), pyplot=False)
-        yield "blockers", blockers(report, ax=ax).figure
+        yield "blockers", blockers(report, ax=ax).figure  # type: ignore[misc]
     for i, (entry, figure) in enumerate(timeline_figures(report, max_timelines), start=1):
         yield f"timeline-{i}-{_slug(entry.path)}", figure
     if data.window_sample(report) is not None:
         curves = len(policies) + (report.policy is not None)
         ax = _new_axes(_windows_size(curves), pyplot=False)
-        yield "windows", windows(report, ax=ax, policies=policies).figure
+        yield "windows", windows(report, ax=ax, policies=policies).figure  # type: ignore[misc]
 
 
 def save_all(
@@ -731,7 +837,7 @@ def save_all(
     for name, figure in report_figures(report, max_timelines=max_timelines):
         for fmt in formats:
             target = out / f"{name}.{fmt}"
-            if any(same_file(target, source) for source in inputs):
+            if any(same_file(target, Path(source)) for source in inputs):
                 raise UsageError(
                     f"{target}: this is an input trace; refusing to write a figure over it."
                 )

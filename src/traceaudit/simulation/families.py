@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from traceaudit.formats.procmon_text.csv_write import (
@@ -334,6 +335,51 @@ def extract_rename(
     archive_dir = f"{cache}\\archive-v0"
     target = f"{archive_dir}\\{b.token(21, NANOID_ALPHABET)}"
 
+    t, archive_close, jobs = _extract_package(
+        b, uv, t0, tmp, package, n_files, scan_fraction, prefix_decoy
+    )
+    scans = _scan_queue(b, av, jobs, scanner_threads, lock_median_ms, lock_sigma)
+
+    t_first = t + ms(b.rng.uniform(1, 6))
+    if sibling_decoy:
+        _sibling_scan(b, uv, av, av.tids[-1], cache, t0, t_first)
+    if prefix_decoy and archive_close is not None:
+        _archive_scan(b, av, f"{tmp}\\{package}.tar.gz", archive_close, t_first)
+    if explorer_decoy:
+        explorer_elsewhere(
+            b, user, t_first - ms(b.rng.uniform(5, 60)), t_first + ms(b.rng.uniform(5, 90))
+        )
+
+    attempt = partial(_rename_attempt, b, uv, uv.tids[1], pkg_dir, archive_dir, target, scans, t0)
+    retry_loop(t_first, schedule, attempt)
+    return Story(
+        {
+            "user": user, "package": package, "n_files": n_files, "scanner": scanner,
+            "scanner_threads": scanner_threads, "scan_fraction": scan_fraction,
+            "lock_median_ms": lock_median_ms, "lock_sigma": lock_sigma,
+            "retry": schedule.to_dict(), "sibling_decoy": sibling_decoy,
+            "prefix_decoy": prefix_decoy, "explorer_decoy": explorer_decoy,
+        },
+        user,
+    )  # fmt: skip
+
+
+def _extract_package(
+    b: TraceBuilder,
+    uv: Proc,
+    t0: int,
+    tmp: str,
+    package: str,
+    n_files: int,
+    scan_fraction: float,
+    prefix_decoy: bool,
+) -> tuple[int, int | None, list[_ScanJob]]:
+    """uv's extraction before the rename: a registry refusal (decoy), ``tmp``, the
+    ``<pkg>.tar.gz`` prefix decoy, then ``tmp\\<pkg>`` with every file and subdirectory.
+
+    Returns (time uv is done, when the archive was closed or None, the files the scanner
+    will look at: every binary, and other files with probability ``scan_fraction``).
+    """
     registry_denied(b, uv, t0 - ms(b.rng.uniform(20, 200)))
     t = make_dir(b, uv, tmp, t0)
     archive_close = None
@@ -342,6 +388,7 @@ def extract_rename(
             b, uv, f"{tmp}\\{package}.tar.gz", int(b.rng.uniform(2e5, 3e6)), t
         )
         t = archive_close + _gap(b, 200, 900)
+    pkg_dir = f"{tmp}\\{package}"
     t = make_dir(b, uv, pkg_dir, t)
     created_dirs = {pkg_dir.lower()}
     jobs: list[_ScanJob] = []
@@ -357,68 +404,67 @@ def extract_rename(
         if binary or b.rng.random() < scan_fraction:
             jobs.append(_ScanJob(closed + _gap(b, 80, 600), path, size, binary))
         t = closed + ms(b.rng.uniform(0.3, 4))
-    scans = _scan_queue(b, av, jobs, scanner_threads, lock_median_ms, lock_sigma)
+    return t, archive_close, jobs
 
-    t_first = t + ms(b.rng.uniform(1, 6))
-    decoy_tid = av.tids[-1]
-    if sibling_decoy:
-        _sibling_scan(b, uv, av, decoy_tid, cache, t0, t_first)
-    if prefix_decoy and archive_close is not None:
-        job = _ScanJob(archive_close, f"{tmp}\\{package}.tar.gz", 0, False)
-        start = archive_close + _gap(b, 100, 600)
-        _scan_file(b, av, av.tids[-2], job, start, t_first + ms(b.rng.uniform(5, 400)) - start)
-    if explorer_decoy:
-        explorer_elsewhere(
-            b, user, t_first - ms(b.rng.uniform(5, 60)), t_first + ms(b.rng.uniform(5, 90))
-        )
 
-    created = t0
-    tid = uv.tids[1]
+def _archive_scan(
+    b: TraceBuilder, av: Proc, archive: str, archive_close: int, t_first: int
+) -> None:
+    """The prefix decoy: the scanner holds ``<pkg>.tar.gz`` across the first attempt, a path
+    that starts with the directory's name but is not below it."""
+    job = _ScanJob(archive_close, archive, 0, False)
+    start = archive_close + _gap(b, 100, 600)
+    _scan_file(b, av, av.tids[-2], job, start, t_first + ms(b.rng.uniform(5, 400)) - start)
 
-    def attempt(t: int) -> tuple[int, bool]:
-        h_dir = b.open(
-            t, uv, pkg_dir, ("Read Attributes", "Delete", "Synchronize"), _SHARE_ALL,
-            options=("Synchronous IO Non-Alert", "Open Reparse Point"), tid=tid,
-        )  # fmt: skip
-        t += _gap(b, 60, 150)
-        b.emit(
-            t,
-            uv,
-            "QueryAttributeTagFile",
-            pkg_dir,
-            detail=format_detail_attribute_tag("D"),
-            tid=tid,
-        )
-        t += _gap(b, 10, 40)
-        b.emit(t, uv, "QueryBasicInformationFile", pkg_dir,
-               detail=format_detail_query_basic(created, t, t, t, "D"), tid=tid)  # fmt: skip
-        t += _gap(b, 40, 120)
-        h_parent = b.open(
-            t, uv, archive_dir, ("Append Data/Add Subdirectory/Create Pipe Instance", "Synchronize"),
-            ("Read", "Write"), options=(), tid=tid,
-        )  # fmt: skip
-        t = b.avoid(t + _gap(b, 100, 250), scans)
-        blockers = [h for h in scans if h.open_at(t)]
-        result = "ACCESS DENIED" if blockers else "SUCCESS"
-        b.rename(t, uv, pkg_dir, target, replace=True, result=result, is_dir=True,
-                 target_exists=False, expect=blockers, tid=tid)  # fmt: skip
-        t += _gap(b, 150, 400)
-        b.close(t, h_parent, tid=tid)
-        t += _gap(b, 40, 120)
-        b.close(t, h_dir, tid=tid)
-        return t, not blockers
 
-    retry_loop(t_first, schedule, attempt)
-    return Story(
-        {
-            "user": user, "package": package, "n_files": n_files, "scanner": scanner,
-            "scanner_threads": scanner_threads, "scan_fraction": scan_fraction,
-            "lock_median_ms": lock_median_ms, "lock_sigma": lock_sigma,
-            "retry": schedule.to_dict(), "sibling_decoy": sibling_decoy,
-            "prefix_decoy": prefix_decoy, "explorer_decoy": explorer_decoy,
-        },
-        user,
+def _rename_attempt(
+    b: TraceBuilder,
+    uv: Proc,
+    tid: int,
+    pkg_dir: str,
+    archive_dir: str,
+    target: str,
+    scans: list[Handle],
+    created: int,
+    t: int,
+) -> tuple[int, bool]:
+    """One try of uv's rename of ``pkg_dir`` to ``target``: open the directory and its new
+    parent, query, rename (ACCESS DENIED while a scan below it is open), close both.
+
+    Returns (time after the last close, whether the rename succeeded), as
+    :func:`retry_loop` expects.
+    """
+    h_dir = b.open(
+        t, uv, pkg_dir, ("Read Attributes", "Delete", "Synchronize"), _SHARE_ALL,
+        options=("Synchronous IO Non-Alert", "Open Reparse Point"), tid=tid,
     )  # fmt: skip
+    t += _gap(b, 60, 150)
+    b.emit(
+        t,
+        uv,
+        "QueryAttributeTagFile",
+        pkg_dir,
+        detail=format_detail_attribute_tag("D"),
+        tid=tid,
+    )
+    t += _gap(b, 10, 40)
+    b.emit(t, uv, "QueryBasicInformationFile", pkg_dir,
+           detail=format_detail_query_basic(created, t, t, t, "D"), tid=tid)  # fmt: skip
+    t += _gap(b, 40, 120)
+    h_parent = b.open(
+        t, uv, archive_dir, ("Append Data/Add Subdirectory/Create Pipe Instance", "Synchronize"),
+        ("Read", "Write"), options=(), tid=tid,
+    )  # fmt: skip
+    t = b.avoid(t + _gap(b, 100, 250), scans)
+    blockers = [h for h in scans if h.open_at(t)]
+    result = "ACCESS DENIED" if blockers else "SUCCESS"
+    b.rename(t, uv, pkg_dir, target, replace=True, result=result, is_dir=True,
+             target_exists=False, expect=blockers, tid=tid)  # fmt: skip
+    t += _gap(b, 150, 400)
+    b.close(t, h_parent, tid=tid)
+    t += _gap(b, 40, 120)
+    b.close(t, h_dir, tid=tid)
+    return t, not blockers
 
 
 def _sibling_scan(
@@ -576,6 +622,9 @@ def _save_attempt(
     tid = code.tids[1]
     delete_access = ("Read Attributes", "Delete", "Synchronize")
     dir_opts = ("Synchronous IO Non-Alert", "Open Reparse Point")
+    access: tuple[str, ...]
+    share: tuple[str, ...]
+    options: tuple[str, ...]
     if mode == "write":
         access, share, options, disposition = (
             ("Generic Write", "Read Attributes"),

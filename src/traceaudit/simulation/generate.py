@@ -140,12 +140,11 @@ class EventRows(Sequence[ProcmonRow]):
         if isinstance(index, slice):
             return EventRows(self._full[index])
         values = self._full.select(_WRITER_COLUMNS).row(index)
+        time, process, pid, tid, operation, path, result, detail, duration, cls = values
         return ProcmonRow(
-            *(values[i] for i in (0, 1, 2, 4, 5, 6, 7)),
-            tid=values[3],
-            duration=values[8],
-            event_class=values[9],
-        )
+            time, process, pid, operation, path, result, detail,
+            tid=tid, duration=duration, event_class=cls,
+        )  # fmt: skip
 
     def __iter__(self) -> Iterator[ProcmonRow]:
         for t, proc, pid, tid, op, path, result, detail, dur, cls in self._full.select(

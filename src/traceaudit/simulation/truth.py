@@ -318,7 +318,10 @@ def _conflict_dict(f: _Failure) -> dict[str, Any]:
         {"pid": s.pid, "process": s.process, "path": s.path, "row": s.row} for s in f.sections
     ]
     closes = [b.close_time for b in f.blockers]
-    remaining = None if not closes or None in closes else round((max(closes) - f.time) / 1e6, 4)
+    known = [c for c in closes if c is not None]
+    remaining = (
+        None if not closes or len(known) < len(closes) else round((max(known) - f.time) / 1e6, 4)
+    )
     if f.result in OPLOCK_RESULTS:
         verdict = "oplock-probe"
     elif f.result == MAPPED_RESULT:

@@ -16,6 +16,7 @@ reports the count. A file cut short ends the walk at the last whole buffer.
 
 from __future__ import annotations
 
+import mmap
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -106,7 +107,8 @@ class LogHeader:
         else:
             whole, part = np.divmod(delta, np.int64(self.frequency))
             ticks = whole * 10_000_000 + (part * 10_000_000) // self.frequency
-        return ticks + np.int64(self.start_time)
+        out: np.ndarray = ticks + np.int64(self.start_time)
+        return out
 
 
 @dataclass
@@ -146,7 +148,7 @@ def _string_at(payload: bytes, start: int) -> tuple[str, int]:
     return payload[start:end].decode("utf-16-le", "replace"), end + 2
 
 
-def read_log_header(name: str, data: bytes | memoryview) -> LogHeader:
+def read_log_header(name: str, data: bytes | memoryview | mmap.mmap) -> LogHeader:
     """Parse the first buffer's logfile header event; :class:`TraceFormatError` if absent."""
     if len(data) < BUFFER_HEADER_SIZE + 0x20:
         raise TraceFormatError(
@@ -229,7 +231,9 @@ def _body(data: memoryview, offset: int, header: np.void, damage: Damage) -> byt
     return bytes(data[offset + BUFFER_HEADER_SIZE : offset + end])
 
 
-def _walk(body: bytes, base: int, out: tuple[list, list, list], where: str, damage: Damage) -> int:
+def _walk(
+    body: bytes, base: int, out: tuple[list[int], list[int], list[int]], where: str, damage: Damage
+) -> int:
     """Append each record of ``body`` (position + ``base``, size, header type) to ``out``.
 
     Returns the number of records. A record that does not fit stops the walk of this
@@ -263,7 +267,9 @@ def _walk(body: bytes, base: int, out: tuple[list, list, list], where: str, dama
     return count
 
 
-def _chunk(parts: list[bytes], records: tuple[list, list, list], first_row: int) -> Chunk:
+def _chunk(
+    parts: list[bytes], records: tuple[list[int], list[int], list[int]], first_row: int
+) -> Chunk:
     positions, sizes, types = records
     count = len(positions)
     return Chunk(
@@ -276,14 +282,14 @@ def _chunk(parts: list[bytes], records: tuple[list, list, list], first_row: int)
 
 
 def iter_chunks(
-    name: str, data: bytes | memoryview, damage: Damage, chunk_bytes: int = CHUNK_BYTES
+    name: str, data: bytes | memoryview | mmap.mmap, damage: Damage, chunk_bytes: int = CHUNK_BYTES
 ) -> Iterator[Chunk]:
     """Walk every buffer of the file and yield its records, chunk by chunk."""
     view = memoryview(data)
     total = len(view)
     offset = 0
     parts: list[bytes] = []
-    records: tuple[list, list, list] = ([], [], [])
+    records: tuple[list[int], list[int], list[int]] = ([], [], [])
     base = 0
     first_row = 1
     while offset + BUFFER_HEADER_SIZE <= total:

@@ -1,7 +1,7 @@
 """Decoded ETW file events → the event schema, linked the way Windows links them.
 
 Inputs are the frames of :mod:`._etl_events` (one row per FileIo / Kernel-File record,
-plus process, thread and volume-mapping records). Linking rules (FORMATS.md §3):
+plus process, thread and volume-mapping records). Linking rules (docs/formats.md §3):
 
 * **Result.** An operation's status is in the OperationEnd (FileIo 76, Kernel-File 24)
   that carries the same IRP pointer: the first one after it. IRPs are reused, so each
@@ -36,6 +36,9 @@ treats an unknown access as a possible blocker.
 """
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 import polars as pl
 
@@ -143,7 +146,7 @@ def map_device_paths(column: pl.Expr, volumes: list[tuple[str, str]]) -> pl.Expr
             mappings[nt.lower()] = (nt, dos)
     expr = column
     lowered = column.str.to_lowercase()
-    chain = None
+    chain: Any = None  # a polars when/then chain, grown one mapping at a time
     for key in sorted(mappings, key=len, reverse=True):
         nt, dos = mappings[key]
         condition = lowered.str.starts_with(key)
@@ -159,7 +162,10 @@ def map_device_paths(column: pl.Expr, volumes: list[tuple[str, str]]) -> pl.Expr
 def _times(raw: pl.Series, header: LogHeader) -> pl.Series:
     """Raw record timestamps → naive UTC datetimes (100 ns kept)."""
     filetimes = header.filetimes(raw.to_numpy())
-    return pl.Series("time", (filetimes - FILETIME_UNIX_EPOCH) * 100).cast(pl.Datetime("ns"))
+    times: pl.Series = pl.Series("time", (filetimes - FILETIME_UNIX_EPOCH) * 100).cast(
+        pl.Datetime("ns")
+    )
+    return times
 
 
 def _asof(
@@ -292,7 +298,7 @@ def _infer_opened(ops: pl.DataFrame) -> pl.Series:
 def _detail(frame: pl.DataFrame) -> pl.Series:
     """Procmon-style Detail text for the operations the analysis reads (others null)."""
 
-    def named(column: str, text) -> pl.Expr:
+    def named(column: str, text: Callable[[Any], str]) -> pl.Expr:
         values = frame[column].drop_nulls().unique().to_list()
         table = {v: text(v) for v in values}
         return pl.col(column).replace_strict(table, default=None, return_dtype=pl.String)
@@ -356,26 +362,61 @@ def build_events(
     (``no_op_end``: operations without an OperationEnd; ``unnamed``: without a path;
     ``dropped``: operations of the second source when both FileIo and Kernel-File were
     recorded)."""
-    # "order" ranks events by (time, row): the clock of the trace, ties in file order.
+    files = _ordered(files, volumes, header)
+    files, per_source, dropped = _one_source(files)
+    ops = files.filter(pl.col("kind").is_in(list(OPERATION_KINDS)))
+    ends = files.filter(pl.col("kind") == "opend")
+
+    ops = _link_results(ops, ends)
+    ops = _fold_paths(ops)
+    ops = _paths(ops, files)
+    ops = _processes(ops, processes, threads)
+    ops = _operation_names(ops)
+    ops = _results(ops)
+    ops = _typed_columns(ops)
+    ops = ops.with_columns(detail=_detail(ops))
+    counts = _counts(ops, ends, per_source.get(dropped, 0))
+    events = conform_events(ops.sort("order").with_columns(pl.col("path").fill_null("")))
+    return events, counts
+
+
+def _ordered(
+    files: pl.DataFrame, volumes: list[tuple[str, str]], header: LogHeader
+) -> pl.DataFrame:
+    """The records sorted, with ``uid``, ``order``, ``time`` and drive-letter names.
+
+    ``order`` ranks events by (time, row): the clock of the trace, ties in file order; the
+    linking steps that follow all go by it.
+    """
     files = files.sort("raw_time", "row")
     files = files.with_columns(
         uid=pl.int_range(pl.len(), dtype=pl.Int64),
         order=pl.int_range(pl.len(), dtype=pl.Int64),
         time=_times(files["raw_time"], header),
     )
-    files = files.with_columns(name=map_device_paths(pl.col("name"), volumes))
+    return files.with_columns(name=map_device_paths(pl.col("name"), volumes))
 
+
+def _one_source(files: pl.DataFrame) -> tuple[pl.DataFrame, dict[str, int], str]:
+    """Keep one source of file events: (records, operations per source, source dropped
+    or "").
+
+    A trace recording both the kernel FileIo events and Kernel-File holds every operation
+    twice: keep the source with more operations.
+    """
     is_op = pl.col("kind").is_in(list(OPERATION_KINDS))
-    # A trace recording both the kernel FileIo events and Kernel-File holds every operation
-    # twice: keep the source with more operations.
     per_source = dict(files.filter(is_op).group_by("source").len().iter_rows())
     dropped = ""
     if len(per_source) > 1:
         keep = max(sorted(per_source), key=lambda source: per_source[source])
         dropped = next(source for source in per_source if source != keep)
         files = files.filter(pl.col("source") == keep)
-    ops = files.filter(is_op)
-    ends = files.filter(pl.col("kind") == "opend")
+    return files, per_source, dropped
+
+
+def _paths(ops: pl.DataFrame, files: pl.DataFrame) -> pl.DataFrame:
+    """Add ``path``: a create's own name; else its file object's latest create; else its
+    FileKey's name (the latest before, else the first after); else a DeletePath's name."""
     names = files.filter(
         pl.col("kind").is_in(list(NAME_KINDS))
         & pl.col("name").is_not_null()
@@ -390,11 +431,6 @@ def build_events(
         slot=2 * pl.col("order") + (pl.col("kind") == "close").cast(pl.Int64),
         name=pl.when(pl.col("kind") == "create").then(pl.col("name")),
     )
-
-    ops = _link_results(ops, ends)
-    ops = _fold_paths(ops)
-
-    # Paths: a create's own name; else its file object's latest create; else its FileKey.
     ops = _asof(
         ops.with_columns(slot=2 * pl.col("order")),
         object_names,
@@ -406,13 +442,16 @@ def build_events(
     )
     ops = _asof(ops, names.select("file_key", "order", "name"), "file_key", "name", "key_name")
     delete_path = pl.when(pl.col("kind") == "delete_path").then(pl.col("path_name"))
-    ops = ops.with_columns(
+    return ops.with_columns(
         path=pl.when(pl.col("kind") == "create")
         .then(pl.col("name"))
         .otherwise(pl.coalesce(pl.col("fo_name"), pl.col("key_name"), delete_path))
     )
 
-    # Processes and threads.
+
+def _processes(ops: pl.DataFrame, processes: pl.DataFrame, threads: pl.DataFrame) -> pl.DataFrame:
+    """Add ``tid`` (the issuing thread), ``pid`` (the header's, else the thread's process)
+    and ``process`` (the image of that pid at that time)."""
     ops = ops.with_columns(
         tid=pl.when(pl.col("ttid") > 0).then(pl.col("ttid")).otherwise(pl.col("tid"))
     )
@@ -421,24 +460,30 @@ def build_events(
         ops = _asof(ops, thread_map, "tid", "pid", "thread_pid", on="raw_time")
         ops = ops.with_columns(pid=pl.coalesce(pl.col("pid"), pl.col("thread_pid")))
     process_map = processes.select("pid", "raw_time", "image")
-    ops = _asof(ops, process_map, "pid", "image", "process", on="raw_time")
+    return _asof(ops, process_map, "pid", "image", "process", on="raw_time")
 
-    # Operation names and typed columns.
+
+def _operation_names(ops: pl.DataFrame) -> pl.DataFrame:
+    """Add ``operation``, Procmon's name, decided once per distinct (kind, class)."""
     pairs = ops.select("kind", "info_class").unique()
     name_table = {(k, c): _operation_name(k, c) for k, c in pairs.iter_rows()}
     keys = pl.concat_str(
         pl.col("kind"), pl.col("info_class").cast(pl.String).fill_null("-"), separator="|"
     )
     key_table = {f"{k}|{'-' if c is None else c}": v for (k, c), v in name_table.items()}
-    ops = ops.with_columns(operation=keys.replace_strict(key_table, return_dtype=pl.String))
+    return ops.with_columns(operation=keys.replace_strict(key_table, return_dtype=pl.String))
 
+
+def _results(ops: pl.DataFrame) -> pl.DataFrame:
+    """Add ``result`` (the OperationEnd's status as Procmon names it; without one, SUCCESS
+    for closes and for creates evidently opened, else empty) and ``opened_inferred``."""
     opened = _infer_opened(ops)
     status = pl.col("end_status")
     is_create = pl.col("kind") == "create"
     closes = pl.col("kind").is_in(["cleanup", "close"])
     statuses = ops["end_status"].drop_nulls().unique().to_list()
     result_table = {s: result_name(int(s)) for s in statuses}
-    ops = ops.with_columns(
+    return ops.with_columns(
         opened_inferred=opened,
         result=pl.when(status.is_not_null())
         .then(
@@ -450,6 +495,14 @@ def build_events(
         .then(pl.lit("SUCCESS"))
         .otherwise(pl.lit("")),
     )
+
+
+def _typed_columns(ops: pl.DataFrame) -> pl.DataFrame:
+    """Add the typed columns of the schema: duration, the create's share mode, options,
+    disposition, open result and attributes, then what the Detail and the analysis read
+    (directory, delete on close, rename target, delete flag, offset, length)."""
+    status = pl.col("end_status")
+    is_create = pl.col("kind") == "create"
     ops = ops.with_columns(
         duration=(pl.col("end_time") - pl.col("time")).cast(pl.Duration("ns")),
         share_mode=pl.when(is_create).then(pl.col("share") & 7),
@@ -469,7 +522,7 @@ def build_events(
         attributes=pl.when(is_create).then(pl.col("attributes")),
     )
     options = pl.col("create_options")
-    ops = ops.with_columns(
+    return ops.with_columns(
         is_directory=pl.when((options & _FILE_DIRECTORY_FILE) != 0)
         .then(True)
         .when((options & _FILE_NON_DIRECTORY_FILE) != 0)
@@ -494,8 +547,14 @@ def build_events(
         ),
         event_class=pl.lit("File System"),
     )
-    ops = ops.with_columns(detail=_detail(ops))
-    counts = {
+
+
+def _counts(ops: pl.DataFrame, ends: pl.DataFrame, dropped: int) -> dict[str, int]:
+    """What the reader's warnings need: operations, those without an OperationEnd (closes
+    aside), without a path, OperationEnds, creates inferred opened, operations dropped."""
+    is_create = pl.col("kind") == "create"
+    closes = pl.col("kind").is_in(["cleanup", "close"])
+    return {
         "operations": ops.height,
         "no_op_end": int(ops.filter(pl.col("end_status").is_null() & ~closes).height),
         "unnamed": int(ops["path"].is_null().sum()),
@@ -505,7 +564,5 @@ def build_events(
                 is_create & pl.col("end_status").is_null() & pl.col("opened_inferred")
             ).height
         ),
-        "dropped": per_source.get(dropped, 0),
+        "dropped": dropped,
     }
-    events = conform_events(ops.sort("order").with_columns(pl.col("path").fill_null("")))
-    return events, counts

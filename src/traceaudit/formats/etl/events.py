@@ -118,11 +118,11 @@ class Decoded:
 
 
 def _u8(data: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    return data[pos]
+    return np.asarray(data[pos])
 
 
 def _u16(data: np.ndarray, pos: np.ndarray) -> np.ndarray:
-    return data[pos].astype(np.uint16) | (data[pos + 1].astype(np.uint16) << 8)
+    return np.asarray(data[pos].astype(np.uint16) | (data[pos + 1].astype(np.uint16) << 8))
 
 
 def _guids(data: np.ndarray, pos: np.ndarray) -> np.ndarray:
@@ -135,7 +135,7 @@ def _system_payload_start(version: np.ndarray, header_types: np.ndarray) -> np.n
     and PMC counter items its version word announces."""
     fixed = np.array([HEADER_SIZES.get(t, 0x20) for t in range(256)], dtype=np.int64)
     extra = np.where(version & 0x8000, 8, 0) + 8 * ((version.astype(np.int64) >> 8) & 7)
-    return fixed[header_types] + extra
+    return np.asarray(fixed[header_types] + extra)
 
 
 def _event_payload_start(
@@ -156,7 +156,7 @@ def _event_payload_start(
         size[size < 8] = 8
         at[where] += size
         active[where] = linkage == 1
-    return np.minimum(at, end)
+    return np.asarray(np.minimum(at, end))
 
 
 def _frame(

@@ -46,7 +46,7 @@ Payload layouts of the events this reader decodes are in :data:`PAYLOADS`, as fi
 (:func:`payload_dtype` turns one into a packed dtype for a pointer size): the NT Kernel
 Logger's FileIo, Process and Thread MOF classes (versions 2 and 3 of FileIo differ in
 field order) and the manifest provider Microsoft-Windows-Kernel-File (versions 0 and 1),
-from the providers' manifests (FORMATS.md §3).
+from the providers' manifests (docs/formats.md §3).
 """
 
 from __future__ import annotations

@@ -103,7 +103,7 @@ def _native() -> Callable[[bytes, int], bytes] | None:
     if sys.platform != "win32":  # pragma: no cover - exercised on Windows only
         return None
     try:  # pragma: no cover - Windows only
-        function = ctypes.WinDLL("ntdll").RtlDecompressBuffer  # type: ignore[attr-defined]
+        function = ctypes.WinDLL("ntdll").RtlDecompressBuffer  # type: ignore[attr-defined,unused-ignore]
     except (OSError, AttributeError):  # pragma: no cover
         return None
     function.restype = ctypes.c_long  # pragma: no cover

@@ -81,7 +81,9 @@ class Named:
         return pl.Series(name, self.names, dtype=pl.String).gather(self.codes)
 
 
-def nullable(values: np.ndarray, null: np.ndarray, dtype: pl.DataType, name: str) -> pl.Series:
+def nullable(
+    values: np.ndarray, null: np.ndarray, dtype: pl.DataType | type[pl.DataType], name: str
+) -> pl.Series:
     """A series of ``values`` with nulls where ``null`` holds (no per-value Python).
 
     Built as an Arrow array over the numpy buffers plus a validity bitmap.
@@ -93,7 +95,8 @@ def nullable(values: np.ndarray, null: np.ndarray, dtype: pl.DataType, name: str
     else:
         data, kind = values, pa.from_numpy_dtype(values.dtype)
     array = pa.Array.from_buffers(kind, len(values), [validity, pa.py_buffer(data)])
-    return pl.Series(name, array).cast(dtype)
+    series: pl.Series = pl.Series(name, array).cast(dtype)
+    return series
 
 
 _KNOWN_RESULTS = np.array(sorted(RESULT_NAMES), dtype=np.uint32)
@@ -119,7 +122,7 @@ def operation_keys(events: EventArrays) -> np.ndarray:
     keys = (events.event_class.astype(np.int64) << 15) | (operation << 8) | events.sub_operation
     net = np.flatnonzero((events.event_class == NETWORK) & (events.fields["details_size"] >= 2))
     keys[net] |= (events.data[events.details[net]] >> 2) & 1
-    return keys
+    return np.asarray(keys)
 
 
 def split_key(key: int) -> tuple[int, int, int]:

@@ -23,7 +23,7 @@ directory              the QueryDirectory filter, which Procmon appends to the p
 (QueryDirectory)
 =====================  ===========================================================
 
-The rename record (FORMATS.md, procmon-reader): after the path comes the caller's
+The rename record (docs/formats.md §2, procmon-reader): after the path comes the caller's
 FILE_RENAME_INFORMATION buffer, ``Length`` bytes (the IRP's Parameters.SetFile.Length,
 in the parameter block): u8 ReplaceIfExists (u32 Flags in the Ex variants), padding to a
 pointer, RootDirectory pointer, u32 FileNameLength, UTF-16 name. Procmon follows the
@@ -82,15 +82,15 @@ class Group:
 
     @property
     def details(self) -> np.ndarray:
-        return self.events.details[self.index]
+        return np.asarray(self.events.details[self.index])
 
     @property
     def end(self) -> np.ndarray:
-        return self.events.details_end[self.index]
+        return np.asarray(self.events.details_end[self.index])
 
     @property
     def sub_operation(self) -> np.ndarray:
-        return self.events.sub_operation[self.index]
+        return np.asarray(self.events.sub_operation[self.index])
 
     @property
     def size(self) -> int:
@@ -356,9 +356,10 @@ def typed_columns(
             null[groups["create"].index] |= ~groups["create"].fields["directory_stated"]
         columns[name] = nullable(values, null, schema[name], name)
     for name, (group_name, code_field, names) in NAMED_COLUMNS.items():
-        group = groups.get(group_name)
-        if group is None:
+        named = groups.get(group_name)
+        if named is None:
             continue
+        group = named
         codes = np.full(count, len(names), dtype=np.int64)  # the last name is null
         known = group.fields[code_field]
         codes[group.index] = np.where((known >= 0) & (known < len(names)), known, len(names))

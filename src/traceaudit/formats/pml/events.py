@@ -81,7 +81,7 @@ def _event_at(data: np.ndarray, pos: int, previous: int) -> tuple[int, int, int,
     None when the bytes there are not one: an event class Procmon does not have, no
     time, or a time more than :data:`_WITHIN` away from the previous event's (a header
     read a few bytes off its true start gets a time that is nowhere near)."""
-    fields = _WALK.unpack_from(data, pos)
+    fields = _WALK.unpack_from(data, pos)  # type: ignore[arg-type]  # an ndarray is a buffer
     event_class, time = fields[2], fields[7]
     if not PROCESS <= event_class <= IPC or time == 0:
         return None
@@ -132,7 +132,7 @@ def _walk(header: PmlHeader, data: np.ndarray) -> tuple[np.ndarray, np.ndarray, 
                     break  # the event's own extra details are cut off
                 lost = True  # stored after later events, beyond the end of the data
             else:
-                (extra_size,) = struct.unpack_from("<H", data, at)
+                (extra_size,) = struct.unpack_from("<H", data, at)  # type: ignore[arg-type]
                 if at <= stop:
                     stop = max(stop, at + 2 + extra_size)
                 elif at + 2 + extra_size <= end:
@@ -206,7 +206,7 @@ def locate_events(header: PmlHeader, data: np.ndarray, *, strict: bool) -> Locat
 
 def read_u16(data: np.ndarray, pos: np.ndarray) -> np.ndarray:
     """The little-endian u16 at each position (positions must be inside ``data``)."""
-    return data[pos].astype(np.uint16) | (data[pos + 1].astype(np.uint16) << 8)
+    return np.asarray(data[pos].astype(np.uint16) | (data[pos + 1].astype(np.uint16) << 8))
 
 
 def read_u32(data: np.ndarray, pos: np.ndarray) -> np.ndarray:

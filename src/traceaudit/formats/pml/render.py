@@ -199,7 +199,7 @@ def labels(values: np.ndarray, text: Callable[[int], str]) -> np.ndarray:
     distinct, codes = factorize(np.asarray(values).astype(np.int64))
     names = np.empty(len(distinct), dtype=object)
     names[:] = [text(v) for v in distinct.tolist()]
-    return names[codes]
+    return np.asarray(names[codes])
 
 
 def _optional(condition: np.ndarray, text: np.ndarray | str) -> np.ndarray:
@@ -225,7 +225,7 @@ def _render_create(group: Group) -> np.ndarray:
             len(OPEN_RESULT_NAMES),
         )
     ]
-    return (
+    rendered: np.ndarray = (
         "Desired Access: "
         + labels(f["access_mask"], access_text)
         + ", Disposition: "
@@ -250,11 +250,12 @@ def _render_create(group: Group) -> np.ndarray:
         )
         + _optional(f["open_result"] >= 0, ", OpenResult: " + results)
     )
+    return rendered
 
 
 def _render_read_write(group: Group) -> np.ndarray:
     f = group.fields
-    return (
+    rendered: np.ndarray = (
         "Offset: "
         + labels(f["offset"], thousands)
         + ", Length: "
@@ -268,6 +269,7 @@ def _render_read_write(group: Group) -> np.ndarray:
             labels(f["priority"], lambda v: ", Priority: " + PRIORITY_NAMES.get(v, f"0x{v:x}")),
         )
     )
+    return rendered
 
 
 def _flags_text(table: tuple[tuple[int, str], ...], zero: str) -> Callable[[int], str]:
@@ -314,7 +316,7 @@ def _render_lock(group: Group) -> np.ndarray:
 
 def _render_size(group: Group) -> np.ndarray:
     key = np.where(group.sub_operation == 0x14, "EndOfFile: ", "AllocationSize: ").astype(object)
-    return key + labels(group.fields["size"], thousands)
+    return np.asarray(key + labels(group.fields["size"], thousands))
 
 
 FILE_SYSTEM_RENDERERS: dict[str, Callable[[Group], np.ndarray]] = {

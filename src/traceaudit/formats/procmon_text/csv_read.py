@@ -501,7 +501,7 @@ class _Table:
 
 def _no_code(codes: np.ndarray) -> np.ndarray:
     """True where an object array of codes holds None."""
-    return np.equal(codes, None)
+    return np.asarray(np.equal(codes, None))  # type: ignore[call-overload]
 
 
 @dataclass(frozen=True)
@@ -535,7 +535,7 @@ def _joined(lines: pl.Series) -> bytes:
     """Lines joined back into CSV content."""
     if lines.is_empty():
         return b""
-    return (lines.str.join("\n").item() + "\n").encode("utf-8")
+    return bytes((lines.str.join("\n").item() + "\n").encode("utf-8"))
 
 
 def _records(

@@ -2,7 +2,7 @@
 
 Why this exists: the simulator (:mod:`traceaudit.simulation.generate`) and the sample traces need
 files a Procmon CSV reader cannot tell apart from Procmon's own export, and tests need to
-pin the exact bytes. What Procmon writes (measured on its own exports, FORMATS.md §1):
+pin the exact bytes. What Procmon writes (measured on its own exports, docs/formats.md §1):
 
 * UTF-8 with a byte-order mark; every field double-quoted, embedded ``"`` doubled; CRLF
   line ends; one header row of column names.
@@ -511,7 +511,8 @@ def _rows_frame(rows: Iterable[ProcmonRow | Mapping[str, Any]] | pl.DataFrame) -
         else:
             exprs.append(pl.lit("" if name == "detail" else None, dtype=dtype).alias(name))
     frame = frame.select(exprs)
-    if frame.height and frame["time"].min() < 0:
+    earliest = frame["time"].min() if frame.height else None
+    if isinstance(earliest, int) and earliest < 0:
         raise UsageError("a row's time is before 1970-01-01; Procmon times cannot be")
     return frame.with_columns(
         pl.col("detail").fill_null(""),

@@ -296,7 +296,8 @@ def _by_distinct(
     if distinct.len() * 4 > values.len():
         return pl.select(parse(pl.lit(values)).cast(dtype)).to_series()
     parsed = pl.select(parse(pl.lit(distinct)).cast(dtype)).to_series()
-    return values.replace_strict(distinct, parsed, default=None, return_dtype=dtype)
+    replaced: pl.Series = values.replace_strict(distinct, parsed, default=None, return_dtype=dtype)
+    return replaced
 
 
 def _bits(value: pl.Expr, table: Mapping[str, int]) -> pl.Expr:

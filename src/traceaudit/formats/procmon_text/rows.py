@@ -111,34 +111,11 @@ def build_trace(raw: RawRows, *, date: Date | None, strict: bool) -> Trace:
     """Normalise a reader's raw rows into a :class:`~traceaudit.schema.Trace`."""
     frame = raw.frame
     warnings = list(raw.warnings)
-    # The two time columns, the Detail families and the other columns are independent,
-    # and polars releases the GIL, so they are parsed side by side; the times are
-    # assembled while the Detail, the longest, is still being parsed.
-    tod_job = _POOL.submit(parse_time_of_day, frame["tod"]) if "tod" in frame.columns else None
-    dt_job = _POOL.submit(parse_date_time, frame["dt"]) if "dt" in frame.columns else None
-    operations = Operations.of(frame["operation"].fill_null(""))
-    detail = (
-        submit_detail_columns(frame["detail"].fill_null(""), operations)
-        if "detail" in frame.columns
-        else None
-    )
-    typed = _columns(frame, operations)
-    tod = tod_job.result() if tod_job is not None else None
-    dt = dt_job.result() if dt_job is not None else None
-    if dt is not None:
-        # A damaged year (``7/15/202``) parses, but no nanosecond time can hold it: it is
-        # no date, like one that does not parse.
-        dt = dt.with_columns(
-            pl.when(pl.col("date").is_between(_FIRST_DAY, _LAST_DAY)).then(pl.col("date"))
-        )
+    typed, tod, dt, detail = _parse_columns(frame)
     pid = typed["pid"]
-
-    if tod is not None:
-        time_ok = tod["tod_ns"].is_not_null()
-    else:
-        assert dt is not None
-        time_ok = dt["dt_ns"].is_not_null() & dt["date"].is_not_null()
+    time_ok = _time_ok(tod, dt)
     damaged_rows = raw.field_problem is not None or not time_ok.all() or pid.null_count() > 0
+    # With every row sound, the times are assembled while the Detail is still being parsed.
     assembly = None if damaged_rows else _assemble(tod, dt, date)
     if detail is not None:
         typed = typed.with_columns(detail())
@@ -147,55 +124,18 @@ def build_trace(raw: RawRows, *, date: Date | None, strict: bool) -> Trace:
     skipped_rows: tuple[str, ...] = ()
     problems = _problems(raw, time_ok, pid) if damaged_rows else None
     if problems is not None and problems.null_count() < frame.height:
-        damaged = problems.is_not_null()
-        first = damaged.arg_true().head(MAX_SKIPPED_LOCATIONS).to_list()
-        lines = raw.line_of([i + 1 for i in first])
-        if strict:
-            raise DamagedRowError(_damaged_message(raw, first[0], lines[0], problems[first[0]]))
-        counts = problems.drop_nulls().value_counts(sort=True)
-        skipped = dict(zip(counts[:, 0].to_list(), counts[:, 1].to_list(), strict=True))
-        skipped_rows = tuple(f"line {line}" for line in lines)
-        keep = ~damaged
+        keep, skipped, skipped_rows = _skip_damaged(raw, problems, strict)
+        warnings.append(_skipped_warning(raw.name, skipped, skipped_rows))
         typed = typed.filter(keep)
         tod = tod.filter(keep) if tod is not None else None
         dt = dt.filter(keep) if dt is not None else None
         rows = pl.int_range(1, keep.len() + 1, dtype=pl.UInt32, eager=True).filter(keep)
-        total = sum(skipped.values())
-        reasons = ", ".join(f"{count} {reason}" for reason, count in skipped.items())
-        warnings.append(
-            f"{raw.name}: skipped {total} damaged row{'s' if total != 1 else ''} ({reasons}); "
-            f"first at {', '.join(skipped_rows)}. Use strict mode to stop at the first one."
-        )
     else:
         rows = pl.int_range(1, frame.height + 1, dtype=pl.UInt32, eager=True)
 
-    if dt is not None and date is not None:
-        warnings.append(
-            f"{raw.name}: the export has a Date & Time column, so the date given "
-            f"({date.isoformat()}) was not used."
-        )
     if assembly is None:
         assembly = _assemble(tod, dt, date)
-    if assembly.placeholder_date and typed.height:
-        warnings.append(
-            f"{raw.name}: the export has no Date & Time column, so events are dated "
-            f"{PLACEHOLDER_DATE.isoformat()} (a placeholder). Pass the capture day "
-            "(date=, --date YYYY-MM-DD) to date them."
-        )
-    if assembly.seconds_only and typed.height:
-        warnings.append(
-            f"{raw.name}: no Time of Day column, so times come from Date & Time in whole "
-            "seconds: the order within a second and lock windows are unreliable. Export "
-            "again from Process Monitor with the Time of Day column."
-        )
-    elif assembly.precision_lost:
-        hour = "taken from Date & Time" if dt is not None else "unknown (counted from 0)"
-        warnings.append(
-            f"{raw.name}: times are minutes:seconds only (mm:ss.f, as Excel re-saves them); "
-            f"the hour is {hour} and only tenths of seconds remain, so event order and lock "
-            "windows are unreliable. Export the CSV again from Process Monitor and do not "
-            "re-save it in Excel."
-        )
+    warnings.extend(_time_warnings(raw.name, assembly, dt is not None, date, typed.height))
 
     events = conform_events(typed.with_columns(row=rows, time=assembly.time))
     if events.height and not events["time"].is_sorted():
@@ -213,6 +153,108 @@ def build_trace(raw: RawRows, *, date: Date | None, strict: bool) -> Trace:
         time_precision_lost=assembly.precision_lost or assembly.seconds_only,
         truncated=raw.truncated,
     )
+
+
+def _parse_columns(
+    frame: pl.DataFrame,
+) -> tuple[
+    pl.DataFrame, pl.DataFrame | None, pl.DataFrame | None, Callable[[], list[pl.Series]] | None
+]:
+    """Parse the raw strings side by side: (typed columns, time of day, Date & Time, the
+    pending Detail columns).
+
+    The two time columns, the Detail families and the other columns are independent, and
+    polars releases the GIL, so they run on threads at once. The Detail, the longest, is
+    returned still running (call it to wait for its columns) so that the caller can
+    assemble the times meanwhile.
+    """
+    tod_job = _POOL.submit(parse_time_of_day, frame["tod"]) if "tod" in frame.columns else None
+    dt_job = _POOL.submit(parse_date_time, frame["dt"]) if "dt" in frame.columns else None
+    operations = Operations.of(frame["operation"].fill_null(""))
+    detail = (
+        submit_detail_columns(frame["detail"].fill_null(""), operations)
+        if "detail" in frame.columns
+        else None
+    )
+    typed = _columns(frame, operations)
+    tod = tod_job.result() if tod_job is not None else None
+    dt = dt_job.result() if dt_job is not None else None
+    if dt is not None:
+        # A damaged year (``7/15/202``) parses, but no nanosecond time can hold it: it is
+        # no date, like one that does not parse.
+        dt = dt.with_columns(
+            pl.when(pl.col("date").is_between(_FIRST_DAY, _LAST_DAY)).then(pl.col("date"))
+        )
+    return typed, tod, dt, detail
+
+
+def _time_ok(tod: pl.DataFrame | None, dt: pl.DataFrame | None) -> pl.Series:
+    """Which rows have a readable time: the time of day when the export has one, else a
+    Date & Time with both its date and its time."""
+    if tod is not None:
+        return tod["tod_ns"].is_not_null()
+    assert dt is not None
+    return dt["dt_ns"].is_not_null() & dt["date"].is_not_null()
+
+
+def _skip_damaged(
+    raw: RawRows, problems: pl.Series, strict: bool
+) -> tuple[pl.Series, dict[str, int], tuple[str, ...]]:
+    """Account for the damaged rows (``problems`` not null): raise on the first in strict
+    mode, else (rows to keep, count by reason, the first few locations) for the report."""
+    damaged = problems.is_not_null()
+    first = damaged.arg_true().head(MAX_SKIPPED_LOCATIONS).to_list()
+    lines = raw.line_of([i + 1 for i in first])
+    if strict:
+        raise DamagedRowError(_damaged_message(raw, first[0], lines[0], problems[first[0]]))
+    counts = problems.drop_nulls().value_counts(sort=True)
+    skipped = dict(zip(counts[:, 0].to_list(), counts[:, 1].to_list(), strict=True))
+    skipped_rows = tuple(f"line {line}" for line in lines)
+    return ~damaged, skipped, skipped_rows
+
+
+def _skipped_warning(name: str, skipped: dict[str, int], skipped_rows: tuple[str, ...]) -> str:
+    """The warning that rows were skipped: how many, why, and where the first ones are."""
+    total = sum(skipped.values())
+    reasons = ", ".join(f"{count} {reason}" for reason, count in skipped.items())
+    return (
+        f"{name}: skipped {total} damaged row{'s' if total != 1 else ''} ({reasons}); "
+        f"first at {', '.join(skipped_rows)}. Use strict mode to stop at the first one."
+    )
+
+
+def _time_warnings(
+    name: str, assembly: TimeAssembly, has_dt: bool, date: Date | None, events: int
+) -> list[str]:
+    """What the reader must say about the times: a given date left unused, a placeholder
+    date, whole seconds only, or minutes:seconds only (an Excel re-save)."""
+    warnings: list[str] = []
+    if has_dt and date is not None:
+        warnings.append(
+            f"{name}: the export has a Date & Time column, so the date given "
+            f"({date.isoformat()}) was not used."
+        )
+    if assembly.placeholder_date and events:
+        warnings.append(
+            f"{name}: the export has no Date & Time column, so events are dated "
+            f"{PLACEHOLDER_DATE.isoformat()} (a placeholder). Pass the capture day "
+            "(date=, --date YYYY-MM-DD) to date them."
+        )
+    if assembly.seconds_only and events:
+        warnings.append(
+            f"{name}: no Time of Day column, so times come from Date & Time in whole "
+            "seconds: the order within a second and lock windows are unreliable. Export "
+            "again from Process Monitor with the Time of Day column."
+        )
+    elif assembly.precision_lost:
+        hour = "taken from Date & Time" if has_dt else "unknown (counted from 0)"
+        warnings.append(
+            f"{name}: times are minutes:seconds only (mm:ss.f, as Excel re-saves them); "
+            f"the hour is {hour} and only tenths of seconds remain, so event order and lock "
+            "windows are unreliable. Export the CSV again from Process Monitor and do not "
+            "re-save it in Excel."
+        )
+    return warnings
 
 
 def _problems(raw: RawRows, time_ok: pl.Series, pid: pl.Series) -> pl.Series:

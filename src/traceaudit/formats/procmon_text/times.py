@@ -132,7 +132,10 @@ def _run_starts(run: pl.Series) -> pl.Series:
     """The first row of each run, from ``rle_id`` (0, 0, 1, 1, 1, 2 → 0, 2, 5)."""
     if run.is_empty():
         return run
-    return run.search_sorted(pl.int_range(run[-1] + 1, dtype=run.dtype, eager=True), side="left")
+    stop = int(run[-1]) + 1
+    wanted = pl.int_range(stop, dtype=run.dtype, eager=True)  # type: ignore[call-overload]
+    positions: pl.Series = run.search_sorted(wanted, side="left")
+    return positions
 
 
 def _general_time(values: pl.Series) -> pl.DataFrame:
@@ -291,7 +294,7 @@ def assemble_times(
     if date is None:
         step_back = (pl.col("tod").diff() < -12 * NS_PER_HOUR).fill_null(False)
         frame = frame.with_columns(step_back.cum_sum().alias("days"))
-        rolled = int(frame["days"].max() or 0)
+        rolled = int(frame["days"].max() or 0)  # type: ignore[arg-type]
         frame = frame.with_columns(pl.col("day") + pl.col("days") * NS_PER_DAY)
     time = frame.select((pl.col("day") + pl.col("tod")).cast(pl.Datetime("ns")))
     return TimeAssembly(time.to_series().alias("time"), placeholder, lost, False, rolled)
