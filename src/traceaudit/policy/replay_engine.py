@@ -37,7 +37,7 @@ __all__ = [
     "Timeline",
     "Outcomes",
     "build_timeline",
-    "simulate",
+    "draw_outcomes",
     "replay",
     "replay_table",
     "pool",
@@ -289,7 +289,7 @@ class Outcomes:
     wait: np.ndarray
 
 
-def simulate(
+def draw_outcomes(
     tl: Timeline, policy: ReplayablePolicy, *, draws: int = 200, seed: int = 0
 ) -> Outcomes:
     """Replay ``policy`` on every episode of ``tl``; jittered policies get ``draws`` draws.
@@ -387,7 +387,7 @@ def replay(
     episode × draw instead, with exact Boolean/Int64 values and a ``draw`` column.
     """
     tl = build_timeline(episodes, blocked)
-    frame = _per_draw_frame(tl, simulate(tl, policy, draws=draws, seed=seed))
+    frame = _per_draw_frame(tl, draw_outcomes(tl, policy, draws=draws, seed=seed))
     if per_draw:
         return frame.drop("_decided")
     return (
@@ -444,7 +444,7 @@ def replay_table(
         groups = [(None, np.arange(tl.n))]
     records = []
     for policy in policies:
-        out = simulate(tl, policy, draws=draws, seed=seed)
+        out = draw_outcomes(tl, policy, draws=draws, seed=seed)
         tool, version, triggers = describe_policy(policy)
         for name, rows in groups:
             head: dict[str, Any] = {"tool": tool, "version": version, "triggers": triggers}
