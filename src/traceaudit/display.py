@@ -31,6 +31,7 @@ from traceaudit.schema import (
 )
 
 __all__ = [
+    "format_expr",
     "fmt_ms",
     "fmt_duration",
     "plural",
@@ -79,18 +80,37 @@ def plural(n: int, word: str, many: str | None = None) -> str:
     return f"{n:,} {word if n == 1 else (many or word + 's')}"
 
 
+def format_expr(template: str, *values: pl.Expr | str) -> pl.Expr:
+    """Like ``pl.format``: ``{}`` in ``template`` replaced by each value (column names or
+    expressions), null when any value is null. Built from ``concat_str``, which every
+    polars 2.x engine evaluates (polars 2.0's streaming engine panics on ``pl.format``)."""
+    pieces = template.split("{}")
+    if len(pieces) != len(values) + 1:
+        raise ValueError(
+            f"{template!r} has {len(pieces) - 1} placeholders for {len(values)} values"
+        )
+    parts: list[pl.Expr] = []
+    for text, value in zip(pieces, [*values, None], strict=True):
+        if text:
+            parts.append(pl.lit(text))
+        if value is not None:
+            column = pl.col(value) if isinstance(value, str) else value
+            parts.append(column.cast(pl.String))
+    return pl.concat_str(parts)
+
+
 def _fraction(expr: pl.Expr) -> pl.Expr:
     return (expr.dt.nanosecond() // 100).cast(pl.String).str.zfill(7)
 
 
 def clock_expr(expr: pl.Expr) -> pl.Expr:
     """``HH:MM:SS.fffffff`` (null stays null)."""
-    return pl.format("{}.{}", expr.dt.strftime("%H:%M:%S"), _fraction(expr))
+    return format_expr("{}.{}", expr.dt.strftime("%H:%M:%S"), _fraction(expr))
 
 
 def iso_expr(expr: pl.Expr) -> pl.Expr:
     """``YYYY-MM-DDTHH:MM:SS.fffffff`` (null stays null)."""
-    return pl.format("{}.{}", expr.dt.strftime("%Y-%m-%dT%H:%M:%S"), _fraction(expr))
+    return format_expr("{}.{}", expr.dt.strftime("%Y-%m-%dT%H:%M:%S"), _fraction(expr))
 
 
 def iso_time(value: datetime | None, nanos: int | None = None) -> str | None:

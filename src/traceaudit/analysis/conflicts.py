@@ -102,7 +102,7 @@ from traceaudit.analysis.rules import (
     path_key,
 )
 from traceaudit.analysis.sections import SECTION_FIELDS, SECTION_RESULTS
-from traceaudit.display import clock_expr
+from traceaudit.display import clock_expr, format_expr
 
 if TYPE_CHECKING:
     from polars.expr.whenthen import ChainedThen, Then
@@ -669,11 +669,11 @@ def _holder_reasons(verdict: pl.Expr) -> list[tuple[pl.Expr, pl.Expr]]:
     return [
         (
             verdict == "blocked-by-other-process",
-            pl.format("{} held {} at the failure", pl.col("decisive_process"), what),
+            format_expr("{} held {} at the failure", pl.col("decisive_process"), what),
         ),
         (
             (verdict == "blocked-by-own-handle") & pl.col("censored"),
-            pl.format(
+            format_expr(
                 "the process's own handle: {}, never closed in this trace although the "
                 "capture shows this process's other closes",
                 what,
@@ -681,11 +681,11 @@ def _holder_reasons(verdict: pl.Expr) -> list[tuple[pl.Expr, pl.Expr]]:
         ),
         (
             verdict == "blocked-by-own-handle",
-            pl.format("the process's own earlier handle: {}", what),
+            format_expr("the process's own earlier handle: {}", what),
         ),
         (
             verdict == "incomplete-capture",
-            pl.format(
+            format_expr(
                 "the capture cannot show the holder: no handle whose open and close it shows "
                 "explains the failure; {} handle(s) look open only because the capture cannot "
                 "show them close, and are listed as candidates",
@@ -701,7 +701,7 @@ def _oplock_reasons(verdict: pl.Expr) -> list[tuple[pl.Expr, pl.Expr]]:
     return [
         (
             (verdict == "oplock-probe") & (pl.col("n_blockers") > 0),
-            pl.format(
+            format_expr(
                 "an oplock probe: the open asked for an oplock (Open Requiring Oplock), which "
                 "could not be granted while {} had the file open; declined by design, not a "
                 "failure anyone suffers: the caller opens again without the oplock",
@@ -731,7 +731,7 @@ def _section_reasons(verdict: pl.Expr) -> list[tuple[pl.Expr, pl.Expr]]:
     return [
         (
             verdict == "mapped-by-other-process",
-            pl.format(
+            format_expr(
                 "a mapped section of the file is in the way: {} mapped it ({} at {}); "
                 + section_end,
                 pl.col("decisive_process"),
@@ -741,7 +741,7 @@ def _section_reasons(verdict: pl.Expr) -> list[tuple[pl.Expr, pl.Expr]]:
         ),
         (
             verdict == "mapped-by-own-process",
-            pl.format(
+            format_expr(
                 "the process's own mapped section of the file is in the way ({} at {}); "
                 + section_end,
                 pl.col("section_source"),

@@ -33,6 +33,7 @@ from __future__ import annotations
 import polars as pl
 
 from traceaudit.analysis.rules import path_key
+from traceaudit.display import format_expr
 
 __all__ = ["OPEN_OPERATION", "CLOSE_OPERATION", "HANDLE_SCHEMA", "handles"]
 
@@ -67,12 +68,14 @@ def handles(events: pl.DataFrame) -> pl.DataFrame:
     *d*. Grouping by (key, depth) leaves alternating open/close runs, so each open pairs
     with the event that follows it in its group.
     """
-    marks = _bracket_marks(events)
+    # The marks are collected once and both halves stacked eagerly: polars 2.0 panics on
+    # a plan that shares them lazily when the second half is empty.
+    marks = _bracket_marks(events).collect().lazy()
+    paired, orphans = _paired_opens(marks).collect(), _orphan_closes(marks).collect()
     out = (
-        pl.concat([_paired_opens(marks), _orphan_closes(marks)], how="vertical_relaxed")
+        pl.concat([paired, orphans], how="vertical_relaxed")
         .sort(pl.coalesce("opened", "closed"), pl.coalesce("open_row", "close_row"))
         .with_row_index("handle", offset=1)
-        .collect()
     )
     return out.select([pl.col(name).cast(dtype) for name, dtype in HANDLE_SCHEMA.items()])
 
@@ -97,9 +100,11 @@ def _bracket_marks(events: pl.DataFrame) -> pl.LazyFrame:
             delta=pl.when(pl.col("operation") == OPEN_OPERATION).then(1).otherwise(-1),
         )
         .with_columns(
-            pair_key=pl.when(pl.col("file_object").is_not_null())
-            .then(pl.format("fo:{}", pl.col("file_object")))
-            .otherwise(pl.format("{}|{}", pl.col("pid"), pl.col("path_key")))
+            # pl.format gives null for a null file object, so the (pid, path) key takes over
+            pair_key=pl.coalesce(
+                format_expr("fo:{}", pl.col("file_object")),
+                format_expr("{}|{}", pl.col("pid"), pl.col("path_key")),
+            )
         )
         .sort("pair_key", "time", "row")
         .with_columns(depth=pl.col("delta").cum_sum().over("pair_key"))

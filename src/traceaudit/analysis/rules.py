@@ -46,12 +46,9 @@ SEP = "\\"
 def path_key(column: str | pl.Expr = "path") -> pl.Expr:
     """Case-folded path with any trailing backslash removed (``C:\\`` stays as it is)."""
     expr = pl.col(column) if isinstance(column, str) else column
-    folded = expr.str.to_lowercase()
-    return (
-        pl.when(folded.str.ends_with(SEP) & (folded.str.len_chars() > 3))
-        .then(folded.str.strip_suffix(SEP))
-        .otherwise(folded)
-    )
+    # One trailing backslash dropped when at least three characters precede it (a regex,
+    # not when/then: polars 2.0's streaming engine panics on that over strings).
+    return expr.str.to_lowercase().str.replace(r"(?s)^(.{3}.*)\\$", "${1}")
 
 
 def fold(path: str) -> str:

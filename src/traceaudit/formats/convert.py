@@ -21,6 +21,7 @@ from pathlib import Path
 import polars as pl
 
 from traceaudit._atomic import atomic_output
+from traceaudit.display import format_expr
 from traceaudit.errors import UsageError
 from traceaudit.formats.parquet import write_parquet
 from traceaudit.schema import Trace
@@ -87,7 +88,7 @@ def write_events(
             write_parquet(trace, handle)
         else:
             flat = events.with_columns(
-                time=pl.format(
+                time=format_expr(
                     "{}.{}",
                     pl.col("time").dt.strftime("%Y-%m-%dT%H:%M:%S"),
                     (pl.col("time").dt.nanosecond() // 100).cast(pl.String).str.zfill(7),

@@ -110,5 +110,6 @@ _COLUMN_NAME = re.compile(r"[A-Za-z][A-Za-z &/()._-]{0,29}")
 def _header_names(line: str) -> list[str]:
     for delimiter in (",", "\t", ";"):
         if line.count(delimiter) >= 1:
-            return [n.strip() for n in next(csv.reader([line], delimiter=delimiter), [])]
+            clean = line.replace("\x00", "")  # Python 3.10's csv refuses NUL bytes
+            return [n.strip() for n in next(csv.reader([clean], delimiter=delimiter), [])]
     return []

@@ -158,7 +158,8 @@ def _member(path: Path, name: str) -> tuple[zipfile.ZipInfo, list[str]]:
 class _Csv:
     """A Procmon CSV: header row, then rows of the header's columns."""
 
-    def __init__(self, text: str, ctx: Context) -> None:
+    def __init__(self, text: str, ctx: Context, name: str = "trace") -> None:
+        self.name = name
         header = find_header(text)
         if header is None:  # pragma: no cover - sniffing guarantees a header
             raise TraceFormatError("no CSV header found")
@@ -182,7 +183,7 @@ class _Csv:
         # Lines as ``open(newline="")`` gives them (split at CR, LF, CRLF only, ends kept),
         # lazily: an io.StringIO copy of a large trace would take four bytes a character.
         lines = (m.group(0) for m in _LINE.finditer(self.text))
-        return csv.reader(lines, delimiter=self.delimiter)
+        return _checked(csv.reader(lines, delimiter=self.delimiter), self.name)
 
     def discover(self) -> None:
         """Run the rewriters over every row once, so the context notes every secret."""
@@ -318,7 +319,7 @@ class Handler(Protocol):
 def handler_for(source: Source, ctx: Context) -> Handler:
     """The reader/writer for the source's format."""
     if source.format == _CSV:
-        return _Csv(source.text, ctx)
+        return _Csv(source.text, ctx, source.name)
     if source.format == _XML:
         return XmlHandler(source.text, ctx)
     return _Clipboard(source.text, ctx)
@@ -360,3 +361,15 @@ def _text(binary: IO[bytes] | gzip.GzipFile, source: Source) -> Iterator[IO[str]
         stream.flush()
     finally:
         stream.detach()
+
+
+def _checked(rows: Iterator[list[str]], name: str) -> Iterator[list[str]]:
+    """Rows from ``csv.reader``, its refusals as one clear error (Python 3.10's csv refuses
+    NUL bytes, which only a damaged export holds)."""
+    try:
+        yield from rows
+    except csv.Error as exc:
+        raise TraceFormatError(
+            f"{name}: a damaged row the redactor cannot rewrite ({exc}). Export the trace "
+            "from Process Monitor again, or analyse it as it is (analysis skips damaged rows)."
+        ) from None

@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import polars as pl
 
+from traceaudit.display import format_expr
 from traceaudit.formats.procmon_text.csv_write import (
     format_detail_createfile,
     format_detail_mapping,
@@ -314,7 +315,7 @@ def _detail_column(
     if step.pool == "dir":
         name = pl.col("p").str.split("\\").list.last()
         return frame.select(
-            pl.format(
+            format_expr(
                 "Filter: {}, 1: {}, FileInformationClass: FileBothDirectoryInformation", name, name
             )
         ).to_series(), extra

@@ -121,7 +121,8 @@ def find_header(text: str) -> Header | None:
     delimiter = max(_DELIMITERS, key=line.count)
     if line.count(delimiter) == 0:
         return None
-    names = next(csv.reader([line], delimiter=delimiter), [])
+    # Python 3.10's csv refuses NUL bytes (3.11 reads them); a header never holds one.
+    names = next(csv.reader([line.replace("\x00", "")], delimiter=delimiter), [])
     quoted = line.startswith('"') and (len(lines) < 2 or lines[1][1].startswith('"'))
     return Header(number, tuple(n.strip() for n in names), delimiter, quoted)
 

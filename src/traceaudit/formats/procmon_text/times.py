@@ -28,6 +28,8 @@ from datetime import date as Date
 
 import polars as pl
 
+from traceaudit.display import format_expr
+
 __all__ = [
     "PLACEHOLDER_DATE",
     "parse_time_of_day",
@@ -207,7 +209,7 @@ def _parse_date_values(values: pl.Series) -> pl.DataFrame:
     month = b.zip_with(year_first, b if day_first else a)
     day = c.zip_with(year_first, a if day_first else b)
     frame = pl.DataFrame({"y": year, "m": month, "d": day}).select(
-        pl.format(
+        format_expr(
             "{}-{}-{}",
             pl.when(pl.col("y") < 100).then(pl.col("y") + 2000).otherwise(pl.col("y")),
             pl.col("m").cast(pl.String).str.zfill(2),
