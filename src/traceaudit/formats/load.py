@@ -8,18 +8,20 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Sequence
 from datetime import date as Date
 from pathlib import Path
 
 import polars as pl
 
 from traceaudit.errors import TraceFormatError, UnknownFormatError
+from traceaudit.formats.batches import BATCH_ROWS, TraceBatches
 from traceaudit.formats.detection import is_trace, sniff_format, unknown_format_message
 from traceaudit.formats.input import NotThisFormat, TraceInput, input_from_bytes, open_input
 from traceaudit.formats.registry import TraceFormat, get_format
 from traceaudit.schema import Trace
 
-__all__ = ["load_trace", "load_text", "read_trace"]
+__all__ = ["load_trace", "load_text", "read_trace", "open_batches"]
 
 
 def load_trace(
@@ -106,3 +108,41 @@ def read_trace(
     :func:`load_trace` to see how many and why), or raise with ``strict=True``.
     """
     return load_trace(Path(path), format=format, date=date, strict=strict).events
+
+
+def open_batches(
+    path: str | os.PathLike[str],
+    *,
+    format: str | None = None,
+    date: Date | None = None,
+    strict: bool = False,
+    columns: Sequence[str] | None = None,
+    keep: pl.Expr | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> TraceBatches:
+    """Open the trace at ``path`` for reading in batches (see :mod:`.batches`).
+
+    Detection, decompression and errors are those of :func:`load_trace`; the frames come
+    as the reader produces them, ``keep`` and ``columns`` applied.
+    """
+    trace_input = open_input(path, sniff=is_trace)
+    trace_format: TraceFormat | None = (
+        get_format(format) if format is not None else sniff_format(trace_input.head)
+    )
+    if trace_format is None:
+        raise UnknownFormatError(unknown_format_message(trace_input.name, trace_input.head))
+    try:
+        batches = trace_format.batch_reader()(
+            trace_input,
+            date=date,
+            strict=strict,
+            columns=columns,
+            keep=keep,
+            batch_rows=batch_rows,
+        )
+    except NotThisFormat:
+        raise UnknownFormatError(
+            unknown_format_message(trace_input.name, trace_input.head)
+        ) from None
+    batches.warnings[:0] = [w for w in trace_input.warnings if w not in batches.warnings]
+    return batches

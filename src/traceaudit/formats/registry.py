@@ -16,6 +16,7 @@ from typing import Protocol
 
 from traceaudit.errors import UsageError
 from traceaudit.formats import parquet
+from traceaudit.formats.batches import BatchReader, whole_trace_batches
 from traceaudit.formats.etl import reader as etl
 from traceaudit.formats.input import TraceInput
 from traceaudit.formats.pml import reader as pml
@@ -39,6 +40,10 @@ class Reader(Protocol):
 class TraceFormat:
     """One readable format.
 
+    ``batches`` reads the format as a stream of event frames with bounded memory
+    (:mod:`traceaudit.formats.batches`); formats without their own are read whole and
+    sliced.
+
     ``name`` is what ``format=`` takes (``traceaudit.read_trace(path, format=...)``) and
     what :func:`~traceaudit.formats.detection.detect` returns;
     ``label`` names it in messages ("Supported: …"); ``description`` is one line for help
@@ -50,6 +55,11 @@ class TraceFormat:
     description: str
     sniff: Callable[[bytes], bool]
     read: Reader
+    batches: BatchReader | None = None
+
+    def batch_reader(self) -> BatchReader:
+        """This format's batch reader, or one that reads the trace whole and slices it."""
+        return self.batches if self.batches is not None else whole_trace_batches(self.read)
 
 
 FORMATS: list[TraceFormat] = [
@@ -60,6 +70,7 @@ FORMATS: list[TraceFormat] = [
         "truncated captures read up to the last intact event)",
         sniff=pml.sniff_pml,
         read=pml.read,
+        batches=getattr(pml, "batches", None),
     ),
     TraceFormat(
         name=etl.FORMAT_NAME,
@@ -69,6 +80,7 @@ FORMATS: list[TraceFormat] = [
         "paired exactly by FILE_OBJECT",
         sniff=etl.sniff,
         read=etl.read,
+        batches=getattr(etl, "batches", None),
     ),
     TraceFormat(
         name=procmon_csv.FORMAT_NAME,
@@ -77,6 +89,7 @@ FORMATS: list[TraceFormat] = [
         "legacy code page, comma or tab; Excel re-saves too)",
         sniff=procmon_csv.sniff,
         read=procmon_csv.read,
+        batches=getattr(procmon_csv, "batches", None),
     ),
     TraceFormat(
         name=clipboard.FORMAT_NAME,
@@ -85,6 +98,7 @@ FORMATS: list[TraceFormat] = [
         "the 7 default columns",
         sniff=clipboard.sniff,
         read=clipboard.read,
+        batches=getattr(clipboard, "batches", None),
     ),
     TraceFormat(
         name=procmon_xml.FORMAT_NAME,
@@ -92,6 +106,7 @@ FORMATS: list[TraceFormat] = [
         description="Process Monitor File > Save > XML (streamed; localized exports too)",
         sniff=procmon_xml.sniff,
         read=procmon_xml.read,
+        batches=getattr(procmon_xml, "batches", None),
     ),
     TraceFormat(
         name=parquet.FORMAT_NAME,
@@ -99,6 +114,7 @@ FORMATS: list[TraceFormat] = [
         description="normalised events written by 'traceaudit convert' (exact round trip)",
         sniff=parquet.sniff,
         read=parquet.read,
+        batches=getattr(parquet, "batches", None),
     ),
 ]
 """Formats in detection order: the first whose sniffer accepts the content reads it."""
