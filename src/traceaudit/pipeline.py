@@ -17,28 +17,33 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date as Date
+from datetime import datetime
 from pathlib import Path
 
 import polars as pl
 
-from traceaudit.analysis.clock import to_timezone
+from traceaudit.analysis.clock import times_in_zone, to_timezone, zone_name
 from traceaudit.analysis.completeness import (
     MINOR_GAPS,
     Completeness,
-    capture_completeness,
+    completeness_of,
     ended_during_failure,
 )
 from traceaudit.analysis.conflicts import blocking_handles, conflicts, lock_failures
 from traceaudit.analysis.episodes import blocked_table, blocked_times, lock_episodes
+from traceaudit.analysis.event_pass import PASS_COLUMNS, EventPass
 from traceaudit.analysis.handles import handles as build_handles
 from traceaudit.analysis.hold_times import window_table
 from traceaudit.analysis.retries import retry_chains
 from traceaudit.analysis.sections import section_holders, sections
+from traceaudit.analysis.tally import EventTally
+from traceaudit.analysis.timeline import on_path
+from traceaudit.analysis.timeline import timeline as path_timeline
 from traceaudit.policy.advice import retry_advice
 from traceaudit.report.model import FilterOutcome, Report, TraceSummary
-from traceaudit.schema import Trace
+from traceaudit.schema import Trace, empty_events
 
-__all__ = ["analyze", "analyze_trace", "diagnose"]
+__all__ = ["analyze", "analyze_trace", "diagnose", "timeline"]
 
 PathLike = str | os.PathLike[str]
 
@@ -53,6 +58,7 @@ class _Parts:
     chains: pl.DataFrame
     warnings: tuple[str, ...]
     headline: str | None = None
+    last: datetime | None = None
 
 
 def diagnose(
@@ -60,33 +66,33 @@ def diagnose(
 ) -> list[str]:
     """Warnings about what the trace can and cannot show, the most serious first: gaps in
     the capture that limit the verdicts come before the reader's notes."""
-    return _diagnose(trace, events, completeness)[0]
+    tally = EventTally.of(events)
+    if completeness is None:
+        completeness = completeness_of(tally, name=trace.name, format=trace.format)
+    return _diagnose(trace, tally, completeness)[0]
 
 
 def _diagnose(
-    trace: Trace, events: pl.DataFrame, completeness: Completeness | None
+    trace: Trace, tally: EventTally, completeness: Completeness
 ) -> tuple[list[str], str | None]:
     """The warnings, and the one about the capture itself that matters most (or None)."""
-    if events.is_empty():
+    if not tally.events:
         message = f"{trace.name}: the trace holds no events."
         return [*trace.warnings, message], message
     warnings: list[str] = []
-    if events.filter(pl.col("event_class") == "File System").is_empty():
+    if not tally.file_system_events:
         warnings.append(
             f"{trace.name}: no file-system events: enable Show File System Activity in "
             "Process Monitor and capture again."
         )
-    if completeness is None:
-        completeness = capture_completeness(events, name=trace.name, format=trace.format)
     gaps = completeness.warning_items()
     warnings += [text for gap, text in gaps if gap not in MINOR_GAPS]
-    processes = events["process"].unique().drop_nulls().to_list()
-    if len(processes) == 1:
+    if len(tally.processes) == 1:
         warnings.append(
-            f"{trace.name}: only one process ({processes[0]}) is in the trace: the capture was "
-            "filtered, so a process that held the file (an antivirus, an indexer) cannot be "
-            "seen. Capture again with no process filter; filter on the path instead "
-            "(Filter > Filter…: Path begins with <your directory>)."
+            f"{trace.name}: only one process ({next(iter(tally.processes))}) is in the trace: "
+            "the capture was filtered, so a process that held the file (an antivirus, an "
+            "indexer) cannot be seen. Capture again with no process filter; filter on the "
+            "path instead (Filter > Filter…: Path begins with <your directory>)."
         )
     warnings += [text for gap, text in gaps if gap in MINOR_GAPS]
     if trace.time_precision_lost:
@@ -101,27 +107,76 @@ def _diagnose(
 
 def analyze_trace(trace: Trace) -> _Parts:
     """Run every stage on one trace that has been read."""
-    events = trace.events
+    with EventPass() as event_pass:
+        event_pass.add(trace.events)
+        kept = event_pass.kept()
+    return _analyze_kept(trace, kept, event_pass.tally)
+
+
+def _analyze_file(
+    path: PathLike,
+    *,
+    format: str | None,
+    date: Date | None,
+    strict: bool,
+    tz: str | None,
+    batch_rows: int | None = None,
+) -> _Parts:
+    """Read a trace file in batches, in one pass, and run every stage on what it kept."""
+    from traceaudit.formats.batches import BATCH_ROWS
+    from traceaudit.formats.load import open_batches, refuse_if_nothing_read
+
+    batches = open_batches(
+        Path(path),
+        format=format,
+        date=date,
+        strict=strict,
+        columns=PASS_COLUMNS,
+        batch_rows=BATCH_ROWS if batch_rows is None else batch_rows,
+    )
+    zone = zone_name(tz) if tz is not None and batches.clock == "utc" else None
+    with EventPass() as event_pass:
+        for frame in batches.frames:
+            event_pass.add(frame if zone is None or tz is None else times_in_zone(frame, zone, tz))
+        kept = event_pass.kept()
+    tally = event_pass.tally
+    refuse_if_nothing_read(batches.name, tally.events, batches.skipped, batches.skipped_rows)
+    trace = batches.trace(kept)
+    if zone is not None:
+        trace = dataclasses.replace(trace, clock=zone)
+    return _analyze_kept(trace, kept, tally)
+
+
+def _analyze_kept(trace: Trace, events: pl.DataFrame, tally: EventTally) -> _Parts:
+    """Every stage, on the events an :class:`EventPass` kept and what it counted."""
     handle_frame = build_handles(events)
-    completeness = capture_completeness(
-        events,
-        name=trace.name,
-        format=trace.format,
-        handles=handle_frame,
-        truncated=trace.truncated,
+    completeness = completeness_of(
+        tally, name=trace.name, format=trace.format, truncated=trace.truncated
     )
     failures = lock_failures(events)
     blocking = blocking_handles(failures, handle_frame, completeness.visibility)
     holders = section_holders(failures, sections(events))
-    single_process = events["pid"].n_unique() <= 1
+    single_process = len(tally.pids) <= 1
     conflict_frame = conflicts(failures, blocking, single_process=single_process, sections=holders)
     chains = retry_chains(events, conflict_frame)
-    last = events["time"].max() if events.height else None
+    first, last, first_ns, last_ns = tally.span()
     completeness = dataclasses.replace(
         completeness, ended_during_failure=ended_during_failure(chains, last)
     )
-    summary = TraceSummary.of(trace, completeness)
-    warnings, headline = _diagnose(trace, events, completeness)
+    summary = TraceSummary(
+        name=trace.name,
+        format=trace.format,
+        events=tally.events,
+        processes=len(tally.pids),
+        first=first,
+        last=last,
+        first_ns=first_ns,
+        last_ns=last_ns,
+        clock=trace.clock,
+        skipped=dict(trace.skipped),
+        completeness=completeness,
+    )
+    warnings, headline = _diagnose(trace, tally, completeness)
     return _Parts(
         summary=summary,
         events=events,
@@ -131,6 +186,7 @@ def analyze_trace(trace: Trace) -> _Parts:
         chains=chains,
         warnings=tuple(warnings),
         headline=headline,
+        last=last,
     )
 
 
@@ -214,6 +270,7 @@ def analyze(
     target: float = 0.99,
     max_wait_ms: float | None = None,
     tz: str | None = None,
+    batch_rows: int | None = None,
 ) -> Report:
     """Read one or more traces and analyse them; the same engine as ``traceaudit analyze``.
 
@@ -221,19 +278,24 @@ def analyze(
     the failing process, matched case-insensitively with or without ``.exe``); every
     process's handles still count as blockers. Several traces
     are analysed one by one and their results stacked with a ``trace`` column.
+
+    A trace file is read in batches of ``batch_rows`` events (default: the reader's), in
+    one pass that keeps only the events the analysis needs
+    (:mod:`traceaudit.analysis.event_pass`), so memory follows the failures and the handles
+    on the failing files, not the size of the trace. ``report.events`` holds those events.
     """
     sources: Iterable[PathLike | Trace]
     sources = [source] if isinstance(source, (str, os.PathLike, Trace)) else source
     parts: list[_Parts] = []
     for item in sources:
         if isinstance(item, Trace):
-            trace = item
+            parts.append(analyze_trace(to_timezone(item, tz)))
         else:
-            from traceaudit.formats import load_trace
-
-            trace = load_trace(Path(item), format=format, date=date, strict=strict)
-        trace = to_timezone(trace, tz)
-        parts.append(analyze_trace(trace))
+            parts.append(
+                _analyze_file(
+                    item, format=format, date=date, strict=strict, tz=tz, batch_rows=batch_rows
+                )
+            )
 
     parts = _distinct_names(parts)
 
@@ -248,7 +310,7 @@ def analyze(
         conflict_frame.select("trace", "conflict"), on=["trace", "conflict"], how="semi"
     )
     trace_ends = pl.DataFrame(
-        {"trace": [p.summary.name for p in parts], "last": [p.events["time"].max() for p in parts]},
+        {"trace": [p.summary.name for p in parts], "last": [p.last for p in parts]},
         schema={"trace": pl.String, "last": pl.Datetime("ns")},
     )
     episodes, blocked = lock_episodes(conflict_frame, blocking, chains, trace_ends)
@@ -282,3 +344,35 @@ def analyze(
         filter_outcome=_filter_outcome(every_conflict, conflict_frame, path_glob, process),
         headline_warning=next((p.headline for p in parts if p.headline), None),
     )
+
+
+def timeline(
+    source: PathLike | Trace | pl.DataFrame,
+    path: str,
+    *,
+    format: str | None = None,
+    date: Date | None = None,
+    strict: bool = False,
+) -> pl.DataFrame:
+    """Every event on ``path`` or below it (case-insensitive), in time order, with the
+    handle each belongs to (:func:`traceaudit.analysis.timeline.timeline`).
+
+    ``source`` is a trace file, read in batches and keeping only that path's events (so a
+    trace of any size fits), a :class:`~traceaudit.schema.Trace`, or an event frame.
+    """
+    if isinstance(source, pl.DataFrame):
+        return path_timeline(source, path)
+    if isinstance(source, Trace):
+        return path_timeline(source.events, path)
+    from traceaudit.formats.load import open_batches, refuse_if_nothing_read
+
+    batches = open_batches(Path(source), format=format, date=date, strict=strict)
+    wanted = on_path(path)
+    read = 0
+    frames = []
+    for frame in batches.frames:
+        read += frame.height
+        frames.append(frame.filter(wanted))
+    refuse_if_nothing_read(batches.name, read, batches.skipped, batches.skipped_rows)
+    events = pl.concat(frames) if frames else empty_events()
+    return path_timeline(events.sort("time", "row"), path)

@@ -17,7 +17,7 @@ import polars as pl
 from traceaudit.errors import UsageError
 from traceaudit.schema import Trace
 
-__all__ = ["to_timezone"]
+__all__ = ["to_timezone", "zone_name", "times_in_zone"]
 
 
 def _zone_name(tz: str) -> str:
@@ -37,9 +37,20 @@ def to_timezone(trace: Trace, tz: str | None) -> Trace:
     """``trace`` with UTC times shown on the wall clock of ``tz`` (None: unchanged)."""
     if tz is None or trace.clock != "utc":
         return trace
-    zone = _zone_name(tz)
+    zone = zone_name(tz)
+    return dataclasses.replace(trace, events=times_in_zone(trace.events, zone, tz), clock=zone)
+
+
+def zone_name(tz: str) -> str:
+    """The zone ``tz`` names: itself, or this machine's zone for ``local``."""
+    return _zone_name(tz)
+
+
+def times_in_zone(events: pl.DataFrame, zone: str, tz: str) -> pl.DataFrame:
+    """``events`` (a UTC trace's, or a batch of them) with times on the clock of ``zone``;
+    ``tz`` is what the user asked for, named in the error for an unknown zone."""
     try:
-        events = trace.events.with_columns(
+        return events.with_columns(
             pl.col("time")
             .dt.replace_time_zone("UTC")
             .dt.convert_time_zone(zone)
@@ -50,4 +61,3 @@ def to_timezone(trace: Trace, tz: str | None) -> Trace:
             f"--tz {tz!r}: unknown time zone; use an IANA name such as Europe/Berlin or "
             "America/New_York, or 'local'."
         ) from None
-    return dataclasses.replace(trace, events=events, clock=zone)

@@ -41,13 +41,14 @@ from typing import Any
 
 import polars as pl
 
-from traceaudit.analysis.rules import path_key
+from traceaudit.analysis.tally import EventTally
 from traceaudit.display import fmt_ms
 
 __all__ = [
     "Completeness",
     "GAPS",
     "capture_completeness",
+    "completeness_of",
     "EXCERPT_SHARE",
     "EXCERPT_MIN_HANDLES",
 ]
@@ -59,16 +60,6 @@ PASTED_FORMAT = "procmon-clipboard"
 # corpus: Tests64bit 0.20, prsp0007 0.30); the pasted uv rows 0.69.
 EXCERPT_SHARE = 0.5
 EXCERPT_MIN_HANDLES = 5
-
-# Operations that carry no handle of the process, or whose Path is not the handle's.
-_NOT_HANDLE_IO = (
-    "CreateFile",
-    "CloseFile",
-    "IRP_MJ_CLOSE",
-    "QueryOpen",  # a path-based fast-I/O query: no handle
-    "QueryDirectory",  # Procmon shows the directory plus the search pattern as the path
-    "CreateFileMapping",
-)
 
 GAPS: dict[str, str] = {
     "no-opens-or-closes": "no CreateFile or CloseFile events at all",
@@ -334,22 +325,6 @@ def _add(out: list[tuple[str, str]], gap: str, text: str) -> None:
     out.append((gap, text))
 
 
-def _handle_io(events: pl.LazyFrame) -> pl.LazyFrame:
-    """File-system events issued through a handle of the process, keyed (pid, path)."""
-    detail = pl.col("detail").fill_null("")
-    return events.filter(
-        (pl.col("event_class") == "File System")
-        & ~pl.col("operation").is_in(list(_NOT_HANDLE_IO))
-        & ~detail.str.contains("Paging I/O", literal=True)
-        & pl.col("path").is_not_null()
-        & (pl.col("path") != "")
-        # NTFS metadata ($Mft, $Extend\$UsnJrnl…) is opened by the file system itself, and
-        # a bare volume (``C:``) is the file system's own device.
-        & ~pl.col("path").str.contains(r"\$", literal=True)
-        & (pl.col("path").str.len_chars() > 3)
-    )
-
-
 def capture_completeness(
     events: pl.DataFrame,
     *,
@@ -358,111 +333,50 @@ def capture_completeness(
     handles: pl.DataFrame | None = None,
     truncated: bool = False,
 ) -> Completeness:
-    """Measure what the capture holds (see the module docstring)."""
-    lazy = events.lazy()
-    fs = lazy.filter(pl.col("event_class") == "File System")
-    per_process = _per_process_counts(fs)
-    io_handles, orphan_io = _io_without_open(lazy, fs)
-    example = f"{orphan_io['operation'][0]} {orphan_io['path'][0]}" if orphan_io.height else None
+    """Measure what the capture holds (see the module docstring).
 
+    ``handles`` is accepted for callers of earlier versions and not needed: the handles
+    open before and after the capture are counted from the events.
+    """
+    del handles
+    return completeness_of(EventTally.of(events), name=name, format=format, truncated=truncated)
+
+
+def completeness_of(
+    tally: EventTally, *, name: str, format: str, truncated: bool = False
+) -> Completeness:
+    """What the capture holds, from the counts of a whole trace (:class:`EventTally`)."""
+    per_process = tally.per_process
+    orphan_io = tally.io_without_open
+    example = f"{orphan_io['operation'][0]} {orphan_io['path'][0]}" if orphan_io.height else None
     creates = int(per_process["creates"].sum()) if per_process.height else 0
     opens = int(per_process["opens"].sum()) if per_process.height else 0
     closes = int(per_process["closes"].sum()) if per_process.height else 0
     gaps = per_process.filter((pl.col("opens") > 0) & (pl.col("closes") == 0)).sort(
         "opens", "process", descending=[True, False]
     )
-    file_system_events, single_thread = _single_thread(events, fs)
-    pids = events["pid"].drop_nulls().n_unique() if events.height else 0
-    open_before, open_at_end = _handles_at_edges(handles)
-
     draft = Completeness(
         trace=name,
-        file_system_events=file_system_events,
+        file_system_events=tally.file_system_events,
         create_events=creates,
         opens=opens,
         closes=closes,
         processes_without_closes=tuple(
             ProcessGap(r["process"], r["pid"], r["opens"]) for r in gaps.iter_rows(named=True)
         ),
-        io_handles=io_handles,
+        io_handles=tally.io_handles,
         io_without_open=orphan_io.height,
         io_example=example,
         pasted=format == PASTED_FORMAT,
-        single_process=pids == 1,
-        single_thread=single_thread,
+        single_process=len(tally.pids - {None}) == 1,
+        single_thread=tally.single_thread,
         truncated=truncated,
-        handles_open_before_capture=open_before,
-        handles_open_at_end=open_at_end,
+        handles_open_before_capture=tally.orphan_closes,
+        handles_open_at_end=tally.handles_open_at_end,
     )
-    unreliable = draft.excerpt or single_thread is not None
+    unreliable = draft.excerpt or tally.single_thread is not None
     visibility = _visibility(per_process, any_opens=opens > 0, unreliable=unreliable)
     return Completeness(**{**_fields(draft), "visibility": visibility})
-
-
-def _per_process_counts(fs: pl.LazyFrame) -> pl.DataFrame:
-    """Per pid: its name, CreateFile events, successful ones (opens), and CloseFiles."""
-    return (
-        fs.group_by("pid")
-        .agg(
-            process=pl.col("process").first(),
-            creates=(pl.col("operation") == "CreateFile").sum().cast(pl.Int64),
-            opens=((pl.col("operation") == "CreateFile") & (pl.col("result") == "SUCCESS"))
-            .sum()
-            .cast(pl.Int64),
-            closes=(pl.col("operation") == "CloseFile").sum().cast(pl.Int64),
-        )
-        .collect()
-    )
-
-
-def _io_without_open(lazy: pl.LazyFrame, fs: pl.LazyFrame) -> tuple[int, pl.DataFrame]:
-    """How many (pid, path) handles are used for I/O, and those with no open or close.
-
-    The second is one row per such handle (``operation``, ``path`` of its first use),
-    sorted by path: an excerpt is made mostly of these.
-    """
-    edges = (
-        fs.filter(pl.col("operation").is_in(["CreateFile", "CloseFile"]))
-        .select("pid", key=path_key("path"))
-        .unique()
-    )
-    io_keys = (
-        _handle_io(lazy)
-        .group_by("pid", key=path_key("path"))
-        .agg(operation=pl.col("operation").first(), path=pl.col("path").first())
-    )
-    without_open = io_keys.join(edges, on=["pid", "key"], how="anti")
-    io_handles = io_keys.select(pl.len()).collect().item()
-    orphan_io = without_open.sort("path").collect()
-    return io_handles, orphan_io
-
-
-def _single_thread(events: pl.DataFrame, fs: pl.LazyFrame) -> tuple[int, int | None]:
-    """The number of file-system events, and the one thread id when they all share one.
-
-    A single event proves nothing about a thread filter, so it never counts as one thread.
-    """
-    file_system_events = fs.select(pl.len()).collect().item()
-    tids = (
-        fs.select(pl.col("tid").drop_nulls().n_unique()).collect().item()
-        if file_system_events
-        else 0
-    )
-    single_thread = (
-        int(events.filter(pl.col("event_class") == "File System")["tid"].drop_nulls()[0])
-        if tids == 1 and file_system_events > 1
-        else None
-    )
-    return file_system_events, single_thread
-
-
-def _handles_at_edges(handles: pl.DataFrame | None) -> tuple[int, int]:
-    """How many handles were open before the capture started, and still open at its end."""
-    open_before = open_at_end = 0
-    if handles is not None and handles.height:
-        open_before = int(handles["open_before_capture"].sum())
-        open_at_end = int(handles["open_at_end"].sum())
-    return open_before, open_at_end
 
 
 def _visibility(per_process: pl.DataFrame, *, any_opens: bool, unreliable: bool) -> pl.DataFrame:

@@ -116,6 +116,7 @@ __all__ = [
     "BLOCKED_VERDICTS",
     "CHECK_VERDICTS",
     "OPLOCK_RESULTS",
+    "is_lock_failure",
     "lock_failures",
     "blocking_handles",
     "conflicts",
@@ -155,6 +156,29 @@ _BLOCKER_FIELDS = (
 )
 
 
+def _break_answer() -> pl.Expr:
+    """An oplock probe answered OPLOCK BREAK IN PROGRESS (not a failure of a plain open)."""
+    requires_oplock = (
+        pl.col("create_options").fill_null(0) & pl.lit(_REQUIRES_OPLOCK, dtype=pl.UInt32)
+    ) != 0
+    return (
+        (pl.col("result") == _BREAK_IN_PROGRESS)
+        & (pl.col("operation") == "CreateFile")
+        & requires_oplock
+    )
+
+
+def is_lock_failure() -> pl.Expr:
+    """Whether an event is one :func:`lock_failures` keeps (a file-system event on a path
+    whose result can mean a lock)."""
+    return (
+        (pl.col("event_class") == "File System")
+        & (pl.col("result").is_in(list(LOCK_RESULTS)) | _break_answer())
+        & pl.col("path").is_not_null()
+        & (pl.col("path") != "")
+    )
+
+
 def lock_failures(events: pl.DataFrame) -> pl.DataFrame:
     """The file-system events whose result can mean a lock, numbered as ``conflict``.
 
@@ -162,22 +186,10 @@ def lock_failures(events: pl.DataFrame) -> pl.DataFrame:
     docstring); a ``CANNOT DELETE`` becomes ``section`` in :func:`conflicts` when a section
     of the file is alive at that instant.
     """
-    requires_oplock = (
-        pl.col("create_options").fill_null(0) & pl.lit(_REQUIRES_OPLOCK, dtype=pl.UInt32)
-    ) != 0
-    break_answer = (
-        (pl.col("result") == _BREAK_IN_PROGRESS)
-        & (pl.col("operation") == "CreateFile")
-        & requires_oplock
-    )
+    break_answer = _break_answer()
     return (
         events.lazy()
-        .filter(
-            (pl.col("event_class") == "File System")
-            & (pl.col("result").is_in(list(LOCK_RESULTS)) | break_answer)
-            & pl.col("path").is_not_null()
-            & (pl.col("path") != "")
-        )
+        .filter(is_lock_failure())
         .sort("time", "row")
         .with_row_index("conflict", offset=1)
         .with_columns(

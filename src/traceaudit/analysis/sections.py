@@ -26,7 +26,7 @@ import polars as pl
 
 from traceaudit.analysis.rules import path_key
 
-__all__ = ["SECTION_RESULTS", "SECTION_FIELDS", "sections", "section_holders"]
+__all__ = ["SECTION_RESULTS", "SECTION_FIELDS", "is_mapping", "sections", "section_holders"]
 
 # Statuses of a CreateFileMapping that created (or found) the section: the two FILE LOCKED
 # ones are success codes telling the caller who else has the file open.
@@ -50,15 +50,17 @@ _SCHEMA: dict[str, Any] = {
 }
 
 
+def is_mapping() -> pl.Expr:
+    """Whether an event creates a section of its file: a CreateFileMapping that succeeded
+    (or answered FILE LOCKED WITH …, which still maps it), or an image load."""
+    return (
+        (pl.col("operation") == "CreateFileMapping") & pl.col("result").is_in(list(_MAPPED_RESULTS))
+    ) | ((pl.col("operation") == "Load Image") & (pl.col("result") == "SUCCESS"))
+
+
 def sections(events: pl.DataFrame) -> pl.DataFrame:
     """Every section the trace shows being created, with its process's exit if seen."""
-    mapped = events.lazy().filter(
-        (
-            (pl.col("operation") == "CreateFileMapping")
-            & pl.col("result").is_in(list(_MAPPED_RESULTS))
-        )
-        | ((pl.col("operation") == "Load Image") & (pl.col("result") == "SUCCESS"))
-    )
+    mapped = events.lazy().filter(is_mapping())
     exits = (
         events.lazy()
         .filter(pl.col("operation") == "Process Exit")

@@ -17,7 +17,7 @@ import polars as pl
 from traceaudit.analysis.handles import handles as build_handles
 from traceaudit.analysis.rules import SEP, fold, path_key
 
-__all__ = ["TIMELINE_COLUMNS", "timeline", "assign_handles"]
+__all__ = ["TIMELINE_COLUMNS", "timeline", "on_path", "assign_handles"]
 
 TIMELINE_COLUMNS = (
     "row",
@@ -79,14 +79,17 @@ def assign_handles(events: pl.DataFrame, handle_frame: pl.DataFrame) -> pl.DataF
     )
 
 
+def on_path(path: str) -> pl.Expr:
+    """Whether an event is on ``path`` or below it (case-insensitive)."""
+    key = fold(path)
+    return (path_key("path") == key) | path_key("path").str.starts_with(key + SEP)
+
+
 def timeline(
     events: pl.DataFrame, path: str, *, handle_frame: pl.DataFrame | None = None
 ) -> pl.DataFrame:
     """Every event on ``path`` or below it (case-insensitive), in time order, with handles."""
-    key = fold(path)
-    selected = events.filter(
-        (path_key("path") == key) | path_key("path").str.starts_with(key + SEP)
-    )
+    selected = events.filter(on_path(path))
     if handle_frame is None:
         handle_frame = build_handles(selected)
     return assign_handles(selected, handle_frame).sort("time", "row").select(TIMELINE_COLUMNS)

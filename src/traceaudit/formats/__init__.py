@@ -7,6 +7,7 @@ family of formats.
     >>> trace = load_trace("Logfile.CSV")          # format sniffed from the content
     >>> trace.events                                # polars, schema.EVENT_SCHEMA
     >>> trace.warnings, trace.skipped               # what the reader had to work around
+    >>> scan_trace("huge.pml").filter(...)          # lazily, in batches (:mod:`.scan`)
 
 Formats (:data:`FORMATS`, a table of name, label, description, sniffer and reader; add
 one with :func:`register_format`): ``procmon-pml`` (Process Monitor's native log,
@@ -31,7 +32,7 @@ locale-dependent time strings); :mod:`.convert` writes events as Parquet or CSV.
 
 from traceaudit.formats.detection import detect, is_trace, sniff_format, unknown_format_message
 from traceaudit.formats.input import TraceInput, open_input
-from traceaudit.formats.load import load_text, load_trace
+from traceaudit.formats.load import load_text, load_trace, open_batches
 from traceaudit.formats.procmon_text.csv_read import find_header
 from traceaudit.formats.procmon_text.decode import Decoded, decode
 from traceaudit.formats.procmon_text.detail import DETAIL_SCHEMA, parse_detail
@@ -49,6 +50,7 @@ from traceaudit.formats.registry import (
     register_format,
     supported_formats,
 )
+from traceaudit.formats.scan import scan_trace
 
 __all__ = [
     "DETAIL_SCHEMA",
@@ -67,6 +69,8 @@ __all__ = [
     "get_format",
     "load_text",
     "load_trace",
+    "open_batches",
+    "scan_trace",
     "parse_date_time",
     "parse_detail",
     "parse_duration",

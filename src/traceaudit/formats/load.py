@@ -21,7 +21,7 @@ from traceaudit.formats.input import NotThisFormat, TraceInput, input_from_bytes
 from traceaudit.formats.registry import TraceFormat, get_format
 from traceaudit.schema import Trace
 
-__all__ = ["load_trace", "load_text", "read_trace", "open_batches"]
+__all__ = ["load_trace", "load_text", "read_trace", "open_batches", "refuse_if_nothing_read"]
 
 
 def load_trace(
@@ -81,12 +81,18 @@ def _read(trace_input: TraceInput, format: str | None, date: Date | None, strict
 
 
 def _refuse_if_nothing_read(name: str, trace: Trace) -> None:
+    refuse_if_nothing_read(name, trace.events.height, trace.skipped, trace.skipped_rows)
+
+
+def refuse_if_nothing_read(
+    name: str, events_read: int, skipped: dict[str, int], skipped_rows: Sequence[str]
+) -> None:
     """Rows were there, but not one could be read: an error, never an empty clean report."""
-    lost = sum(trace.skipped.values())
-    if trace.events.height or not lost:
+    lost = sum(skipped.values())
+    if events_read or not lost:
         return
-    reasons = ", ".join(f"{n:,} {reason}" for reason, n in trace.skipped.items())
-    where = ", ".join(trace.skipped_rows[:3])
+    reasons = ", ".join(f"{n:,} {reason}" for reason, n in skipped.items())
+    where = ", ".join(skipped_rows[:3])
     raise TraceFormatError(
         f"{name}: not one event could be read: all {lost:,} rows are damaged ({reasons})"
         + (f", first at {where}" if where else "")
@@ -126,11 +132,36 @@ def open_batches(
     as the reader produces them, ``keep`` and ``columns`` applied.
     """
     trace_input = open_input(path, sniff=is_trace)
-    trace_format: TraceFormat | None = (
-        get_format(format) if format is not None else sniff_format(trace_input.head)
+    return batches_of(
+        trace_input,
+        trace_format_of(trace_input, format),
+        date=date,
+        strict=strict,
+        columns=columns,
+        keep=keep,
+        batch_rows=batch_rows,
     )
+
+
+def trace_format_of(trace_input: TraceInput, format: str | None) -> TraceFormat:
+    """The format named, or the one the content shows; an error when it shows none."""
+    trace_format = get_format(format) if format is not None else sniff_format(trace_input.head)
     if trace_format is None:
         raise UnknownFormatError(unknown_format_message(trace_input.name, trace_input.head))
+    return trace_format
+
+
+def batches_of(
+    trace_input: TraceInput,
+    trace_format: TraceFormat,
+    *,
+    date: Date | None = None,
+    strict: bool = False,
+    columns: Sequence[str] | None = None,
+    keep: pl.Expr | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> TraceBatches:
+    """An opened input read in batches by ``trace_format``'s reader (see :mod:`.batches`)."""
     try:
         batches = trace_format.batch_reader()(
             trace_input,
