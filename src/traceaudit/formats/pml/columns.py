@@ -9,7 +9,7 @@ decoded in bulk (:func:`decode_strings`).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 
 import numpy as np
@@ -40,19 +40,33 @@ from traceaudit.formats.pml.names import (
 from traceaudit.formats.pml.tables import filetimes_to_datetimes
 from traceaudit.formats.pml.text import CHUNK, decode_strings
 
-__all__ = ["Named", "factorize", "nullable", "base_columns", "path_column"]
+__all__ = [
+    "BASE_COLUMNS",
+    "Named",
+    "factorize",
+    "nullable",
+    "operation_names",
+    "base_columns",
+    "path_column",
+]
+
+
+_FEW = 4096
+"""Fewer keys than this are factorized by sorting (unless the keys themselves are small)."""
 
 
 def factorize(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The distinct keys (sorted) and each key's position among them.
 
     Linear time (``bincount``) when the keys are small non-negative numbers (operation
-    keys), ``np.unique`` otherwise.
+    keys) and many (a batch of a few events is cheaper sorted than counted over every
+    possible key), ``np.unique`` otherwise.
     """
     if len(keys) == 0:
         return keys[:0], np.zeros(0, dtype=np.int64)
     low, high = int(keys.min()), int(keys.max())
-    if low >= 0 and high < (1 << 18) + 4 * len(keys):
+    many = len(keys) >= _FEW or high < _FEW
+    if low >= 0 and many and high < (1 << 18) + 4 * len(keys):
         distinct = np.flatnonzero(np.bincount(keys.astype(np.intp), minlength=high + 1))
         lookup = np.zeros(high + 1, dtype=np.int64)
         lookup[distinct] = np.arange(len(distinct))
@@ -75,6 +89,10 @@ class Named:
         distinct, codes = factorize(keys)
         keys_list = distinct.tolist()
         return cls([namer(k) for k in keys_list], codes, tuple(keys_list))
+
+    def take(self, index: np.ndarray) -> Named:
+        """The names of the keys at ``index`` only (the same names, fewer codes)."""
+        return Named(self.names, self.codes[index], self.keys)
 
     def series(self, name: str) -> pl.Series:
         """The column: the names gathered by code (one gather, no per-event Python)."""
@@ -160,47 +178,75 @@ def _process_rows(process_index: np.ndarray, processes: pl.DataFrame) -> np.ndar
     return lookup[np.minimum(process_index.astype(np.int64), len(lookup) - 1)]
 
 
+BASE_COLUMNS = (
+    "row",
+    "time",
+    "process",
+    "pid",
+    "tid",
+    "operation",
+    "result",
+    "duration",
+    "event_class",
+)
+"""The columns :func:`base_columns` makes: those every event has before its details."""
+
+
+def operation_names(events: EventArrays) -> Named:
+    """Each event's operation name (the Detail renderer and the path locator use them)."""
+    return Named.of(operation_keys(events), operation_namer(events.header.version))
+
+
 def base_columns(
-    events: EventArrays, processes: pl.DataFrame | None
-) -> tuple[dict[str, pl.Series], Named]:
-    """row, time, process, pid, tid, operation, result, duration and event_class; and
-    the operation names (the Detail renderer and the path locator use them)."""
+    events: EventArrays,
+    processes: pl.DataFrame | None,
+    operations: Named | None = None,
+    names: Collection[str] = BASE_COLUMNS,
+) -> dict[str, pl.Series]:
+    """row, time, process, pid, tid, operation, result, duration and event_class (only
+    ``names`` of them); ``operations`` are the events' :func:`operation_names` when
+    already made."""
     fields = events.fields
     count = events.count
     result = fields["result"]
-    operations = Named.of(operation_keys(events), operation_namer(events.header.version))
-    classes = Named.of(fields["event_class"], lambda c: EVENT_CLASS_NAMES.get(c, f"<Unknown: {c}>"))
-    columns = {
-        "row": pl.Series("row", events.numbers + 1, dtype=pl.UInt32),
-        "time": pl.Series("time", filetimes_to_datetimes(fields["time"])),
-        "tid": pl.Series("tid", fields["tid"].astype(np.int64)),
-        "operation": operations.series("operation"),
-        "result": _results(result).series("result"),
-        "duration": nullable(
+    makers: dict[str, Callable[[], pl.Series]] = {
+        "row": lambda: pl.Series("row", events.numbers + 1, dtype=pl.UInt32),
+        "time": lambda: pl.Series("time", filetimes_to_datetimes(fields["time"])),
+        "tid": lambda: pl.Series("tid", fields["tid"].astype(np.int64)),
+        "operation": lambda: (operations or operation_names(events)).series("operation"),
+        "result": lambda: _results(result).series("result"),
+        "duration": lambda: nullable(
             fields["duration"].astype(np.int64) * 100,
             result == STATUS_PENDING,
             pl.Duration("ns"),
             "duration",
         ),
-        "event_class": classes.series("event_class"),
+        "event_class": lambda: Named.of(
+            fields["event_class"], lambda c: EVENT_CLASS_NAMES.get(c, f"<Unknown: {c}>")
+        ).series("event_class"),
     }
+    columns = {name: make() for name, make in makers.items() if name in names}
+    if "process" not in names and "pid" not in names:
+        return columns
     if processes is None or processes.height == 0:
         unknown = np.full(count, 0, dtype=np.int64)
         columns["process"] = Named([None], unknown).series("process")
         columns["pid"] = nullable(unknown, np.ones(count, dtype=bool), pl.Int64, "pid")
     else:
         rows = _process_rows(fields["process_index"], processes)
-        names = pl.Series("process", [*processes["name"].to_list(), None], dtype=pl.String)
-        pids = pl.Series("pid", [*processes["pid"].to_list(), None], dtype=pl.Int64)
-        columns["process"] = names.gather(rows)
-        columns["pid"] = pids.gather(rows)
-    return columns, operations
+        process_names = [*processes["name"].to_list(), None]
+        pids = [*processes["pid"].to_list(), None]
+        columns["process"] = pl.Series("process", process_names, dtype=pl.String).gather(rows)
+        columns["pid"] = pl.Series("pid", pids, dtype=pl.Int64).gather(rows)
+    return columns
 
 
 def path_column(
     events: EventArrays,
     operations: Named,
     release: Callable[[int, int], None] | None = None,
+    *,
+    decode: bool = True,
 ) -> tuple[pl.Series, np.ndarray]:
     """The Path column for file-system, registry and process events ("" for the others;
     network paths are built by the renderer), and where each path ends: the
@@ -208,7 +254,8 @@ def path_column(
 
     Paths are read in chunks of events; after each chunk, ``release(start, end)`` may
     give the file pages of that chunk back, so a memory-mapped file is never resident
-    all at once here.
+    all at once here. With ``decode=False`` only where each path ends is worked out (the
+    typed details need it) and the column is all null.
     """
     data, details, end = events.data, events.details, events.details_end
     pointer = events.header.pointer
@@ -246,11 +293,14 @@ def path_column(
         fits = has_path[part] & (stop <= end[part])
         chars[~fits] = 0
         after[part][fits] = stop[fits]
-        begin = np.where(chars > 0, start[part], events.offsets[part])
-        parts.append(decode_strings(events.buf, begin, chars, one_byte & (chars > 0)))
+        if decode:
+            begin = np.where(chars > 0, start[part], events.offsets[part])
+            parts.append(decode_strings(events.buf, begin, chars, one_byte & (chars > 0)))
         if release is not None:
             release(int(events.offsets[part].min()), int(end[part].max()))
-    if len(parts) <= 1:
+    if not decode:
+        path = pl.Series([], dtype=pl.String).extend_constant(None, events.count)
+    elif len(parts) <= 1:
         path = parts[0] if parts else pl.Series([], dtype=pl.String)
     else:
         path = pl.concat(parts, rechunk=False)

@@ -2,9 +2,9 @@
 
 Events are grouped by detail layout (:data:`GROUPS`: operation numbers, sub-operation
 bytes, decoder); each decoder reads its group's fields for all the group's events at once
-(structured-dtype gathers from :mod:`._pml_layout`, plus the fields that follow the path)
+(structured-dtype gathers from :mod:`.layout`, plus the fields that follow the path)
 and returns numpy arrays, one value per event. They feed both the schema's typed columns
-(:func:`typed_columns`) and the Detail text (:mod:`._pml_render`).
+(:func:`typed_columns`) and the Detail text (:mod:`.render`).
 
 =====================  ===========================================================
 group                  fields
@@ -34,7 +34,7 @@ bare name is joined to the source's directory, as procmon-reader does).
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -53,7 +53,7 @@ from traceaudit.formats.pml.names import DISPOSITION_NAMES, OPEN_RESULT_NAMES, W
 from traceaudit.formats.pml.tables import gather_records
 from traceaudit.formats.pml.text import binary_values, decode_strings, gather_bytes
 
-__all__ = ["Group", "GROUPS", "decode_groups", "typed_columns"]
+__all__ = ["Group", "GROUPS", "decode_groups", "groups_for", "typed_columns"]
 
 _U64 = np.dtype("<u8")
 _DIRECTORY = 0x1
@@ -296,14 +296,21 @@ GROUPS: dict[str, tuple[tuple[int, ...], tuple[int, ...] | None, Decoder]] = {
 """File-system (and IPC) detail layouts decoded, as a dispatch table."""
 
 
-def decode_groups(events: EventArrays, path: pl.Series, after: np.ndarray) -> dict[str, Group]:
-    """Decode every group that has events."""
+def decode_groups(
+    events: EventArrays,
+    path: pl.Series,
+    after: np.ndarray,
+    names: Collection[str] | None = None,
+) -> dict[str, Group]:
+    """Decode every group that has events (only the groups ``names`` when given)."""
     classes = events.event_class
     candidates = np.flatnonzero((classes == FILE_SYSTEM) | (classes == IPC))
     operations = events.operation[candidates]
     sub_operations = events.sub_operation[candidates]
     decoded: dict[str, Group] = {}
     for name, (group_operations, group_subs, decoder) in GROUPS.items():
+        if names is not None and name not in names:
+            continue
         mask = np.isin(operations, group_operations)
         if group_subs is not None:
             mask &= np.isin(sub_operations, group_subs)
@@ -369,3 +376,19 @@ def typed_columns(
         target = Named([None], np.zeros(count, dtype=np.int64)).series("rename_target")
         columns["rename_target"] = target.scatter(rename.index, rename.strings["rename_target"])
     return columns
+
+
+def groups_for(columns: Collection[str]) -> set[str]:
+    """The groups to decode for the schema ``columns``: those that fill a typed column
+    asked for, all but ``directory`` for ``detail`` (their Detail text), and
+    ``directory`` for ``path`` (Procmon shows QueryDirectory's filter in the path)."""
+    wanted = set(columns)
+    names = {g for c, sources in TYPED_COLUMNS.items() if c in wanted for g, _ in sources}
+    names |= {group for c, (group, _, _) in NAMED_COLUMNS.items() if c in wanted}
+    if "rename_target" in wanted:
+        names.add("rename")
+    if "detail" in wanted:
+        names |= set(GROUPS) - {"directory"}
+    if "path" in wanted:
+        names.add("directory")
+    return names

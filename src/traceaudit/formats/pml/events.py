@@ -10,6 +10,11 @@ closed cleanly is read up to its last intact event.
 gather, no Python object per event) as contiguous numpy columns, and where each event's
 details and extra details are. Events whose parts lie outside the file are dropped and
 counted (or, in strict mode, refused).
+
+A batch reader takes the events part by part (:meth:`Located.part`): from a file whose
+index is intact, each part's offsets are read from its slice of the index, so no offsets
+array the size of the capture is ever built; damage found on the way accumulates in one
+:class:`Damage`, reported as the whole-file reader reports it.
 """
 
 from __future__ import annotations
@@ -32,8 +37,10 @@ from traceaudit.formats.pml.tables import PmlHeader, gather_records
 
 __all__ = [
     "STATUS_PENDING",
+    "Damage",
     "Located",
     "EventArrays",
+    "index_offsets",
     "locate_events",
     "read_u16",
     "read_u32",
@@ -48,6 +55,8 @@ _SLACK = 16
 """How many bytes past an event's computed end the walk looks for the next event."""
 _WITHIN = 366 * 86_400 * 10_000_000
 """The most (100 ns ticks) an event's time may differ from the previous event's in a walk."""
+_ADDRESSED = 1 << 33
+"""Bytes an index entry's offset and bit 0 of its flags byte can address."""
 _WALK = struct.Struct("<IIIHHIQQIHHII")  # EVENT_HEADER_DTYPE, for the one-by-one walk
 _COLUMNS = (
     "process_index",
@@ -63,17 +72,55 @@ _COLUMNS = (
 
 @dataclass
 class Located:
-    """Event offsets in display order, with what had to be skipped or was lost.
+    """Event offsets in display order, and what the search for them found lost.
 
     ``numbers`` is each event's 0-based position in the file's event list (``row - 1``).
+    With ``in_index`` set (``locate_events(..., whole=False)`` on a file whose index is
+    intact), ``offsets`` and ``numbers`` are empty and that many events are read from the
+    index part by part (:meth:`part`).
     """
 
     offsets: np.ndarray
     numbers: np.ndarray
     warnings: list[str] = field(default_factory=list)
-    skipped: dict[str, int] = field(default_factory=dict)
-    skipped_rows: list[str] = field(default_factory=list)
     truncated: bool = False
+    in_index: int = 0
+
+    @property
+    def count(self) -> int:
+        """How many events were found (numbered)."""
+        return self.in_index or len(self.offsets)
+
+    def part(
+        self, header: PmlHeader, data: np.ndarray, start: int, stop: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Offsets and numbers of the events ``start:stop`` (display order)."""
+        if self.in_index:
+            stop = min(stop, self.in_index)
+            return index_offsets(header, data, start, stop), np.arange(start, stop, dtype=np.int64)
+        return self.offsets[start:stop], self.numbers[start:stop]
+
+
+@dataclass
+class Damage:
+    """Events skipped because their parts lie outside the file, over one or many parts."""
+
+    count: int = 0
+    where: list[str] = field(default_factory=list)  # the first few, "event N at 0x…"
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        """``Trace.skipped`` of the damage (empty when there is none)."""
+        return {"damaged event": self.count} if self.count else {}
+
+    def warnings(self, name: str) -> list[str]:
+        """The warning that counts the damaged events (none when there are none)."""
+        if not self.count:
+            return []
+        return [
+            f"{name}: skipped {self.count} damaged events (header or details outside the "
+            f"file), first {', '.join(self.where)}."
+        ]
 
 
 def _event_at(data: np.ndarray, pos: int, previous: int) -> tuple[int, int, int, int] | None:
@@ -158,24 +205,42 @@ def _resync(data: np.ndarray, pos: int, end: int, previous: int, deferred: dict[
     return -1
 
 
-def locate_events(header: PmlHeader, data: np.ndarray, *, strict: bool) -> Located:
+def index_offsets(header: PmlHeader, data: np.ndarray, start: int, stop: int) -> np.ndarray:
+    """The offsets of events ``start:stop`` read from the event index (which must be
+    intact: :meth:`PmlHeader.index_problem` is None).
+
+    Bit 0 of an entry's flags byte is bit 32 of the offset (files over 4 GiB); in a file
+    over 8 GiB, which 33 bits cannot address, the whole byte is read as bits 32 to 39
+    (the entry as a 40-bit offset).
+    """
+    entries = np.frombuffer(
+        data,
+        dtype=OFFSET_ENTRY_DTYPE,
+        count=max(stop - start, 0),
+        offset=header.event_offsets_offset + start * OFFSET_ENTRY_DTYPE.itemsize,
+    )
+    high = 0xFF if header.size > _ADDRESSED else 1
+    return np.asarray(
+        entries["offset"].astype(np.int64) | ((entries["flags"].astype(np.int64) & high) << 32)
+    )
+
+
+def locate_events(
+    header: PmlHeader, data: np.ndarray, *, strict: bool, whole: bool = True
+) -> Located:
     """Every event's offset: from the index, or (damaged file) by walking the events.
 
-    Walking produces a warning that counts the events lost; in strict mode it raises
-    :class:`TraceFormatError` instead.
+    With ``whole=False`` an intact index is not read here but part by part
+    (:meth:`Located.part`). Walking produces a warning that counts the events lost; in
+    strict mode it raises :class:`TraceFormatError` instead.
     """
     problem = header.index_problem()
     if problem is None:
-        entries = np.frombuffer(
-            data,
-            dtype=OFFSET_ENTRY_DTYPE,
-            count=header.number_of_events,
-            offset=header.event_offsets_offset,
-        )
-        offsets = entries["offset"].astype(np.int64) | (
-            (entries["flags"].astype(np.int64) & 1) << 32
-        )
-        return Located(offsets, np.arange(len(offsets), dtype=np.int64))
+        count = header.number_of_events
+        if not whole:
+            empty = np.zeros(0, dtype=np.int64)
+            return Located(empty, empty, in_index=count)
+        return Located(index_offsets(header, data, 0, count), np.arange(count, dtype=np.int64))
     offsets, times, stop = _walk(header, data)
     # Procmon lists events by time (the index is in time order, and so are the events
     # stored, except version 7's network events, written when they complete).
@@ -247,6 +312,31 @@ class EventArrays:
     def operation(self) -> np.ndarray:
         return self.fields["operation"]
 
+    def take(self, index: np.ndarray) -> EventArrays:
+        """The events at ``index`` (positions in this one), as their own EventArrays."""
+        return EventArrays(
+            self.header,
+            self.data,
+            self.buf,
+            self.numbers[index],
+            self.offsets[index],
+            {name: values[index] for name, values in self.fields.items()},
+            self.details[index],
+            self.details_end[index],
+            self.extra_at[index],
+            self.sub_operation[index],
+        )
+
+    @property
+    def span(self) -> tuple[int, int]:
+        """The bytes these events lie in: from the first one's start to the end of the
+        last details, or of the last extra details block's size word (its bytes, at most
+        64 KiB, are not read here); (0, 0) when there are no events."""
+        if not self.count:
+            return 0, 0
+        end = max(int(self.details_end.max()), int(self.extra_at.max()) + 2)
+        return int(self.offsets.min()), min(end, self.header.size)
+
     def extra_of(self, index: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Start and size of the extra details of the events at ``index`` (size 0:
         none). Read only for the events that need them."""
@@ -264,12 +354,14 @@ class EventArrays:
         header: PmlHeader,
         data: np.ndarray,
         buf: pa.Buffer,
-        located: Located,
+        offsets: np.ndarray,
+        numbers: np.ndarray,
+        damage: Damage,
         *,
         strict: bool,
     ) -> EventArrays:
-        """Gather the event headers; drop (or, strict, refuse) events that do not fit."""
-        offsets = located.offsets
+        """Gather the headers of the events at ``offsets`` (numbered ``numbers``); drop
+        (or, strict, refuse) events that do not fit, counting them in ``damage``."""
         inside = (offsets >= header.events_offset) & (offsets + _HEADER <= header.size)
         safe = offsets if bool(inside.all()) else np.where(inside, offsets, header.events_offset)
         records = gather_records(data, safe, EVENT_HEADER_DTYPE)
@@ -280,7 +372,7 @@ class EventArrays:
         valid = inside & (details_end <= header.size) & (records["event_class"] <= IPC)
         valid &= ~has_extra | (extra_at + 2 <= header.size)
         if not bool(valid.all()):
-            _report_damaged(header, located, offsets, valid, strict=strict)
+            _report_damaged(header, damage, offsets, numbers, valid, strict=strict)
             keep = np.flatnonzero(valid)
             offsets, records, details, details_end = (
                 offsets[keep],
@@ -289,7 +381,7 @@ class EventArrays:
                 details_end[keep],
             )
             has_extra, extra_at = has_extra[keep], extra_at[keep]
-            located.numbers = located.numbers[keep]
+            numbers = numbers[keep]
         fields = {name: np.ascontiguousarray(records[name]) for name in _COLUMNS}
         extra_at[~has_extra] = -1
         sub_operation = np.zeros(len(offsets), dtype=np.uint8)
@@ -302,7 +394,7 @@ class EventArrays:
             header,
             data,
             buf,
-            located.numbers,
+            numbers,
             offsets,
             fields,
             details,
@@ -313,23 +405,22 @@ class EventArrays:
 
 
 def _report_damaged(
-    header: PmlHeader, located: Located, offsets: np.ndarray, valid: np.ndarray, *, strict: bool
+    header: PmlHeader,
+    damage: Damage,
+    offsets: np.ndarray,
+    numbers: np.ndarray,
+    valid: np.ndarray,
+    *,
+    strict: bool,
 ) -> None:
     """Count events whose header or details fall outside the file (or raise, strict)."""
     bad = np.flatnonzero(~valid)
-    where = [
-        f"event {int(located.numbers[i]) + 1} at 0x{int(offsets[i]):X}"
-        for i in bad[:_MAX_LOCATIONS]
-    ]
+    where = [f"event {int(numbers[i]) + 1} at 0x{int(offsets[i]):X}" for i in bad[:_MAX_LOCATIONS]]
     if strict:
         raise DamagedRowError(
             f"{header.name}: {where[0]}: the event's header or details lie outside the file "
             "or name no event class: the event is damaged. Read without strict mode to skip "
             "damaged events."
         )
-    located.skipped["damaged event"] = located.skipped.get("damaged event", 0) + len(bad)
-    located.skipped_rows.extend(where[: _MAX_LOCATIONS - len(located.skipped_rows)])
-    located.warnings.append(
-        f"{header.name}: skipped {len(bad)} damaged events (header or details outside the "
-        f"file), first {', '.join(where)}."
-    )
+    damage.count += len(bad)
+    damage.where.extend(where[: _MAX_LOCATIONS - len(damage.where)])

@@ -105,7 +105,8 @@ EVENT_HEADER_DTYPE = struct_dtype(
 
 OFFSET_ENTRY_DTYPE = struct_dtype([("offset", "<u4", 0), ("flags", "u1", 4)], itemsize=5)
 """One entry of the event offset array. Bit 0 of ``flags`` is bit 32 of the offset
-(files over 4 GiB), as procmon-reader reads it."""
+(files over 4 GiB), as procmon-reader reads it; in a file over 8 GiB the whole byte is
+read as bits 32 to 39 (see :func:`~traceaudit.formats.pml.events.index_offsets`)."""
 
 
 @cache

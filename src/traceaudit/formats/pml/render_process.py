@@ -163,16 +163,19 @@ def network_texts(
     index: np.ndarray,
     hosts: dict[bytes, str],
     ports: dict[tuple[int, bool], str],
+    *,
+    details: bool = True,
 ) -> tuple[list[str], list[str | None]]:
     """Network paths (``host:port -> host:port``) and details (``Length: n, k: v…``),
-    each formatted once per distinct endpoint pair and per distinct extra text."""
-    details, end = events.details[index], events.details_end[index]
-    whole = np.flatnonzero(end >= details + NETWORK_DTYPE.itemsize)
+    each formatted once per distinct endpoint pair and per distinct extra text (the
+    details are all None with ``details=False``)."""
+    begin, end = events.details[index], events.details_end[index]
+    whole = np.flatnonzero(end >= begin + NETWORK_DTYPE.itemsize)
     paths = np.full(len(index), "", dtype=object)
     texts = np.full(len(index), None, dtype=object)
     if len(whole) == 0:
         return paths.tolist(), texts.tolist()
-    start = details[whole]
+    start = begin[whole]
     records = gather_records(events.data, start, NETWORK_DTYPE)
     endpoints = np.zeros(len(records), dtype=NETWORK_DTYPE)  # the record without length
     for name in ("flags", "source_ip", "dest_ip", "source_port", "dest_port"):
@@ -191,6 +194,8 @@ def network_texts(
         )
         named.append(f"{source} -> {dest}")
     paths[whole] = np.asarray(named, dtype=object)[codes.ravel()]
+    if not details:
+        return paths.tolist(), texts.tolist()
     tails = binary_values(
         gather_bytes(
             events.buf, start + NETWORK_DTYPE.itemsize, end[whole] - start - NETWORK_DTYPE.itemsize
@@ -211,13 +216,22 @@ def render_columns(
     after: np.ndarray,
     hosts: dict[bytes, str],
     ports: dict[tuple[int, bool], str],
-) -> tuple[pl.Series, pl.Series]:
+    *,
+    detail: bool = True,
+) -> tuple[pl.Series | None, pl.Series]:
     """The Detail column, and the Path column with network paths filled in.
 
     Every event's Detail is an index into one table of texts: null, "" (the operations
     Procmon leaves empty) and the texts rendered per group, so the column is built with
-    a single gather.
+    a single gather. With ``detail=False`` only the network paths are made (and None is
+    returned for the Detail).
     """
+    if not detail:
+        network = np.flatnonzero(events.event_class == NETWORK)
+        if len(network):
+            paths, _ = network_texts(events, network, hosts, ports, details=False)
+            path = path.scatter(network, pl.Series(paths, dtype=pl.String))
+        return None, path
     texts: list[str | None] = [None, ""]
     empty = [name in EMPTY_DETAIL_OPERATIONS for name in operations.names]
     codes = np.asarray(empty, dtype=np.int64)[operations.codes] if empty else operations.codes
@@ -247,5 +261,4 @@ def render_columns(
         paths, details = network_texts(events, network, hosts, ports)
         path = path.scatter(network, pl.Series(paths, dtype=pl.String))
         place(network, details)
-    detail = pl.Series("detail", texts, dtype=pl.String).gather(codes)
-    return detail, path
+    return pl.Series("detail", texts, dtype=pl.String).gather(codes), path
