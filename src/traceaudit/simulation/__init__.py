@@ -1,6 +1,7 @@
 """Simulated Process Monitor traces with ground truth, for tests, samples and benchmarks.
 
-``generate`` is the entry point (:func:`simulate`, :func:`simulate_mix`); ``story`` builds
+``generate`` is the entry point (:func:`simulate`, :func:`simulate_mix`, and
+:func:`write_mix_csv` for traces too large to hold in memory); ``story`` builds
 events and the handle model behind them, ``families`` holds one story per scenario family,
 ``noise`` the background activity, and ``truth`` the independent ground-truth engine.
 """
@@ -16,6 +17,7 @@ __all__ = [
     "SimulationBug",
     "simulate",
     "simulate_mix",
+    "write_mix_csv",
 ]
 
 __getattr__, __dir__ = attach(
@@ -23,6 +25,7 @@ __getattr__, __dir__ = attach(
     {
         "simulate": "traceaudit.simulation.generate",
         "simulate_mix": "traceaudit.simulation.generate",
+        "write_mix_csv": "traceaudit.simulation.generate",
         "FAMILY_NAMES": "traceaudit.simulation.generate",
         "DEFAULT_DATE": "traceaudit.simulation.generate",
         "EventRows": "traceaudit.simulation.generate",

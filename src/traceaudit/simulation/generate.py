@@ -5,7 +5,7 @@ answer key. The simulator writes traces that look like Procmon's own CSV export 
 next to them, the answer the analysis must find: every conflict with its verdict and
 blockers, how long the blockers still held on, and the retry chains.
 
-Two entry points:
+Three entry points:
 
 * :func:`simulate` builds one scenario *family* (``extract-rename``, the uv case;
   ``replace-under-indexer``; ``permission-denied``; ``own-handle``; ``filtered-holder``;
@@ -13,7 +13,15 @@ Two entry points:
   ``mapped-section``, USER MAPPED FILE from a mapped section of another process or the
   failing one) with its decoys, plus a little background noise;
 * :func:`simulate_mix` interleaves many scenarios of every family with background noise
-  up to an exact event count (a million events take seconds).
+  up to an exact event count (a million events take seconds);
+* :func:`write_mix_csv` writes such a mix of any size (a hundred million events) straight
+  to a Procmon CSV, chunk by chunk, in time linear in its size and bounded memory.
+
+Process and thread ids are drawn from 15,700 values and, once those have all been handed
+out (about 1.67 million events into a mix), recycled as Windows does: a pid comes back
+only when every event of its earlier process is a minute or more away (see
+:class:`~traceaudit.simulation.story.IdPool`). Until then nothing changed: smaller mixes
+are exactly what earlier versions made.
 
 Everything is deterministic per ``seed``. Times are integer nanoseconds on the trace's
 local wall clock, unique, on Procmon's 100 ns grid, starting at 11:27:00 on ``date``.
@@ -45,6 +53,7 @@ import inspect
 import json
 import os
 from collections.abc import Iterator, Sequence
+from contextlib import ExitStack
 from dataclasses import dataclass
 from datetime import date as Date
 from datetime import datetime
@@ -58,6 +67,10 @@ from traceaudit.errors import UsageError
 from traceaudit.formats.procmon_text.csv_write import (
     SIMULATION_COLUMNS,
     ProcmonRow,
+    _check_columns,
+    _column_expr,
+    _relative_expr,
+    _rows_frame,
     atomic_output,
     to_ns,
     write_clipboard_rows,
@@ -66,7 +79,7 @@ from traceaudit.formats.procmon_text.csv_write import (
 from traceaudit.schema import conform_events
 from traceaudit.simulation.families import FAMILIES, USERS, Story
 from traceaudit.simulation.noise import NOISE_PROCESSES, generate_noise
-from traceaudit.simulation.story import EV_SCHEMA, RetrySchedule, TraceBuilder, ms
+from traceaudit.simulation.story import EV_SCHEMA, Identities, RetrySchedule, TraceBuilder, ms
 from traceaudit.simulation.truth import LOCK_RESULTS, SimulationBug, compute_truth
 
 __all__ = [
@@ -79,6 +92,7 @@ __all__ = [
     "SimulationBug",
     "simulate",
     "simulate_mix",
+    "write_mix_csv",
 ]
 
 FAMILY_NAMES: tuple[str, ...] = tuple(FAMILIES)
@@ -257,8 +271,14 @@ def _finish(
 ) -> Simulation:
     frame = _assemble(builder, noise, rng)
     truth = {"family": family, "seed": seed, "params": params}
-    truth.update(compute_truth(frame, builder.expectations, builder.leave_open, builder.mapped_by))
+    truth.update(_truth(frame, builder))
     return Simulation(family, seed, params, EventRows(frame), truth)
+
+
+def _truth(frame: pl.DataFrame, builder: TraceBuilder) -> dict[str, Any]:
+    return compute_truth(
+        frame, builder.expectations, builder.leave_open, builder.mapped_by, builder.restarts
+    )
 
 
 def _jsonable(value: Any) -> Any:
@@ -313,10 +333,13 @@ def simulate(
         )
     except ValueError as exc:
         raise UsageError(f"family {family!r}: {exc}") from None
+    builder.finish_story()
     times = [event[0] for event in builder.events]
     noise_rng = np.random.default_rng([seed, 1])
     procs = (
-        [story.filtered_to] if story.filtered_to else [builder.shared(n) for n in NOISE_PROCESSES]
+        [builder.resolve(story.filtered_to)]
+        if story.filtered_to
+        else [builder.shared(n) for n in NOISE_PROCESSES]
     )
     noise = generate_noise(
         noise_rng, noise_events, procs=procs, homes=[f"C:\\Users\\{story.user}"],
@@ -330,6 +353,14 @@ def simulate(
 
 def _date_of(day: str | Date) -> Date:
     return day if isinstance(day, Date) else Date.fromisoformat(day)
+
+
+def _check_mix(n_events: int, seed: int, scenario_share: float) -> None:
+    _check_seed(seed)
+    if isinstance(n_events, bool) or not isinstance(n_events, int) or n_events < 0:
+        raise UsageError(f"n_events must be a non-negative integer, not {n_events!r}")
+    if not 0.0 <= scenario_share <= 1.0:
+        raise UsageError(f"scenario_share must be between 0 and 1, not {scenario_share!r}")
 
 
 def simulate_mix(
@@ -346,20 +377,62 @@ def simulate_mix(
     The trace spans about ``n_events / 2000`` seconds (at least a minute), the rate of a
     busy desktop. All scenario paths are unique, so the truth is the union of the
     scenarios' truths; it is still recomputed from the merged events, not assumed.
+
+    Beyond about 1.6 million events the 15,700 original process and thread ids are all
+    handed out and ids are recycled (see :class:`~traceaudit.simulation.story.IdPool`):
+    a pid comes back only a minute or more after every event of its earlier process.
+    The whole trace is held in memory (about a gigabyte per million events); for larger
+    traces write them with :func:`write_mix_csv`.
     """
-    _check_seed(seed)
-    if isinstance(n_events, bool) or not isinstance(n_events, int) or n_events < 0:
-        raise UsageError(f"n_events must be a non-negative integer, not {n_events!r}")
-    if not 0.0 <= scenario_share <= 1.0:
-        raise UsageError(f"scenario_share must be between 0 and 1, not {scenario_share!r}")
-    base = _base_ns(date)
-    builder = TraceBuilder(np.random.default_rng([seed, 0]))
+    _check_mix(n_events, seed, scenario_share)
+    part = _mix_part(
+        n_events, seed=seed, index=0, base=_base_ns(date), scenario_share=scenario_share,
+        identities=Identities(), user=None,
+    )  # fmt: skip
+    params = {
+        "n_events": n_events, "date": _date_of(date).isoformat(), "scenario_share": scenario_share,
+        "user": part.user, "scenarios": part.counts,
+    }  # fmt: skip
+    return _finish("mix", seed, params, part.builder, part.noise, part.noise_rng)
+
+
+@dataclass
+class _MixPart:
+    """One mix (a whole trace, or one chunk of a streamed one) before assembly."""
+
+    builder: TraceBuilder
+    noise: pl.DataFrame
+    noise_rng: np.random.Generator
+    user: str
+    counts: dict[str, int]
+
+
+def _mix_part(
+    n_events: int,
+    *,
+    seed: int,
+    index: int,
+    base: int,
+    scenario_share: float,
+    identities: Identities,
+    user: str | None,
+) -> _MixPart:
+    """Scenarios and noise for ``n_events`` events from ``base`` on.
+
+    Part 0 draws from the seed's streams ``[seed, 0]`` (stories) and ``[seed, 1]``
+    (noise) and picks the user; part ``k`` of a streamed trace from ``[seed, 0, k]`` and
+    ``[seed, 1, k]``, with the user, ids, shared processes and names of the parts before.
+    """
+    keys = ([seed, 0], [seed, 1]) if index == 0 else ([seed, 0, index], [seed, 1, index])
+    builder = TraceBuilder(np.random.default_rng(keys[0]), identities)
     rng = builder.rng
     span = ms(max(60_000.0, 1000.0 * n_events / _MIX_EVENTS_PER_SECOND))
-    user = builder.choice(USERS)
+    if user is None:
+        user = builder.choice(USERS)
     families, weights = list(_MIX_WEIGHTS), np.array(list(_MIX_WEIGHTS.values()))
     counts = dict.fromkeys(families, 0)
     budget, misses = int(n_events * scenario_share), 0
+    latest = base + span
     while len(builder.events) < budget and misses < 20:
         family = families[int(rng.choice(len(families), p=weights / weights.sum()))]
         point = builder.checkpoint()
@@ -370,18 +443,126 @@ def simulate_mix(
             misses += 1
             continue
         counts[family] += 1
-    noise_rng = np.random.default_rng([seed, 1])
-    end = max([base + span, *(e[0] for e in builder.events)])
+        latest = max(latest, *(event[0] for event in builder.events[point.events :]))
+    noise_rng = np.random.default_rng(keys[1])
     noise = generate_noise(
         noise_rng, n_events - len(builder.events), procs=[builder.shared(n) for n in NOISE_PROCESSES],
-        homes=[f"C:\\Users\\{user}"], start_ns=base, end_ns=end,
+        homes=[f"C:\\Users\\{user}"], start_ns=base, end_ns=latest,
         seq_start=len(builder.events), hid_start=len(builder.handles),
     )  # fmt: skip
-    params = {
-        "n_events": n_events, "date": _date_of(date).isoformat(), "scenario_share": scenario_share,
-        "user": user, "scenarios": counts,
-    }  # fmt: skip
-    return _finish("mix", seed, params, builder, noise, noise_rng)
+    return _MixPart(builder, noise, noise_rng, user, counts)
+
+
+def write_mix_csv(
+    path: str | os.PathLike[str],
+    n_events: int,
+    *,
+    seed: int,
+    date: str | Date = DEFAULT_DATE,
+    scenario_share: float = _MIX_SCENARIO_SHARE,
+    chunk_events: int = 1_000_000,
+    truth_path: str | os.PathLike[str] | None = None,
+    columns: Sequence[str] = SIMULATION_COLUMNS,
+    clock_12h: bool = True,
+) -> Path:
+    """Write a mixed trace of exactly ``n_events`` events as Procmon CSV, chunk by chunk.
+
+    Memory and time per event stay flat whatever the size (a hundred million events make
+    a 25 GB file): the trace is made as ``ceil(n_events / chunk_events)`` mixes of equal
+    size, one after another, and only one is in memory at a time. Each chunk is a mix
+    like :func:`simulate_mix`'s (about 2000 events a second): it starts where the previous
+    one ended (time is continuous and every time unique), keeps the shared processes and
+    the user, recycles process ids (never two live processes with one pid), and never
+    repeats a scenario path. With ``n_events <= chunk_events`` the file is byte for byte
+    ``simulate_mix(n_events, …).write_csv(path, …)``.
+
+    ``truth_path``: also write the ground truth, as JSON lines, one per chunk: the truth
+    of that chunk (the shape of :attr:`Simulation.truth`, rows numbered in the whole
+    file) plus ``chunk``, ``first_row`` and ``n_events``. Scenarios never span chunks,
+    so together the lines are the truth of the whole trace. Computing it costs about a
+    third more time. Both files are written atomically (temporary file, then rename).
+    """
+    _check_mix(n_events, seed, scenario_share)
+    if isinstance(chunk_events, bool) or not isinstance(chunk_events, int) or chunk_events < 1:
+        raise UsageError(f"chunk_events must be a positive integer, not {chunk_events!r}")
+    columns = tuple(columns)
+    _check_columns(columns)
+    chunks = max(1, -(-n_events // chunk_events))
+    sizes = [n_events // chunks + (i < n_events % chunks) for i in range(chunks)]
+    identities = Identities()
+    base, user, first_row, origin = _base_ns(date), None, 1, None
+    with ExitStack() as stack:
+        out = stack.enter_context(atomic_output(path))
+        truth_out = stack.enter_context(atomic_output(truth_path)) if truth_path else None
+        for index, size in enumerate(sizes):
+            part = _mix_part(
+                size, seed=seed, index=index, base=base, scenario_share=scenario_share,
+                identities=identities, user=user,
+            )  # fmt: skip
+            user = part.user
+            frame = _assemble(part.builder, part.noise, part.noise_rng)
+            if frame.height and frame["time"][0] < base:
+                raise SimulationBug(f"chunk {index} starts before the chunk before it ends")
+            if truth_out is not None:
+                params = {
+                    "n_events": size, "date": _date_of(date).isoformat(),
+                    "scenario_share": scenario_share, "user": user, "scenarios": part.counts,
+                }  # fmt: skip
+                line = {"family": "mix", "seed": seed, "params": params}
+                line.update(_shift_rows(_truth(frame, part.builder), first_row - 1))
+                line.update(chunk=index, first_row=first_row, n_events=size)
+                truth_out.write((json.dumps(line, ensure_ascii=False) + "\n").encode("utf-8"))
+            part.builder.retire()
+            if origin is None and frame.height:
+                origin = int(frame["time"][0])
+            _write_chunk(out, frame, columns, clock_12h, header=index == 0, origin=origin)
+            if frame.height:
+                base = int(frame["time"][-1]) + 100
+            identities.ids.prune(base)
+            first_row += frame.height
+            del part, frame
+    return Path(path)
+
+
+def _write_chunk(
+    out: Any,
+    frame: pl.DataFrame,
+    columns: Sequence[str],
+    clock_12h: bool,
+    *,
+    header: bool,
+    origin: int | None,
+) -> None:
+    """Append ``frame``'s rows to an open Procmon CSV (the BOM and header first)."""
+    rows = _rows_frame(frame.select(_WRITER_COLUMNS))
+    exprs = [
+        _relative_expr(pl.col("time") - origin).fill_null("").alias(c)
+        if c == "Relative Time" and origin is not None
+        else _column_expr(c, clock_12h)
+        for c in columns
+    ]
+    rows.select(exprs).write_csv(
+        out, include_header=header, include_bom=header, quote_style="always",
+        line_terminator="\r\n",
+    )  # fmt: skip
+
+
+def _shift_rows(truth: dict[str, Any], offset: int) -> dict[str, Any]:
+    """The truth of a chunk with its rows numbered in the whole file."""
+    if not offset:
+        return truth
+    for c in truth["conflicts"]:
+        c["row"] += offset
+        for b in c["blockers"]:
+            b["open_row"] += offset
+            if b["close_row"] is not None:
+                b["close_row"] += offset
+        for section in c["sections"]:
+            section["row"] += offset
+    for chain in truth["retry_chains"]:
+        chain["first_row"] += offset
+        chain["last_row"] += offset
+    return truth
 
 
 def _mix_params(family: str, user: str, rng: np.random.Generator) -> dict[str, Any]:

@@ -15,6 +15,7 @@ events distinct times or append them in causal order.
 
 from __future__ import annotations
 
+import bisect
 import string
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field
@@ -207,65 +208,231 @@ class RetrySchedule:
         return cls(**value)
 
 
+ID_LOW, ID_HIGH = 300, 16_000
+"""Process and thread ids are ``4 * k`` for ``k`` drawn from ``[ID_LOW, ID_HIGH)`` (15,700
+values) until every one of them has been handed out; then ids are recycled."""
+REUSE_GAP_NS = 60 * 1_000_000_000
+"""How long an id stays unused between two processes that carry it: longer than the
+truth's 30 s retry gap, so two processes with one pid never join one retry chain."""
+FOREVER = 2**62
+"""An interval end for ids that stay busy to the end of the trace (trace ns)."""
+_PROBES = 64
+_SECTION_RESULTS = frozenset(
+    {"SUCCESS", "FILE LOCKED WITH ONLY READERS", "FILE LOCKED WITH WRITERS"}
+)
+
+
+class IdPool:
+    """The process and thread ids of one trace (one space for both, as on Windows).
+
+    Until the first 15,700 ids run out, ids are drawn at random from ``4 * [300, 16000)``
+    and never repeat (the draws are exactly those of earlier versions, so traces of that
+    size are unchanged). From then on the pool *recycles*, as Windows does once a process
+    has exited: a new process gets an id none of whose earlier processes is anywhere near
+    (no event of theirs within :data:`REUSE_GAP_NS` before the new process's first event
+    or after its last), falling back to a fresh id above everything handed out so far
+    (the range grows: Windows pids go up to ``4 * 2**20`` and beyond). Ids stay out of
+    reach for good when their process is system-wide (a shared process), keeps a handle
+    open to the end of the trace, or keeps a mapped section it never ends by exiting.
+
+    Busy intervals are kept per id (``busy``: sorted, disjoint ``(first, last)`` trace
+    times); :meth:`prune` forgets those that cannot matter any more when a trace is made
+    in time order (chunk by chunk), so the pool stays small.
+    """
+
+    def __init__(self) -> None:
+        self.used: set[int] = {4}
+        self.recycling = False
+        self.low = ID_LOW  # recycled ids are probed in 4 * [low, top)
+        self.top = ID_HIGH
+        self.permanent: set[int] = {4}
+        self.busy: dict[int, list[tuple[int, int]]] = {}
+        self.exited: set[int] = set()
+
+    def draw(self, rng: np.random.Generator) -> int | None:
+        """A never-used id from the original range, or None once all are handed out."""
+        if len(self.used) > ID_HIGH - ID_LOW:
+            return None
+        while True:
+            value = int(rng.integers(ID_LOW, ID_HIGH)) * 4
+            if value not in self.used:
+                self.used.add(value)
+                return value
+
+    def fresh(self) -> int:
+        """An id above every id handed out so far."""
+        value = self.top * 4
+        self.top += 1
+        return value
+
+    def is_free(self, value: int, first: int, last: int) -> bool:
+        """No process carrying ``value`` comes within the reuse gap of ``[first, last]``."""
+        if value in self.permanent:
+            return False
+        intervals = self.busy.get(value)
+        if not intervals:
+            return True
+        i = bisect.bisect_right(intervals, (last + REUSE_GAP_NS, FOREVER))
+        return i == 0 or intervals[i - 1][1] + REUSE_GAP_NS < first
+
+    def find(self, rng: np.random.Generator, first: int, last: int, *, avoid_exited: bool) -> int:
+        """A recycled id free over ``[first, last]`` (random probes), else a fresh one.
+
+        ``avoid_exited``: not an id whose process ever exited (for a process that maps a
+        file: readers end a pid's sections at its first Process Exit in the trace).
+        """
+        for _ in range(_PROBES):
+            value = int(rng.integers(self.low, self.top)) * 4
+            if avoid_exited and value in self.exited:
+                continue
+            if self.is_free(value, first, last):
+                return value
+        return self.fresh()
+
+    def register(self, value: int, first: int, last: int) -> None:
+        """``value`` is carried by a process from ``first`` to ``last`` (trace ns)."""
+        if value in self.permanent:
+            return
+        if last >= FOREVER:
+            self.permanent.add(value)
+            self.busy.pop(value, None)
+            return
+        bisect.insort(self.busy.setdefault(value, []), (first, last))
+
+    def prune(self, before: int) -> None:
+        """Forget busy intervals that end more than the reuse gap before ``before``."""
+        horizon = before - REUSE_GAP_NS
+        for value in list(self.busy):
+            kept = [iv for iv in self.busy[value] if iv[1] >= horizon]
+            if kept:
+                self.busy[value] = kept
+            else:
+                del self.busy[value]
+
+
+@dataclass
+class Identities:
+    """What stays the same across the parts of one trace made by several builders (the
+    chunks of a streamed trace): ids, the shared processes, the names handed out."""
+
+    ids: IdPool = field(default_factory=IdPool)
+    shared: dict[str, Proc] = field(default_factory=dict)
+    tokens: set[str] = field(default_factory=set)
+    suffix: dict[str, int] = field(default_factory=dict)
+
+
 @dataclass
 class _Checkpoint:
     events: int
     handles: int
-    leave_open: set[int] = field(default_factory=set)
-    exited: set[int] = field(default_factory=set)
+    expectations: int
+    leave_open: int
+    exited: int
+    procs: int
+
+
+@dataclass
+class _Activity:
+    """What one process did in a stretch of events: first and last time, whether it
+    created a section and whether it exited."""
+
+    first: int
+    last: int
+    section: bool = False
+    exit: bool = False
 
 
 class TraceBuilder:
-    """Collects one simulation's events and the handle model behind them."""
+    """Collects one simulation's events and the handle model behind them.
 
-    def __init__(self, rng: np.random.Generator) -> None:
+    ``identities`` carries ids, shared processes and names over from the builder of the
+    previous part of the same trace (default: a trace of its own).
+    """
+
+    def __init__(self, rng: np.random.Generator, identities: Identities | None = None) -> None:
         self.rng = rng
+        self.identities = identities if identities is not None else Identities()
         self.events: list[tuple[Any, ...]] = []
         self.handles: list[Handle] = []
         self.expectations: dict[int, tuple[int, ...]] = {}
         self.mapped_by: dict[int, tuple[int, ...]] = {}
         self.leave_open: set[int] = set()
         self.exited: set[int] = set()
-        self._shared: dict[str, Proc] = {}
-        self._ids: set[int] = {4}
-        self._tokens: set[str] = set()
+        self.restarts: dict[int, list[int]] = {}
+        """Once ids are recycled: pid → the first event time of each process that carried
+        it (for the truth engine: a pid that exited may come back as a new process)."""
+        self._leave_log: list[int] = []
+        self._exit_log: list[int] = []
+        self._procs: list[Proc] = []  # spawned in the current story
+        self._finished: list[Proc] = []  # of finished stories, ids not yet registered
+        self._story_events = 0
+        self._story_leave = 0
+        self._story_exit = 0
+        self._placeholder = 0
+        self._bound: dict[int, int] = {}
 
     # ------------------------------------------------------------------ identities
 
-    def _new_id(self, low: int = 300, high: int = 16_000) -> int:
-        while True:
-            value = int(self.rng.integers(low, high)) * 4
-            if value not in self._ids:
-                self._ids.add(value)
-                return value
+    def _new_id(self) -> int:
+        """The next id: drawn at random while the original range lasts; once it has run
+        out, a placeholder (negative) that :meth:`finish_story` replaces by a recycled id
+        when the story's times are known."""
+        pool = self.identities.ids
+        value = pool.draw(self.rng)
+        if value is not None:
+            return value
+        if not pool.recycling:
+            self._register_finished()
+            pool.recycling = True
+        self._placeholder -= 1
+        return self._placeholder
+
+    def _permanent_id(self) -> int:
+        pool = self.identities.ids
+        value = pool.draw(self.rng)
+        if value is None:
+            value = pool.fresh()
+        pool.permanent.add(value)
+        return value
 
     def spawn(self, name: str, threads: int = 2) -> Proc:
         """A new process instance (fresh pid) of ``name``."""
         pid = 4 if name == "System" else self._new_id()
-        return Proc(name, pid, tuple(self._new_id() for _ in range(threads)))
+        proc = Proc(name, pid, tuple(self._new_id() for _ in range(threads)))
+        self._procs.append(proc)
+        return proc
 
     def shared(self, name: str, threads: int = 6) -> Proc:
-        """The one instance of a system-wide process (``MsMpEng.exe``, ``explorer.exe``…)."""
-        if name not in self._shared:
-            self._shared[name] = self.spawn(name, threads)
-        return self._shared[name]
+        """The one instance of a system-wide process (``MsMpEng.exe``, ``explorer.exe``…):
+        one pid for the whole trace, never handed to another process."""
+        known = self.identities.shared
+        if name not in known:
+            pid = 4 if name == "System" else self._permanent_id()
+            known[name] = Proc(name, pid, tuple(self._permanent_id() for _ in range(threads)))
+        return known[name]
 
     def token(self, length: int = 6, alphabet: str = _TOKEN_ALPHABET) -> str:
         """A random name part never handed out before in this simulation."""
+        tokens = self.identities.tokens
         while True:
             chars = self.rng.choice(list(alphabet), size=length)
             value = "".join(chars)
-            if value not in self._tokens:
-                self._tokens.add(value)
+            if value not in tokens:
+                tokens.add(value)
                 return value
 
     def unique(self, base: str) -> str:
         """``base`` the first time, then ``base-2``, ``base-3``… (unique names per trace)."""
-        value, n = base, 1
-        while value.lower() in self._tokens:
+        tokens, suffix = self.identities.tokens, self.identities.suffix
+        key = base.lower()
+        # every name below the remembered suffix is taken: start there, not at 1
+        n = suffix.get(key, 1)
+        value = base if n == 1 else f"{base}-{n}"
+        while value.lower() in tokens:
             n += 1
             value = f"{base}-{n}"
-        self._tokens.add(value.lower())
+        tokens.add(value.lower())
+        suffix[key] = n
         return value
 
     def choice(self, options: Sequence[Any]) -> Any:
@@ -456,6 +623,7 @@ class TraceBuilder:
         if proc.pid in self.exited:
             raise RuntimeError(f"simulator bug: {proc.name} ({proc.pid}) exits twice")
         self.exited.add(proc.pid)
+        self._exit_log.append(proc.pid)
         rng = self.rng
         private = int(rng.integers(2_000, 60_000)) * 4096
         working = int(rng.integers(4_000, 90_000)) * 4096
@@ -483,7 +651,9 @@ class TraceBuilder:
 
     def keep_open(self, handle: Handle) -> None:
         """Mark ``handle`` as deliberately open until the end of the trace (censored)."""
-        self.leave_open.add(handle.hid)
+        if handle.hid not in self.leave_open:
+            self.leave_open.add(handle.hid)
+            self._leave_log.append(handle.hid)
 
     def rename(
         self,
@@ -546,23 +716,171 @@ class TraceBuilder:
         return t
 
     def checkpoint(self) -> _Checkpoint:
-        """Remember the current size, to undo a story that does not fit (see rollback)."""
+        """Remember the current size, to undo a story that does not fit (see rollback).
+
+        Ends the story before it (:meth:`finish_story`): a checkpoint starts a story.
+        """
+        self.finish_story()
         return _Checkpoint(
-            len(self.events), len(self.handles), set(self.leave_open), set(self.exited)
-        )
+            len(self.events), len(self.handles), len(self.expectations),
+            len(self._leave_log), len(self._exit_log), len(self._procs),
+        )  # fmt: skip
 
     def rollback(self, point: _Checkpoint) -> None:
-        """Forget every event and handle appended since ``point``."""
+        """Forget every event, handle and process appended since ``point``."""
+        if point.events < self._story_events:
+            raise RuntimeError("simulator bug: rollback past a finished story")
         del self.events[point.events :]
         del self.handles[point.handles :]
-        for seq in [s for s in self.expectations if s >= point.events]:
-            del self.expectations[seq]
+        # expectations are added in event order: the newer ones are the last
+        while len(self.expectations) > point.expectations:
+            seq, _ = self.expectations.popitem()
             self.mapped_by.pop(seq, None)
-        self.leave_open = point.leave_open
-        self.exited = point.exited
+        for hid in self._leave_log[point.leave_open :]:
+            self.leave_open.discard(hid)
+        del self._leave_log[point.leave_open :]
+        for pid in self._exit_log[point.exited :]:
+            self.exited.discard(pid)
+        del self._exit_log[point.exited :]
+        del self._procs[point.procs :]
+
+    # ------------------------------------------------------------------ recycling ids
+
+    def finish_story(self) -> None:
+        """The current story is complete: its processes' ids are settled.
+
+        Before the original id range runs out this only remembers the processes; after,
+        each process of the story gets its ids for good (placeholders replaced in its
+        events, expectations and exits) and the pool learns when they are busy.
+        """
+        procs, self._procs = self._procs, []
+        if procs and self.identities.ids.recycling:
+            self._settle(procs, self._story_events)
+        else:
+            self._finished.extend(procs)
+        self._story_events = len(self.events)
+        self._story_leave = len(self._leave_log)
+        self._story_exit = len(self._exit_log)
+
+    def retire(self) -> None:
+        """This builder is done (the last part of a trace was made with it): every id it
+        handed out is registered with the pool, for the builders of later parts."""
+        self.finish_story()
+        self._register_finished()
+
+    def _activity(self, start: int, stop: int) -> dict[int, _Activity]:
+        """Per pid, what its process did in events ``start:stop``."""
+        acts: dict[int, _Activity] = {}
+        for event in self.events[start:stop]:
+            t, pid, op = event[0], event[3], event[5]
+            act = acts.get(pid)
+            if act is None:
+                act = acts[pid] = _Activity(t, t)
+            elif t < act.first:
+                act.first = t
+            elif t > act.last:
+                act.last = t
+            if op == "Process Exit":
+                act.exit = True
+            elif (op == "CreateFileMapping" and event[7] in _SECTION_RESULTS) or (
+                op == "Load Image" and event[7] == "SUCCESS"
+            ):
+                act.section = True
+        return acts
+
+    def _held_pids(self, start: int, stop: int) -> set[int]:
+        """Pids of processes with handles left open to the end (logged in start:stop)."""
+        return {self.handles[hid].proc.pid for hid in self._leave_log[start:stop]}
+
+    def _last_time(self, act: _Activity, pid: int, held: set[int]) -> int:
+        """Until when a process's ids are busy: its last event, or for good when it keeps
+        a handle open or a section it never ends by exiting."""
+        return FOREVER if pid in held or (act.section and not act.exit) else act.last
+
+    def _register_finished(self) -> None:
+        """Register the ids of the finished stories' processes with the pool."""
+        procs, self._finished = self._finished, []
+        if not procs:
+            return
+        pool = self.identities.ids
+        acts = self._activity(0, self._story_events)
+        held = self._held_pids(0, self._story_leave)
+        for proc in procs:
+            act = acts.get(proc.pid)
+            if act is None:  # never acted (or its story was undone): its ids stay free
+                continue
+            last = self._last_time(act, proc.pid, held)
+            for value in (proc.pid, *proc.tids):
+                pool.register(value, act.first, last)
+            self.restarts.setdefault(proc.pid, []).append(act.first)
+            if act.exit:
+                pool.exited.add(proc.pid)
+
+    def _settle(self, procs: list[Proc], start: int) -> None:
+        """Give the story's processes (events ``start:``) their recycled ids."""
+        pool = self.identities.ids
+        acts = self._activity(start, len(self.events))
+        held = self._held_pids(self._story_leave, len(self._leave_log))
+        settled = []
+        for proc in procs:
+            act = acts.get(proc.pid)
+            if act is None:  # never acted: nothing carries its ids
+                continue
+            first, last = act.first, self._last_time(act, proc.pid, held)
+            settled.append((proc, act, first, last))
+            # ids drawn for good before the range ran out (in this very story) go first
+            for value in (proc.pid, *proc.tids):
+                if value >= 0:
+                    pool.register(value, first, last)
+        mapping: dict[int, int] = {}
+        for proc, act, first, last in settled:
+            for value in (proc.pid, *proc.tids):
+                if value < 0:
+                    real = pool.find(self.rng, first, last, avoid_exited=act.section)
+                    pool.register(real, first, last)
+                    mapping[value] = real
+            pid = mapping.get(proc.pid, proc.pid)
+            self.restarts.setdefault(pid, []).append(first)
+            if act.exit:
+                pool.exited.add(pid)
+        if mapping:
+            self._rename_ids(mapping, start)
+
+    def _rename_ids(self, mapping: dict[int, int], start: int) -> None:
+        """Replace placeholder ids by real ones in events ``start:`` and the model."""
+        events = self.events
+        for i in range(start, len(events)):
+            event = events[i]
+            pid, tid = event[3], event[4]
+            if pid < 0 or tid < 0:
+                events[i] = (
+                    *event[:3], mapping.get(pid, pid), mapping.get(tid, tid), *event[5:]
+                )  # fmt: skip
+        for seq in reversed(self.mapped_by):  # the newest first: those of this story
+            if seq < start:
+                break
+            pids = self.mapped_by[seq]
+            if any(p < 0 for p in pids):
+                self.mapped_by[seq] = tuple(sorted(mapping.get(p, p) for p in pids))
+        for i in range(self._story_exit, len(self._exit_log)):
+            pid = self._exit_log[i]
+            if pid < 0:
+                self.exited.discard(pid)
+                self._exit_log[i] = mapping.get(pid, pid)
+                self.exited.add(self._exit_log[i])
+        self._bound.update(mapping)
+
+    def resolve(self, proc: Proc) -> Proc:
+        """``proc`` with the ids its events carry (placeholders replaced), story ended."""
+        self.finish_story()
+        bound = self._bound
+        return Proc(
+            proc.name, bound.get(proc.pid, proc.pid), tuple(bound.get(t, t) for t in proc.tids)
+        )
 
     def frame(self) -> pl.DataFrame:
-        """The events as a frame with :data:`EV_SCHEMA` (append order)."""
+        """The events as a frame with :data:`EV_SCHEMA` (append order); ends the story."""
+        self.finish_story()
         columns: Iterator[tuple[Any, ...]] = (
             zip(*self.events, strict=True) if self.events else iter(())
         )

@@ -32,11 +32,14 @@ pair with opens as a per-(pid, path) stack (LIFO), every handle is closed unless
 story said otherwise, and every conflict's blockers are exactly the ones its story
 expected (for ``USER MAPPED FILE``: exactly the processes whose sections it expected),
 and no process opens, closes, maps or fails after its ``Process Exit`` or exits with a
-handle still open. A mismatch is a simulator bug and raises :class:`SimulationBug`.
+handle still open. A mismatch is a simulator bug and raises :class:`SimulationBug`. (Once
+a long simulation recycles ids, a pid that exited may come back as a new process; the
+simulator says when each process carrying a pid began, ``restarts``.)
 """
 
 from __future__ import annotations
 
+import bisect
 from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
@@ -155,26 +158,43 @@ class _Walker:
         expectations: dict[int, tuple[int, ...]],
         leave_open: set[int],
         mapped_by: dict[int, tuple[int, ...]] | None = None,
+        restarts: dict[int, list[int]] | None = None,
     ) -> None:
         self.expectations = expectations
         self.mapped_by = mapped_by or {}
         self.leave_open = leave_open
+        self.restarts = {pid: sorted(times) for pid, times in (restarts or {}).items()}
         self.open: dict[int, _Open] = {}
         self.by_path: dict[str, dict[int, _Open]] = defaultdict(dict)
+        self.by_pid: dict[int, set[int]] = defaultdict(set)
+        # handles left open to the end pile up in a long trace: they are kept sorted by
+        # path, so a directory's rename finds those below it without a scan; the others
+        # (``brief``) are few at any one time
+        self.kept: list[tuple[str, int]] = []
+        self.brief: dict[int, _Open] = {}
         self.stacks: dict[tuple[int, str], list[int]] = defaultdict(list)
         self.failures: list[_Failure] = []
         # live sections: path_cf → pid → that pid's earliest live mapping row
         self.sections: dict[str, dict[int, _Section]] = defaultdict(dict)
         self.mapped_paths: dict[int, set[str]] = defaultdict(set)
-        self.exited: dict[int, int] = {}
+        self.exited: dict[int, tuple[int, int]] = {}
 
     def alive(self, ev: dict[str, Any]) -> None:
-        """A process acts: it must not have exited on an earlier row."""
-        if ev["pid"] in self.exited:
-            raise SimulationBug(
-                f"row {ev['row']}: {ev['process']} ({ev['pid']}) {ev['operation']} after its "
-                f"Process Exit (row {self.exited[ev['pid']]})"
-            )
+        """A process acts: it must not have exited on an earlier row (unless the pid now
+        belongs to a new process that began after that exit)."""
+        pid = ev["pid"]
+        if pid not in self.exited:
+            return
+        row, time = self.exited[pid]
+        starts = self.restarts.get(pid, ())
+        i = bisect.bisect_right(starts, ev["time"])
+        if i and starts[i - 1] > time:
+            del self.exited[pid]
+            return
+        raise SimulationBug(
+            f"row {ev['row']}: {ev['process']} ({pid}) {ev['operation']} after its "
+            f"Process Exit (row {row})"
+        )
 
     def on_section(self, ev: dict[str, Any]) -> None:
         """A mapping row: the pid's section on the path, unless it already has a live one."""
@@ -186,7 +206,7 @@ class _Walker:
     def on_exit(self, ev: dict[str, Any]) -> None:
         """Process Exit: the pid's sections end; it must hold no open handle any more."""
         pid = ev["pid"]
-        held = sorted(h for h, r in self.open.items() if r.pid == pid)
+        held = sorted(self.by_pid.get(pid, ()))
         if held:
             rec = self.open[held[0]]
             raise SimulationBug(
@@ -195,7 +215,7 @@ class _Walker:
             )
         for path_cf in self.mapped_paths.pop(pid, set()):
             self.sections[path_cf].pop(pid, None)
-        self.exited[pid] = ev["row"]
+        self.exited[pid] = (ev["row"], ev["time"])
 
     def on_open(self, ev: dict[str, Any]) -> None:
         rec = _Open(
@@ -204,6 +224,11 @@ class _Walker:
         )  # fmt: skip
         self.open[rec.hid] = rec
         self.by_path[rec.path_cf][rec.hid] = rec
+        self.by_pid[rec.pid].add(rec.hid)
+        if rec.hid in self.leave_open:
+            bisect.insort(self.kept, (rec.path_cf, rec.hid))
+        else:
+            self.brief[rec.hid] = rec
         self.stacks[(rec.pid, rec.path_cf)].append(rec.hid)
 
     def on_close(self, ev: dict[str, Any]) -> None:
@@ -218,7 +243,21 @@ class _Walker:
             )
         rec = self.open.pop(hid)
         del self.by_path[rec.path_cf][hid]
+        self.by_pid[rec.pid].discard(hid)
+        if hid in self.leave_open:
+            self.kept.remove((rec.path_cf, hid))
+        else:
+            del self.brief[hid]
         rec.close_row, rec.close_time = ev["row"], ev["time"]
+
+    def below(self, prefix: str) -> dict[int, _Open]:
+        """The open handles on paths starting with ``prefix``."""
+        found = {h: r for h, r in self.brief.items() if r.path_cf.startswith(prefix)}
+        i = bisect.bisect_left(self.kept, (prefix, -1))
+        while i < len(self.kept) and self.kept[i][0].startswith(prefix):
+            found[self.kept[i][1]] = self.open[self.kept[i][1]]
+            i += 1
+        return found
 
     def blockers(self, ev: dict[str, Any]) -> list[_Open]:
         """The handles that block the failing event ``ev`` under the contract rules."""
@@ -239,7 +278,7 @@ class _Walker:
         elif op in RENAME_OPS or op in DELETE_OPS:
             if ev["_m_dir"]:
                 prefix = ev["path_cf"] + "\\"
-                found.update({h: r for h, r in self.open.items() if r.path_cf.startswith(prefix)})
+                found.update(self.below(prefix))
             if op in RENAME_OPS and ev["replace_if_exists"] and ev["_m_target_exists"]:
                 found.update(self.by_path.get(ev["target_cf"], {}))
         return sorted(found.values(), key=lambda r: r.open_row)
@@ -412,13 +451,15 @@ def compute_truth(
     expectations: dict[int, tuple[int, ...]],
     leave_open: set[int],
     mapped_by: dict[int, tuple[int, ...]] | None = None,
+    restarts: dict[int, list[int]] | None = None,
 ) -> dict[str, Any]:
     """``conflicts``, ``retry_chains`` and ``windows`` of a sorted, numbered event frame.
 
     ``expectations``: failure seq → the handle ids the story expects to block it;
-    ``mapped_by``: failure seq → the pids whose sections it expects (``USER MAPPED FILE``).
+    ``mapped_by``: failure seq → the pids whose sections it expects (``USER MAPPED FILE``);
+    ``restarts``: pid → when each process carrying it began (recycled pids).
     """
-    walker = _Walker(expectations, leave_open, mapped_by)
+    walker = _Walker(expectations, leave_open, mapped_by, restarts)
     for ev in _relevant(frame).iter_rows(named=True):
         walker.alive(ev)
         if ev["_kind"] == OPEN:
