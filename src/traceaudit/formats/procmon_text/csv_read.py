@@ -29,23 +29,32 @@ Sound files never take that path, so it costs them nothing.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import inspect
+import os
 import re
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date as Date
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 import polars as pl
 
 from traceaudit.errors import MissingColumnsError, TraceFormatError
+from traceaudit.formats.batches import BATCH_ROWS, TraceBatches
 from traceaudit.formats.input import NotThisFormat, TraceInput
 from traceaudit.formats.procmon_text.columns import PROCMON_COLUMNS
-from traceaudit.formats.procmon_text.decode import decode, decode_head, encoding_note, head_is_utf8
-from traceaudit.formats.procmon_text.rows import RawRows, build_trace
+from traceaudit.formats.procmon_text.decode import (
+    Decoded,
+    decode,
+    decode_head,
+    encoding_note,
+    head_is_utf8,
+)
+from traceaudit.formats.procmon_text.rows import BatchBuilder, RawRows, build_trace
 from traceaudit.schema import Trace
 
 __all__ = [
@@ -56,6 +65,7 @@ __all__ = [
     "find_header",
     "sniff",
     "read",
+    "batches",
 ]
 
 FORMAT_NAME = "procmon-csv"
@@ -355,9 +365,9 @@ class _Table:
         (:meth:`_read_records`). Each row carries its line number (``__line``).
         """
         self.resynced = True
-        body = _Lines.of(self._text(), self.header)
+        body = self._body_lines()
         lines = body.text
-        starts, damage = _records(lines, body.odd, self.header.delimiter, self.width)
+        starts, damage = self._record_starts(body)
         record = np.cumsum(starts) - 1
         first_line = np.flatnonzero(starts)
         codes = np.full(len(first_line), None, dtype=object)
@@ -378,6 +388,19 @@ class _Table:
         return frame.with_columns(
             __line=pl.Series(body.number[first_line], dtype=pl.Int64).gather(frame["__rec"])
         ).drop("__rec")
+
+    def _body_lines(self) -> _Lines:
+        """The body's lines (for the resync and line numbers)."""
+        return _Lines.of(self._text(), self.header.line + 1, self.header.line + 2)
+
+    def _first_data_line(self) -> int:
+        """The line number of the body's first line."""
+        return self.header.line + 2
+
+    def _record_starts(self, body: _Lines) -> tuple[np.ndarray, dict[int, str]]:
+        """Which body lines start a record, and the lines set aside (see :func:`_records`)."""
+        starts, damage, _ = _records(body.text, body.odd, self.header.delimiter, self.width)
+        return starts, damage
 
     def _read_records(
         self, projection: Sequence[int], lines: pl.Series, record: np.ndarray, codes: np.ndarray
@@ -488,7 +511,7 @@ class _Table:
         except TraceFormatError:
             # A quoting error in a column the read skipped: count lines instead, ending
             # a record at each line feed outside quotes.
-            body = _Lines.of(self._text(), self.header)
+            body = self._body_lines()
             starts = (np.cumsum(body.odd) - body.odd) % 2 == 0
             numbers = body.number[starts]
             return [int(numbers[min(p, len(numbers) - 1)]) for p in positions]
@@ -496,7 +519,7 @@ class _Table:
             pl.sum_horizontal(pl.all().str.count_matches(_LINE_BREAK).fill_null(0)).alias("n")
         )["n"]
         before = breaks.cum_sum().shift(1, fill_value=0)
-        first_data_line = self.header.line + 2
+        first_data_line = self._first_data_line()
         return [first_data_line + p + int(before[p]) for p in positions]
 
 
@@ -516,11 +539,13 @@ class _Lines:
     number: np.ndarray  # 1-based line number as an editor counts them (bare CRs too)
 
     @classmethod
-    def of(cls, text: str, header: Header) -> _Lines:
+    def of(cls, text: str, skip: int, first_number: int) -> _Lines:
+        """The lines of ``text`` after its first ``skip`` (the header), numbered from
+        ``first_number``."""
         lines = pl.Series("line", [text], dtype=pl.String).str.split("\n").explode()
         if text.endswith("\n"):  # nothing follows the last line break
             lines = lines.head(len(lines) - 1)
-        lines = lines.slice(header.line + 1).rechunk()
+        lines = lines.slice(skip).rechunk()
         stats = pl.DataFrame({"line": lines}).select(
             odd=pl.col("line").str.count_matches('"', literal=True) % 2 == 1,
             nul=pl.col("line").str.contains(_NUL, literal=True),
@@ -528,7 +553,7 @@ class _Lines:
             - pl.col("line").str.ends_with("\r").cast(pl.Int64),
         )
         bare_cr = stats["bare_cr"].to_numpy()
-        number = header.line + 2 + np.arange(len(lines)) + np.cumsum(bare_cr) - bare_cr
+        number = first_number + np.arange(len(lines)) + np.cumsum(bare_cr) - bare_cr
         return cls(lines, stats["odd"].to_numpy(), stats["nul"].to_numpy(), number)
 
 
@@ -540,9 +565,10 @@ def _joined(lines: pl.Series) -> bytes:
 
 
 def _records(
-    lines: pl.Series, odd: np.ndarray, delimiter: str, width: int
-) -> tuple[np.ndarray, dict[int, str]]:
-    """Which lines start a record, and the lines set aside as ``"quotes"``.
+    lines: pl.Series, odd: np.ndarray, delimiter: str, width: int, *, complete: bool = True
+) -> tuple[np.ndarray, dict[int, str], int | None]:
+    """Which lines start a record, the lines set aside as ``"quotes"``, and the first
+    line left undecided (None when all are decided).
 
     Lines with an even number of quotes are records of their own. A line with an odd
     number opens a quoted field with line breaks only if the lines up to the next odd
@@ -550,6 +576,10 @@ def _records(
     quoting and none between them looks like a row of its own; otherwise it is damaged,
     and the next odd line is judged in its turn. Python only loops over the odd lines
     (and the lines between two of them that might pair up).
+
+    With ``complete=False`` more lines may follow ``lines``: an odd line that might pair
+    up with one of them is left undecided, and so is everything after it (their starts
+    and damage are not set).
     """
     starts = np.ones(len(lines), dtype=bool)
     damage: dict[int, str] = {}
@@ -566,9 +596,11 @@ def _records(
                 starts[first + 1 : last + 1] = False
                 k += 2
                 continue
+        elif not complete and k + 1 == len(odd_at) and len(lines) - first < _MAX_SPAN:
+            return starts, damage, first
         damage[first] = "quotes"
         k += 1
-    return starts, damage
+    return starts, damage, None
 
 
 def _row_like(line: str, delimiter: str, width: int) -> bool:
@@ -584,3 +616,474 @@ def _one_record(lines: list[str], delimiter: str) -> bool:
         return next(reader, None) is not None and next(reader, None) is None
     except csv.Error:
         return False
+
+
+# ------------------------------------------------------------------ reading in batches
+
+_RANGE_BYTES = 64 << 20  # the most a byte range (one batch) may span, whatever batch_rows says
+_BLOCK = 8 << 20  # bytes scanned at a time (quotes, line breaks, validation)
+_LOOKAHEAD_BLOCK = 1 << 20
+
+
+def batches(
+    trace_input: TraceInput,
+    *,
+    date: Date | None = None,
+    strict: bool = False,
+    columns: Sequence[str] | None = None,
+    keep: pl.Expr | None = None,
+    batch_rows: int = BATCH_ROWS,
+) -> TraceBatches:
+    """Read a Procmon CSV export in batches (:mod:`traceaudit.formats.batches`).
+
+    The content is read one byte range at a time (a file on disk with plain reads,
+    never whole) and each range is one batch: about ``batch_rows`` rows (estimated from
+    the bytes per row so far), at most 64 MiB. A range ends after a line feed where no
+    record is open: an even number of quotes from its start (one count over its bytes),
+    else the last line where the resync (:func:`_records`) leaves no quoted field with
+    line breaks open. Each range is read exactly as :func:`read` reads the whole body
+    (one ``pl.read_csv`` on sound data; the line-by-line resync when rows are damaged,
+    looking past the range's end so that a quoted field that continues there moves the
+    cut back before it), then normalised by :class:`~.rows.BatchBuilder`, which carries
+    row numbers, day and hour rollovers and the damaged-row accounting over. Line
+    numbers in messages are counted (lazily, only when a row is damaged) over the bytes
+    before the range.
+
+    Encodings: UTF-8 with a BOM (Procmon's own) is streamed; a range polars refuses as
+    UTF-8 is decoded on its own, undecodable bytes replaced and counted, as :func:`read`
+    does for the whole file. UTF-8 without a BOM is checked block by block first (no
+    more than a block in memory) and streamed if it is UTF-8 throughout. Everything else
+    (UTF-16, legacy code pages, and UTF-8 without a BOM that has bytes that are not) is
+    decoded whole, exactly as :func:`read` decodes it (the code page is guessed from the
+    whole content), re-encoded as UTF-8, and that is read range by range: memory then
+    holds the decoded content, not its events. gzip and zip members are already in memory
+    (decompressed whole by :func:`~traceaudit.formats.input.open_input`); only their
+    events are read range by range.
+
+    With ``columns=None, keep=None`` the frames put together equal :func:`read`'s events
+    sorted by row, and once they are exhausted the warnings, skipped rows and time
+    precision equal its own; strict mode raises the same first error (when its batch is
+    read). A Date & Time column empty in the first rows holds those rows back until a
+    date comes (all of them if none does), since they take the first date of the trace.
+    """
+    name = trace_input.name
+    header = find_header(decode_head(trace_input.head))
+    if header is None or len(header.canonical()) < 2:
+        raise NotThisFormat(
+            f"{name}: not a Process Monitor CSV export (no header row with its column names)."
+        )
+    found = header.canonical()
+    _check_columns(name, header, found)
+    bom = trace_input.head.startswith(codecs.BOM_UTF8)
+    # What read() ends up decoding whole in Python: content that does not start as UTF-8,
+    # and UTF-8 without a BOM that is not UTF-8 throughout (polars refuses it wherever the
+    # bad bytes are, and read() then guesses the encoding from the whole content).
+    utf8 = head_is_utf8(trace_input.head) and (bom or _valid_utf8(trace_input))
+    builder = BatchBuilder(
+        name,
+        date=date,
+        strict=strict,
+        columns=columns,
+        keep=keep,
+        has_time_of_day="Time of Day" in found,
+        has_date="Date & Time" in found,
+    )
+    wanted = {
+        column: index
+        for column, index in found.items()
+        if column in _FIELDS and (column != "Detail" or builder.wants_detail)
+    }
+    out = TraceBatches(
+        frames=iter(()),
+        format=FORMAT_NAME,
+        name=name,
+        source=trace_input.source,
+        warnings=list(trace_input.warnings),
+    )
+    out.frames = _batch_frames(
+        trace_input, header, wanted, builder, out, utf8=utf8, bom=bom, batch_rows=batch_rows
+    )
+    return out
+
+
+def _batch_frames(
+    trace_input: TraceInput,
+    header: Header,
+    wanted: dict[str, int],
+    builder: BatchBuilder,
+    out: TraceBatches,
+    *,
+    utf8: bool,
+    bom: bool,
+    batch_rows: int,
+) -> Iterator[pl.DataFrame]:
+    """The frames of :func:`batches`, noting what was learned in ``out``."""
+    note: str | None = None
+    if utf8:
+        content = _Content.of(trace_input)
+    else:
+        raw = trace_input.path.read_bytes() if trace_input.path else trace_input.read_bytes()
+        decoded = decode(raw)
+        del raw
+        note = encoding_note(trace_input.name, decoded)
+        content = _Content(decoded.text.lstrip("\ufeff").encode("utf-8"))
+        del decoded
+    try:
+        reading = _Reading(
+            trace_input, header, wanted, content, decoded=not utf8, bom=bom, batch_rows=batch_rows
+        )
+        for raw_rows in reading.raw_rows():
+            frames = builder.add(raw_rows)
+            del raw_rows
+            out.skipped.clear()
+            out.skipped.update(builder.skipped)
+            out.skipped_rows[:] = builder.skipped_rows
+            yield from frames
+            del frames
+        yield from builder.finish()
+        if utf8:
+            note = reading.encoding_note()
+    finally:
+        content.close()
+    out.warnings.extend([*([note] if note else []), *builder.warnings()])
+    out.skipped.clear()
+    out.skipped.update(builder.skipped)
+    out.skipped_rows[:] = builder.skipped_rows
+    out.time_precision_lost = builder.time_precision_lost
+
+
+def _valid_utf8(trace_input: TraceInput) -> bool:
+    """Whether the whole content is UTF-8 (read a block at a time)."""
+    content = _Content.of(trace_input)
+    try:
+        decoder = codecs.getincrementaldecoder("utf-8")()
+        for start in range(0, content.size, _BLOCK):
+            block = content.read(start, start + _BLOCK)
+            if block.isascii() and not decoder.getstate()[0]:
+                continue
+            decoder.decode(block)
+        decoder.decode(b"", final=True)
+    except UnicodeDecodeError:
+        return False
+    finally:
+        content.close()
+    return True
+
+
+class _Content:
+    """The bytes of the content, read range by range: a file on disk (never read whole)
+    or bytes in memory."""
+
+    def __init__(self, data: bytes | None = None, path: Path | None = None) -> None:
+        self.data = data
+        self.file: BinaryIO | None = None
+        if data is not None:
+            self.size = len(data)
+        else:
+            assert path is not None
+            self.file = path.open("rb")
+            self.size = os.fstat(self.file.fileno()).st_size
+
+    @classmethod
+    def of(cls, trace_input: TraceInput) -> _Content:
+        if trace_input.path is not None:
+            return cls(path=trace_input.path)
+        return cls(trace_input.read_bytes())
+
+    def read(self, start: int, end: int) -> bytes:
+        end = min(end, self.size)
+        if start >= end:
+            return b""
+        if self.data is not None:
+            return self.data[start:end]
+        assert self.file is not None
+        self.file.seek(start)
+        return self.file.read(end - start)
+
+    def blocks(self, start: int, end: int) -> Iterator[bytes]:
+        """``[start, end)`` in blocks that end after a line feed (or at ``end``)."""
+        while start < end:
+            block = self.read(start, min(end, start + _BLOCK))
+            if start + len(block) < end:
+                cut = block.rfind(b"\n")
+                if cut >= 0:
+                    block = block[: cut + 1]
+            if not block:
+                return
+            start += len(block)
+            yield block
+
+    def close(self) -> None:
+        if self.file is not None:
+            self.file.close()
+            self.file = None
+
+
+class _CutBefore(Exception):
+    """A range's resync found a quoted field with line breaks that goes on past the
+    range's end: the range must end before ``line`` (of its body) instead."""
+
+    def __init__(self, line: int) -> None:
+        super().__init__(line)
+        self.line = line
+
+
+class _Reading:
+    """One CSV read in byte ranges: where they are cut, and what crosses them."""
+
+    def __init__(
+        self,
+        trace_input: TraceInput,
+        header: Header,
+        wanted: dict[str, int],
+        content: _Content,
+        *,
+        decoded: bool,
+        bom: bool,
+        batch_rows: int,
+    ) -> None:
+        self.input = trace_input
+        self.header = header
+        self.wanted = wanted
+        self.content = content
+        self.decoded = decoded  # content is text decoded in Python and re-encoded
+        self.bom = bom and not decoded
+        self.batch_rows = max(batch_rows, 1)
+        self.width = len(header.names)
+        self.size = content.size
+        self.body_start = self._body_start()
+        sample = content.read(self.body_start, self.body_start + 64 * 1024)
+        self.row_bytes = len(sample) / max(sample.count(b"\n"), 1)
+        self._body_bytes = 0
+        self._rows = 0
+        self._line_at = (self.body_start, header.line + 2)  # (offset, its line number)
+        self._errors = False  # some range was not UTF-8
+        self._replaced = 0  # U+FFFD in the ranges decoded
+        self._decoded_ranges: list[tuple[int, int]] = []
+
+    def _body_start(self) -> int:
+        """The offset after the header's line (``header.line + 1`` line feeds)."""
+        wanted, seen, at = self.header.line + 1, 0, 0
+        for block in self.content.blocks(0, self.size):
+            count = block.count(b"\n")
+            if seen + count >= wanted:
+                position = -1
+                for _ in range(wanted - seen):
+                    position = block.index(b"\n", position + 1)
+                return at + position + 1
+            seen += count
+            at += len(block)
+        return self.size
+
+    def raw_rows(self) -> Iterator[RawRows]:
+        """Each range's raw rows, in order."""
+        pos = 0
+        while True:
+            body = self.body_start if pos == 0 else pos
+            if body >= self.size:
+                return
+            end, data = self._range(pos, body)
+            while True:
+                table = _RangeTable(self, data, pos, body, end)
+                try:
+                    frame, problem = table.read()
+                except _CutBefore as cut:
+                    if cut.line > 0:
+                        end = pos + _line_offset(data, body - pos, cut.line)
+                        data = data[: end - pos]
+                    else:
+                        end = self._line_end(end, end + max(end - body, 4096))
+                        data = self.content.read(pos, end)
+                    continue
+                break
+            self._rows += frame.height
+            self._body_bytes += end - body
+            if self._rows:
+                self.row_bytes = self._body_bytes / self._rows
+            if table.text is not None and not self.decoded:
+                self._decoded_ranges.append((pos, end))
+                self._replaced += table.text.count("\ufffd")
+                self._errors = self._errors or table.undecodable
+            yield RawRows(
+                frame=frame,
+                name=self.input.name,
+                source=self.input.source,
+                format=FORMAT_NAME,
+                shape=f"the header's {self.width} columns",
+                line_of=table.line_numbers,
+                field_problem=problem,
+            )
+            del table, frame, problem, data
+            pos = end
+
+    def _range(self, pos: int, body: int) -> tuple[int, bytes]:
+        """The next range, ``[pos, end)``, and its bytes (``body``: where its rows start)."""
+        span = min(max(int(self.batch_rows * self.row_bytes), 1), _RANGE_BYTES)
+        end = self.size if body + span >= self.size else self._line_end(body, body + span)
+        data = self.content.read(pos, end)
+        while end < self.size and _quotes(data, body - pos) % 2:
+            # A quoted field with line breaks (or a damaged quote) is open at the end.
+            cut = self._closed(data, body - pos)
+            if cut is not None:
+                return pos + cut, data[:cut]
+            end = self._line_end(end, end + max(end - body, 4096))
+            data = self.content.read(pos, end)
+        return end, data
+
+    def _closed(self, data: bytes, body: int) -> int | None:
+        """Where to end a range whose quotes do not pair up: before the line that opens
+        a record the resync cannot close within ``data`` (None if that is its first line,
+        ``len(data)`` if every line is decided)."""
+        lines = _Lines.of(data[body:].decode("utf-8", errors="replace"), 0, 0)
+        _, _, undecided = _records(
+            lines.text, lines.odd, self.header.delimiter, self.width, complete=False
+        )
+        if undecided is None:
+            return len(data)
+        if undecided == 0:
+            return None
+        return _line_offset(data, body, undecided)
+
+    def _line_end(self, low: int, high: int) -> int:
+        """The offset after the last line feed in ``[low, high)``; if there is none, after
+        the first one from ``high`` on; the end of the content if none follows."""
+        high = min(high, self.size)
+        at = high
+        while at > low:
+            start = max(low, at - 64 * 1024)
+            found = self.content.read(start, at).rfind(b"\n")
+            if found >= 0:
+                return start + found + 1
+            at = start
+        at = high
+        while at < self.size:
+            found = self.content.read(at, at + 64 * 1024).find(b"\n")
+            if found >= 0:
+                return at + found + 1
+            at += 64 * 1024
+        return self.size
+
+    def lookahead(self, end: int) -> tuple[str, bool]:
+        """The text of the lines after ``end`` that a record opened before it might
+        span (:data:`_MAX_SPAN`), and whether they run to the end of the content."""
+        parts: list[bytes] = []
+        lines, at = 0, end
+        while lines < _MAX_SPAN and at < self.size:
+            block = self.content.read(at, at + _LOOKAHEAD_BLOCK)
+            count = block.count(b"\n")
+            if lines + count >= _MAX_SPAN:
+                block = block[: _line_offset(block, 0, _MAX_SPAN - lines)]
+                count = _MAX_SPAN - lines
+            parts.append(block)
+            lines += count
+            at += len(block)
+        return b"".join(parts).decode("utf-8", errors="replace"), at >= self.size
+
+    def line_number(self, offset: int) -> int:
+        """The line number (as an editor counts: CRLF, CR and LF each end a line) of
+        the line starting at ``offset`` (counted on from the last one asked for)."""
+        at, number = self._line_at
+        if offset < at:
+            at, number = self.body_start, self.header.line + 2
+        for block in self.content.blocks(at, offset):
+            number += block.count(b"\n") + block.count(b"\r") - block.count(b"\r\n")
+        self._line_at = (offset, number)
+        return number
+
+    def encoding_note(self) -> str | None:
+        """The warning :func:`read` gives for undecodable bytes, once every range is read:
+        their count, with the U+FFFD the content holds anyway (as a whole decode counts)."""
+        if not self._errors:
+            return None
+        replaced = self._replaced
+        at = len(codecs.BOM_UTF8) if self.bom else 0
+        for start, end in [*self._decoded_ranges, (self.size, self.size)]:
+            for block in self.content.blocks(at, start):
+                replaced += block.count("\ufffd".encode())
+            at = max(at, end)
+        return encoding_note(self.input.name, Decoded("", "utf-8", replaced))
+
+
+def _quotes(data: bytes, start: int) -> int:
+    """The number of ``"`` in ``data[start:]``."""
+    view = np.frombuffer(data, dtype=np.uint8)
+    return sum(
+        int(np.count_nonzero(view[i : i + _BLOCK] == ord('"')))
+        for i in range(start, len(view), _BLOCK)
+    )
+
+
+def _line_offset(data: bytes, start: int, line: int) -> int:
+    """The offset in ``data`` after the ``line``-th line feed from ``start`` (line > 0)."""
+    feeds = np.flatnonzero(np.frombuffer(data, dtype=np.uint8)[start:] == ord("\n"))
+    return start + int(feeds[line - 1]) + 1
+
+
+class _RangeTable(_Table):
+    """:class:`_Table` for one byte range of the content (see :func:`batches`)."""
+
+    def __init__(self, reading: _Reading, data: bytes, start: int, body: int, end: int) -> None:
+        super().__init__(reading.input, reading.header, reading.wanted)
+        self.reading = reading
+        self.data = data
+        self.first = start == 0
+        self.body = body  # the offset where the range's rows start
+        self.end = end
+        self.skip = self.header.line + 1 if self.first else 0
+        self.undecodable = False
+
+    def _read_body(self, projection: Sequence[int]) -> pl.DataFrame:
+        """As :meth:`_Table._read_body`, on the range."""
+        if not self.reading.decoded:
+            self.source = self.data
+            try:
+                frame = self._columns(projection)
+            except pl.exceptions.PolarsError as exc:
+                if "utf-8" not in str(exc).lower() and "utf8" not in str(exc).lower():
+                    return self._resync(projection)
+            else:
+                return frame
+        text = self._text()
+        self.source = self.data if self.reading.decoded else text.encode("utf-8")
+        try:
+            frame = self._columns(projection)
+        except pl.exceptions.PolarsError:
+            return self._resync(projection)
+        return self._resync(projection) if _NUL in text else frame
+
+    def _text(self) -> str:
+        """The range decoded (UTF-8; undecodable bytes replaced, as a whole decode does)."""
+        if self.text is None:
+            data = self.data[3:] if self.first and self.reading.bom else self.data
+            try:
+                text = data.decode("utf-8")
+            except UnicodeDecodeError:
+                text = data.decode("utf-8", errors="replace")
+                self.undecodable = True
+            self.text = text.lstrip("\ufeff") if self.first else text
+        return self.text
+
+    def _body_lines(self) -> _Lines:
+        return _Lines.of(self._text(), self.skip, self._first_data_line())
+
+    def _first_data_line(self) -> int:
+        return self.reading.line_number(self.body)
+
+    def _record_starts(self, body: _Lines) -> tuple[np.ndarray, dict[int, str]]:
+        """The resync's records of the range, decided with the lines after it in view: a
+        record that would go on past the range's end raises :class:`_CutBefore`."""
+        delimiter = self.header.delimiter
+        if self.end >= self.reading.size:
+            starts, damage, _ = _records(body.text, body.odd, delimiter, self.width)
+            return starts, damage
+        text, complete = self.reading.lookahead(self.end)
+        after = _Lines.of(text, 0, 0)
+        n = len(body.text)
+        lines = pl.concat([body.text, after.text])
+        odd = np.concatenate([body.odd, after.odd])
+        starts, damage, undecided = _records(lines, odd, delimiter, self.width, complete=complete)
+        if undecided is not None and undecided < n:
+            raise _CutBefore(undecided)
+        if len(after.text) and not starts[n]:
+            raise _CutBefore(int(np.flatnonzero(starts[:n])[-1]))
+        return starts[:n], {line: code for line, code in damage.items() if line < n}

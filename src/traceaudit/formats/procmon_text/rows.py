@@ -18,18 +18,20 @@ from pathlib import Path
 import polars as pl
 
 from traceaudit.errors import DamagedRowError
+from traceaudit.formats.batches import CHEAP_COLUMNS, select_columns
 from traceaudit.formats.procmon_text.detail import Operations, submit_detail_columns
 from traceaudit.formats.procmon_text.times import (
     PLACEHOLDER_DATE,
+    StreamClock,
     TimeAssembly,
     assemble_times,
     parse_date_time,
     parse_duration,
     parse_time_of_day,
 )
-from traceaudit.schema import Trace, conform_events
+from traceaudit.schema import DETAIL_COLUMNS, EVENT_SCHEMA, Trace, conform_events
 
-__all__ = ["RawRows", "build_trace", "event_class", "MAX_SKIPPED_LOCATIONS"]
+__all__ = ["RawRows", "BatchBuilder", "build_trace", "event_class", "MAX_SKIPPED_LOCATIONS"]
 
 MAX_SKIPPED_LOCATIONS = 5
 
@@ -364,3 +366,203 @@ def _quoted(value: str | None) -> str:
     """A raw field for a message: single-quoted, shortened, empty for a missing field."""
     text = value or ""
     return "'" + (text if len(text) <= 60 else text[:57] + "...") + "'"
+
+
+# ------------------------------------------------------------------ reading in batches
+
+
+@dataclass
+class _Piece:
+    """One batch's sound rows, typed but not yet timed (see :class:`BatchBuilder`)."""
+
+    typed: pl.DataFrame
+    rows: pl.Series
+    tod: pl.DataFrame | None
+    dt: pl.DataFrame | None
+    detail: pl.Series | None
+
+
+class BatchBuilder:
+    """:func:`build_trace` for a trace read in batches (:mod:`traceaudit.formats.batches`).
+
+    A reader hands over each batch of raw rows in source order (:meth:`add`) and says
+    when there are no more (:meth:`finish`); each call returns the event frames ready to
+    yield. Rows are numbered on from the previous batch, damaged rows are counted (the
+    first few located) or raised in strict mode, and times carry the day and hour
+    rollovers over (:class:`~.times.StreamClock`). A batch whose times need a later
+    batch (rows before the trace's first date) is held back until that batch comes.
+
+    Work not asked for is skipped: ``keep``, when it reads only cheap columns, is applied
+    before the Detail is parsed (so only kept rows are), and the Detail is not parsed
+    unless ``columns`` asks for its text or a column drawn from it; :attr:`wants_detail`
+    tells the reader whether to hand the Detail text over at all. The frames hold
+    ``columns`` (all when None) in schema order. With ``columns=None, keep=None`` they
+    put together equal ``build_trace``'s events sorted by row, and :meth:`warnings`,
+    :attr:`skipped` and :attr:`skipped_rows` equal its own.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        date: Date | None,
+        strict: bool,
+        columns: Sequence[str] | None,
+        keep: pl.Expr | None,
+        has_time_of_day: bool = True,
+        has_date: bool = False,
+    ) -> None:
+        self.name = name
+        self.date = date
+        self.strict = strict
+        self.columns = None if columns is None else list(columns)
+        wanted = set(EVENT_SCHEMA) if columns is None else set(columns)
+        self.keep: pl.Expr | None = None  # applied before the Detail is parsed
+        self.late_keep: pl.Expr | None = None  # applied to the whole frame
+        if keep is not None:
+            reads = set(keep.meta.root_names())
+            if reads <= CHEAP_COLUMNS:
+                self.keep = keep
+            else:
+                self.late_keep = keep
+                wanted |= reads
+        self.wants_detail_text = "detail" in wanted
+        self.wants_detail_columns = bool(wanted & set(DETAIL_COLUMNS))
+        self.clock = StreamClock(date, has_date, has_time_of_day)
+        self.rows = 0  # raw rows so far (the next batch's rows are numbered on)
+        self.events = 0  # sound rows so far
+        self.counts: dict[str, int] = {}  # damaged rows by reason, in order of first sight
+        self.skipped_rows: list[str] = []
+        self._held: list[_Piece] = []
+
+    def set_time_columns(self, *, has_time_of_day: bool, has_date: bool) -> None:
+        """Which time columns the export has, when only the first batch tells (before it
+        is added)."""
+        assert not self.rows and not self._held
+        self.clock = StreamClock(self.date, has_date, has_time_of_day)
+
+    @property
+    def wants_detail(self) -> bool:
+        """Whether the Detail text is needed at all (for itself or the columns it gives)."""
+        return self.wants_detail_text or self.wants_detail_columns
+
+    def add(self, raw: RawRows) -> list[pl.DataFrame]:
+        """Take the next batch of raw rows; the event frames now ready, in order."""
+        frame = raw.frame
+        detail = frame["detail"] if "detail" in frame.columns and self.wants_detail else None
+        typed, tod, dt, _ = _parse_columns(frame.drop("detail", strict=False))
+        pid = typed["pid"]
+        time_ok = _time_ok(tod, dt)
+        if raw.field_problem is not None or not time_ok.all() or pid.null_count() > 0:
+            problems = _problems(raw, time_ok, pid)
+            if problems.null_count() < frame.height:
+                keep = self._account(raw, problems)
+                typed = typed.filter(keep)
+                tod = tod.filter(keep) if tod is not None else None
+                dt = dt.filter(keep) if dt is not None else None
+                detail = detail.filter(keep) if detail is not None else None
+                rows = self._numbers(frame.height).filter(keep)
+            else:
+                rows = self._numbers(frame.height)
+        else:
+            rows = self._numbers(frame.height)
+        self.rows += frame.height
+        self.events += typed.height
+        self.clock.observe(
+            dt["date"] if dt is not None else None, dt["dt_ns"] if dt is not None else None
+        )
+        self._held.append(_Piece(typed, rows, tod, dt, detail))
+        return self._flush()
+
+    def finish(self) -> list[pl.DataFrame]:
+        """No more batches: the frames still held back."""
+        self.clock.finished = True
+        return self._flush()
+
+    @property
+    def skipped(self) -> dict[str, int]:
+        """Damaged rows by reason, most frequent first (ties in order of first sight)."""
+        ordered = sorted(self.counts.items(), key=lambda item: -item[1])
+        return dict(ordered)
+
+    def warnings(self) -> list[str]:
+        """What ``build_trace`` would add to the reader's warnings (after :meth:`finish`)."""
+        warnings: list[str] = []
+        if self.counts:
+            warnings.append(_skipped_warning(self.name, self.skipped, tuple(self.skipped_rows)))
+        assembly = self.clock.assembly(self.events)
+        warnings.extend(
+            _time_warnings(self.name, assembly, self.clock.has_date, self.date, self.events)
+        )
+        if not self.rows:
+            warnings.append(f"{self.name}: the export has a header but no events.")
+        return warnings
+
+    @property
+    def time_precision_lost(self) -> bool:
+        assembly = self.clock.assembly(self.events)
+        return assembly.precision_lost or assembly.seconds_only
+
+    def _numbers(self, height: int) -> pl.Series:
+        return pl.int_range(self.rows + 1, self.rows + height + 1, dtype=pl.UInt32, eager=True)
+
+    def _account(self, raw: RawRows, problems: pl.Series) -> pl.Series:
+        """Count a batch's damaged rows (``problems`` not null) and locate the first few
+        of the trace; raise on the first in strict mode. Returns the rows to keep."""
+        damaged = problems.is_not_null()
+        if self.strict:
+            index = int(damaged.arg_true()[0])
+            line = raw.line_of([index + 1])[0]
+            raise DamagedRowError(_damaged_message(raw, index, line, problems[index]))
+        room = MAX_SKIPPED_LOCATIONS - len(self.skipped_rows)
+        if room > 0:
+            first = damaged.arg_true().head(room).to_list()
+            self.skipped_rows.extend(f"line {line}" for line in raw.line_of([i + 1 for i in first]))
+        reasons = problems.drop_nulls()
+        for reason in reasons.unique(maintain_order=True).to_list():
+            self.counts[reason] = self.counts.get(reason, 0) + int((reasons == reason).sum())
+        return ~damaged
+
+    def _flush(self) -> list[pl.DataFrame]:
+        """Time the held batches that can be timed now, in order, into event frames."""
+        frames: list[pl.DataFrame] = []
+        while self._held:
+            piece = self._held[0]
+            tod, dt = piece.tod, piece.dt
+            if not self.clock.ready(
+                tod["has_hour"] if tod is not None else None, dt["date"] if dt is not None else None
+            ):
+                break
+            self._held.pop(0)
+            time = self.clock.assemble(
+                tod["tod_ns"] if tod is not None else None,
+                tod["has_hour"] if tod is not None else None,
+                dt["date"] if dt is not None else None,
+                dt["dt_ns"] if dt is not None else None,
+            )
+            frame = self._events(piece, time)
+            if frame.height:
+                frames.append(frame)
+        return frames
+
+    def _events(self, piece: _Piece, time: pl.Series) -> pl.DataFrame:
+        """A batch's event frame: ``keep`` on the cheap columns, then the Detail of the
+        rows kept, then the late ``keep`` and ``columns``."""
+        events = conform_events(piece.typed.with_columns(row=piece.rows, time=time))
+        detail = piece.detail
+        if self.keep is not None:
+            kept = events.with_columns(self.keep.fill_null(False).alias("__keep"))["__keep"]
+            events = events.filter(kept)
+            detail = detail.filter(kept) if detail is not None else None
+        if detail is not None and self.wants_detail:
+            detail = detail.fill_null("")
+            parsed: list[pl.Series] = []
+            if self.wants_detail_columns:
+                operations = Operations.of(events["operation"])
+                parsed = submit_detail_columns(detail, operations)()
+            if self.wants_detail_text:
+                parsed.append(detail.alias("detail"))
+            events = conform_events(events.with_columns(parsed))
+        if self.late_keep is not None:
+            events = events.filter(self.late_keep)
+        return select_columns(events, self.columns, None)

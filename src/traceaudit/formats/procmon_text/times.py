@@ -305,3 +305,149 @@ def assemble_times(
 def _day_ns(day: Date | None) -> int:
     day = day or PLACEHOLDER_DATE
     return (day - Date(1970, 1, 1)).days * NS_PER_DAY
+
+
+@dataclass
+class StreamClock:
+    """:func:`assemble_times` for rows that come in pieces, in source order.
+
+    What crosses pieces is carried: the last time of day (for the midnight and Excel
+    hour rollovers), the days and hours added so far, and the last date and Date & Time
+    seen (forward fill). What :func:`assemble_times` fills *backwards* (rows before the
+    first date, or hours lost before the first Date & Time) needs a later piece: such a
+    piece is not :meth:`ready` until one with a value has been :meth:`observe`\\ d or the
+    last piece is known (:attr:`finished`); the caller holds it back meanwhile. Pieces
+    must be observed in order and assembled in order; the times are exactly those of
+    :func:`assemble_times` over all the rows at once.
+    """
+
+    default_date: Date | None
+    has_date: bool  # the export has a Date & Time column
+    has_time_of_day: bool
+    finished: bool = False
+    lost: bool = False  # some row had no hour (mm:ss.f)
+    dated: bool = False  # some row had a date
+    _first_day: int | None = None  # the first date of the trace (ns), once observed
+    _first_dt: int | None = None  # the first Date & Time's time of day, once observed
+    _last_tod: int | None = None
+    _last_adjusted: int | None = None
+    _last_day: int | None = None
+    _last_dt: int | None = None
+    _hours: int = 0
+    _days: int = 0
+
+    def observe(self, date: pl.Series | None, dt_ns: pl.Series | None) -> None:
+        """Note the first date and Date & Time of a piece not yet assembled."""
+        if date is not None and self._first_day is None:
+            days = _date_ns(date).drop_nulls()
+            if len(days):
+                self._first_day = int(days[0])
+                self.dated = True
+        if dt_ns is not None and self._first_dt is None:
+            values = dt_ns.drop_nulls()
+            if len(values):
+                self._first_dt = int(values[0])
+
+    def ready(self, has_hour: pl.Series | None, date: pl.Series | None) -> bool:
+        """Whether a piece (observed) can be assembled now."""
+        if self.finished or not (self.has_date and self.has_time_of_day):
+            return True
+        assert date is not None and has_hour is not None
+        if self._last_day is None and self._first_day is None and len(date):
+            return False  # no date yet: its rows take the first one to come
+        # Hours lost: taken from Date & Time if any row of the trace has one, else counted.
+        return self._first_dt is not None or bool(has_hour.all())
+
+    def assemble(
+        self,
+        tod_ns: pl.Series | None,
+        has_hour: pl.Series | None,
+        date: pl.Series | None,
+        dt_ns: pl.Series | None,
+    ) -> pl.Series:
+        """The instants of the next piece (rows in source order), carrying state over."""
+        n = len(tod_ns) if tod_ns is not None else len(dt_ns)  # type: ignore[arg-type]
+        if date is not None:
+            day_ns = self._filled(_date_ns(date), self._last_day, self._first_day)
+            if self._first_day is None:
+                day_ns = pl.repeat(_day_ns(self.default_date), n, dtype=pl.Int64, eager=True)
+            last = _date_ns(date).drop_nulls()
+            if len(last):
+                self._last_day = int(last[-1])
+        else:
+            day_ns = pl.repeat(_day_ns(self.default_date), n, dtype=pl.Int64, eager=True)
+        if tod_ns is None:
+            assert dt_ns is not None
+            seconds: pl.Series = (day_ns + dt_ns).cast(pl.Datetime("ns"))
+            return seconds.alias("time")
+
+        assert has_hour is not None
+        if n and not bool(has_hour.all()):
+            self.lost = True
+        frame = pl.DataFrame({"tod": tod_ns, "has_hour": has_hour, "day": day_ns})
+        back_hour = _steps_back(frame["tod"], self._last_tod, -30 * NS_PER_MINUTE)
+        if dt_ns is not None and self._first_dt is not None:
+            dt_filled = self._filled(dt_ns, self._last_dt, self._first_dt)
+            hour = (dt_filled // NS_PER_HOUR) * NS_PER_HOUR
+        else:
+            hour = (back_hour.cum_sum().cast(pl.Int64) + self._hours) * NS_PER_HOUR
+        frame = frame.with_columns(
+            pl.when(pl.col("has_hour")).then(pl.col("tod")).otherwise(pl.col("tod") + hour)
+        )
+        if n:
+            self._hours += int(back_hour.sum())
+            self._last_tod = int(tod_ns[-1])
+        if dt_ns is not None:
+            last_dt = dt_ns.drop_nulls()
+            if len(last_dt):
+                self._last_dt = int(last_dt[-1])
+        if date is None:
+            back_day = _steps_back(frame["tod"], self._last_adjusted, -12 * NS_PER_HOUR)
+            frame = frame.with_columns(
+                pl.col("day") + (back_day.cum_sum().cast(pl.Int64) + self._days) * NS_PER_DAY
+            )
+            if n:
+                self._days += int(back_day.sum())
+        if n:
+            self._last_adjusted = int(frame["tod"][-1])
+        time = frame.select((pl.col("day") + pl.col("tod")).cast(pl.Datetime("ns")))
+        return time.to_series().alias("time")
+
+    @staticmethod
+    def _filled(values: pl.Series, last: int | None, first: int | None) -> pl.Series:
+        """Forward fill from ``last`` (the previous pieces' last value), then backward fill
+        (the rows before the trace's first value take ``first``)."""
+        filled: pl.Series = values.cast(pl.Int64).forward_fill()
+        if last is not None:
+            filled = filled.fill_null(last)
+        filled = filled.backward_fill()
+        if first is not None:
+            filled = filled.fill_null(first)
+        return filled
+
+    def assembly(self, rows: int) -> TimeAssembly:
+        """What the trace's times come to, once every piece is assembled (``rows``: rows
+        assembled), for the warnings: as :func:`assemble_times` would say."""
+        if self.has_date:
+            placeholder = self.default_date is None and not self.dated and rows > 0
+        else:
+            placeholder = self.default_date is None
+        if not self.has_time_of_day:
+            return TimeAssembly(pl.Series(dtype=pl.Datetime("ns")), placeholder, True, True, 0)
+        return TimeAssembly(
+            pl.Series(dtype=pl.Datetime("ns")), placeholder, self.lost, False, self._days
+        )
+
+
+def _date_ns(date: pl.Series) -> pl.Series:
+    days: pl.Series = date.cast(pl.Datetime("ns")).cast(pl.Int64)
+    return days
+
+
+def _steps_back(tod: pl.Series, last: int | None, limit: int) -> pl.Series:
+    """Whether each time of day is more than ``limit`` (negative) before the previous one
+    (``last`` for the first row: the previous piece's last)."""
+    back = (tod.diff() < limit).fill_null(False)
+    if last is not None and len(tod):
+        back = back.scatter(0, bool(int(tod[0]) - last < limit))
+    return back
