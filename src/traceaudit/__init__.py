@@ -38,6 +38,7 @@ _LAZY: dict[str, str | tuple[str, str | None]] = {
     "UsageError": ("traceaudit.errors", "UsageError"),
     "RedactionLeakError": ("traceaudit.errors", "RedactionLeakError"),
     "read_trace": ("traceaudit.formats.load", "read_trace"),
+    "scan_trace": ("traceaudit.formats.scan", "scan_trace"),
     "analyze": ("traceaudit.pipeline", "analyze"),
     "handles": ("traceaudit.analysis.handles", "handles"),
     "lock_failures": ("traceaudit.analysis.conflicts", "lock_failures"),
@@ -46,12 +47,13 @@ _LAZY: dict[str, str | tuple[str, str | None]] = {
     "find_conflicts": ("traceaudit.analysis.conflicts", "find_conflicts"),
     "retry_chains": ("traceaudit.analysis.retries", "retry_chains"),
     "window_table": ("traceaudit.analysis.hold_times", "window_table"),
-    "timeline": ("traceaudit.analysis.timeline", "timeline"),
+    "timeline": ("traceaudit.pipeline", "timeline"),
     "Report": ("traceaudit.report.model", "Report"),
     "redact": ("traceaudit.redaction.redactor", "redact"),
     "RedactionResult": ("traceaudit.redaction.redactor", "RedactionResult"),
     "simulate": ("traceaudit.simulation.generate", "simulate"),
     "simulate_mix": ("traceaudit.simulation.generate", "simulate_mix"),
+    "fleet": ("traceaudit.fleet.driver", "fleet"),
     # modules used as namespaces: `from traceaudit import plot`
     "plot": ("traceaudit.report.plot", None),
     "html": ("traceaudit.report.html", None),
@@ -74,11 +76,13 @@ __all__ = [
     "blocking_handles",
     "conflicts",
     "find_conflicts",
+    "fleet",
     "handles",
     "lock_failures",
     "read_trace",
     "redact",
     "retry_chains",
+    "scan_trace",
     "simulate",
     "simulate_mix",
     "timeline",
@@ -99,7 +103,6 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
     from traceaudit.analysis.handles import handles
     from traceaudit.analysis.hold_times import window_table
     from traceaudit.analysis.retries import retry_chains
-    from traceaudit.analysis.timeline import timeline
     from traceaudit.errors import (
         DamagedRowError,
         MissingColumnsError,
@@ -109,8 +112,10 @@ if TYPE_CHECKING:  # pragma: no cover - for type checkers and IDEs only
         UnknownFormatError,
         UsageError,
     )
+    from traceaudit.fleet.driver import fleet
     from traceaudit.formats.load import read_trace
-    from traceaudit.pipeline import analyze
+    from traceaudit.formats.scan import scan_trace
+    from traceaudit.pipeline import analyze, timeline
     from traceaudit.redaction.redactor import RedactionResult, redact
     from traceaudit.report import html, plot  # noqa: F401 (namespaces, not in __all__)
     from traceaudit.report.model import Report

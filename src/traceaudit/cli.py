@@ -330,12 +330,10 @@ def timeline(trace: Path, path: str, as_json: bool, date_text: str | None, stric
     Example:
         traceaudit timeline Logfile.CSV "C:\\Users\\me\\AppData\\Local\\Temp\\.tmpAbC123"
     """
-    from traceaudit.analysis.timeline import timeline as build
-    from traceaudit.formats.load import read_trace
+    from traceaudit.pipeline import timeline as build
     from traceaudit.report.timeline_text import timeline_records, timeline_text
 
-    events = read_trace(trace, date=_parse_date(date_text), strict=strict)
-    frame = build(events, path)
+    frame = build(trace, path, date=_parse_date(date_text), strict=strict)
     if as_json:
         _say_json(json.dumps(timeline_records(frame), indent=2, ensure_ascii=False))
     else:
@@ -513,6 +511,89 @@ def capture_profile(tool: str) -> None:
     from traceaudit.formats.etl.profile import capture_profile as build
 
     click.echo(build(tool), nl=False)
+
+
+@main.command()
+@click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
+@click.option(
+    "-o",
+    "--output",
+    "dataset",
+    required=True,
+    type=click.Path(path_type=Path, file_okay=False),
+    help="The Parquet dataset folder (created; traces already in it are skipped).",
+)
+@click.option(
+    "--workers",
+    type=click.IntRange(min=1),
+    metavar="N",
+    help="Worker processes of the local Dask cluster (default: one per core).",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Run on an existing Dask cluster instead: its scheduler's address (tcp://host:8786).",
+)
+@click.option(
+    "--target",
+    type=click.FloatRange(0, 1, min_open=True),
+    default=0.99,
+    show_default=True,
+    help="Share of the fleet's lock episodes the suggested retry policy must ride out.",
+)
+@click.option(
+    "--max-wait",
+    "max_wait",
+    metavar="DURATION",
+    help="A retry budget not to exceed (e.g. 10s, 500ms); report the best coverage within it.",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print the fleet summary as one JSON object.")
+@_reading_options
+@_guard
+def fleet(
+    paths: tuple[Path, ...],
+    dataset: Path,
+    workers: int | None,
+    scheduler: str | None,
+    target: float,
+    max_wait: str | None,
+    as_json: bool,
+    date_text: str | None,
+    strict: bool,
+) -> None:
+    """Analyse every trace under PATHS on Dask into a Parquet dataset, and pool them.
+
+    PATHS are trace files, folders (searched recursively for files a reader recognises)
+    and glob patterns. Each trace's tables go to DATASET, partitioned by trace (its sha256);
+    a trace that cannot be read is recorded with its error, and a run again skips the
+    traces already there. The summary pools the whole dataset: the holders across
+    machines, blocked and hold times, the retry policy and how known tools would have
+    fared. Needs Dask: pip install 'traceaudit[fleet]'.
+
+    \b
+    Example:
+        traceaudit fleet captures/ -o fleet-dataset
+        traceaudit fleet "captures/**/*.PML" -o fleet-dataset --workers 8 --json > fleet.json
+        traceaudit fleet /shared/captures -o /shared/fleet --scheduler tcp://10.0.0.5:8786
+    """
+    from traceaudit.fleet.driver import fleet as run
+
+    date = _parse_date(date_text)
+    max_wait_ms = _parse_duration(max_wait)
+    summary = run(
+        list(paths),
+        dataset,
+        workers=workers,
+        scheduler=scheduler,
+        target=target,
+        max_wait_ms=max_wait_ms,
+        date=date,
+        strict=strict,
+    )
+    if as_json:
+        _say_json(summary.to_json())
+    else:
+        _say(summary.to_text(), nl=False)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,201 @@
+"""``traceaudit fleet`` on 200 simulated traces: 1 worker against 2, and the per-trace cost
+of the fleet against analysing the same traces one by one in one process.
+
+Goal (issue "Scale", part 2): 2 workers at least 1.7× as fast as 1 on the 2-core reference
+machine. The traces are written once into a temporary folder; each fleet run writes a
+fresh dataset there. Beside the fleet, in the same run: ``traceaudit.analyze(path)`` in a
+loop over the same files, in a child process, with polars free to use every core and with
+polars on one thread (as each fleet worker runs it). The box is noisy, so every figure is
+the best of ``--rounds`` interleaved runs.
+
+The fleet's wall time includes starting and stopping the local cluster; the start-up is
+also measured alone (a cluster of the same size, traceaudit imported on every worker) and
+taken off for the steady-state figures. CPU seconds (every process: driver, scheduler,
+workers) are printed beside the wall times: they show the fleet's overhead even when the
+machine is shared and the wall times are not to be trusted.
+
+Run: ``.venv/bin/python benchmarks/bench_fleet.py [--traces 200] [--rounds 3]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import io
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+LOOP = r"""
+import json, sys, time
+import traceaudit
+paths = sys.argv[1:]
+traceaudit.analyze(paths[0])  # imports and first-call costs are not per-trace costs
+start, cpu = time.perf_counter(), time.process_time()
+for path in paths:
+    traceaudit.analyze(path)
+print(json.dumps({"seconds": time.perf_counter() - start, "cpu": time.process_time() - cpu}))
+"""
+
+
+def cpu_seconds() -> float:
+    """CPU time of this process and of its children that have ended (workers included)."""
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
+
+
+def measured(function, *args) -> tuple[float, float]:
+    """(wall seconds, CPU seconds of every process) of ``function(*args)``."""
+    cpu, start = cpu_seconds(), time.perf_counter()
+    function(*args)
+    return time.perf_counter() - start, cpu_seconds() - cpu
+
+
+def write_traces(folder: Path, n: int) -> list[Path]:
+    import traceaudit
+    from traceaudit.simulation.generate import FAMILY_NAMES
+
+    paths = []
+    for k in range(n):
+        family = FAMILY_NAMES[k % len(FAMILY_NAMES)]
+        path = folder / f"machine-{k:04d}" / f"{family}.csv"
+        path.parent.mkdir(parents=True)
+        traceaudit.simulate(family, seed=k).write_csv(path)
+        paths.append(path)
+    return paths
+
+
+def loop_seconds(paths: list[Path], threads: int | None) -> tuple[float, float]:
+    """(wall, CPU) seconds of the loop alone, measured in the child (no import, no warm-up)."""
+    env = dict(os.environ)
+    if threads is not None:
+        env["POLARS_MAX_THREADS"] = str(threads)
+    out = subprocess.run(
+        [sys.executable, "-c", LOOP, *map(str, paths)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env=env,
+    )
+    figures = json.loads(out.stdout.strip().splitlines()[-1])
+    return float(figures["seconds"]), float(figures["cpu"])
+
+
+def startup_seconds(workers: int) -> float:
+    """A local cluster like the fleet's: started, traceaudit's fleet task imported on every
+    worker (what a fleet's first tasks pay), stopped."""
+    import logging
+
+    import distributed
+
+    start = time.perf_counter()
+    with (
+        distributed.LocalCluster(
+            n_workers=workers,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+            silence_logs=logging.CRITICAL,
+            env={"POLARS_MAX_THREADS": "1"},
+        ) as cluster,
+        distributed.Client(cluster) as client,
+    ):
+        for module in ("traceaudit.fleet.dataset", "traceaudit.pipeline"):
+            client.run(importlib.import_module, module)
+    return time.perf_counter() - start
+
+
+def fleet_seconds(folder: Path, dataset: Path, workers: int) -> float:
+    import traceaudit
+
+    shutil.rmtree(dataset, ignore_errors=True)
+    start = time.perf_counter()
+    summary = traceaudit.fleet([folder], dataset, workers=workers, stream=io.StringIO())
+    seconds = time.perf_counter() - start
+    assert summary.run is not None and summary.run.failed == 0, summary.run
+    return seconds
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--traces", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    n = args.traces
+    with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
+        folder = Path(tmp) / "traces"
+        start = time.perf_counter()
+        paths = write_traces(folder, n)
+        size = sum(p.stat().st_size for p in paths)
+        print(
+            f"{n} simulated traces ({size / 1e6:.1f} MB) written in "
+            f"{time.perf_counter() - start:.1f} s; best of {args.rounds} rounds\n"
+        )
+        best: dict[str, tuple[float, float]] = {}
+
+        def keep(name: str, figures: tuple[float, float]) -> None:
+            if name not in best or figures[0] < best[name][0]:
+                best[name] = figures
+
+        dataset = Path(tmp) / "dataset"
+        for _ in range(args.rounds):
+            keep("loop", loop_seconds(paths, None))
+            keep("loop1", loop_seconds(paths, 1))
+            keep("start1", measured(startup_seconds, 1))
+            keep("start2", measured(startup_seconds, 2))
+            keep("fleet1", measured(fleet_seconds, folder, dataset, 1))
+            keep("fleet2", measured(fleet_seconds, folder, dataset, 2))
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    report(best, n, load)
+
+
+def report(best: dict[str, tuple[float, float]], n: int, load: float) -> None:
+    wall = {k: v[0] for k, v in best.items()}
+    cpu = {k: v[1] for k, v in best.items()}
+    steady1 = wall["fleet1"] - wall["start1"]
+    steady2 = wall["fleet2"] - wall["start2"]
+    rows = [
+        ("analyze(path) loop, 1 process, polars on all cores", "loop", None),
+        ("analyze(path) loop, 1 process, polars on 1 thread", "loop1", None),
+        ("fleet, 1 worker (cluster start included)", "fleet1", "start1"),
+        ("fleet, 2 workers (cluster start included)", "fleet2", "start2"),
+    ]
+    print(f"load average at the end: {load:.1f} (2 cores)\n")
+    print(
+        f"{'what':<52} {'wall s':>7} {'ms/trace':>9} {'start s':>8} {'steady ms/trace':>16} "
+        f"{'CPU s':>7} {'CPU ms/trace':>13}"
+    )
+    for label, key, start in rows:
+        steady = "" if start is None else f"{(wall[key] - wall[start]) / n * 1000:.1f}"
+        start_text = "" if start is None else f"{wall[start]:.2f}"
+        print(
+            f"{label:<52} {wall[key]:7.2f} {wall[key] / n * 1000:9.1f} {start_text:>8} "
+            f"{steady:>16} {cpu[key]:7.2f} {cpu[key] / n * 1000:13.1f}"
+        )
+    print()
+    print(
+        f"2 workers vs 1: {wall['fleet1'] / wall['fleet2']:.2f}x wall, "
+        f"{steady1 / steady2:.2f}x steady state (goal >= 1.7x)"
+    )
+    print(
+        "fleet overhead per trace, 1 worker vs the loop on 1 thread: "
+        f"{(steady1 - wall['loop1']) / n * 1000:+.1f} ms wall steady, "
+        f"{(cpu['fleet1'] - cpu['loop1']) / n * 1000:+.1f} ms CPU (the fleet's CPU counts "
+        "everything: starting the cluster, imports in the workers, the driver, hashing, "
+        "writing the dataset, the pooled summary)"
+    )
+    print(
+        f"2 workers vs the loop on all cores: {wall['loop'] / wall['fleet2']:.2f}x wall, "
+        f"{wall['loop'] / steady2:.2f}x steady"
+    )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,219 @@
+"""The fleet dataset on disk: one Parquet file per table and trace, Hive-partitioned.
+
+::
+
+    DATASET/
+      traces/trace_id=<sha256>/part.parquet      one row: path, status, error, counts…
+      conflicts/trace_id=<sha256>/part.parquet   one row per failed operation
+      blockers/trace_id=<sha256>/part.parquet    one row per (conflict, blocking handle)
+      episodes/trace_id=<sha256>/part.parquet    one row per lock episode, its blocked intervals
+      retries/trace_id=<sha256>/part.parquet     one row per retry chain, with its assessment
+      .tmp/                                      files being written (never inside a table)
+
+``trace_id`` is the sha256 of the trace file's bytes; it is not stored in the files, the
+partition folders carry it (``pl.scan_parquet(DATASET / "conflicts", hive_partitioning=True)``,
+DuckDB's ``read_parquet('DATASET/conflicts/*/*.parquet', hive_partitioning = true)``,
+Spark's ``spark.read.parquet("DATASET/conflicts")``).
+
+Writes are atomic per partition: a file is written under ``.tmp/`` and renamed into its
+partition folder, so a reader, or a run that was killed, never leaves half a file. The
+workers write a trace's tables themselves when they see the dataset (the same machine, or a
+shared file system; otherwise the tables travel back and the driver writes them); the
+driver writes the trace's ``traces`` row after them: a trace is in the dataset (and
+skipped by the next run) only once all its tables are. :func:`read_table` reads only the
+tables of such complete, successfully analysed traces.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import shutil
+import time
+from collections.abc import Collection
+from datetime import date as Date
+from pathlib import Path
+
+import polars as pl
+
+from traceaudit.fleet.task import TABLES, TRACE_SCHEMA, TraceResult, analyse_file
+
+__all__ = [
+    "ALL_TABLES",
+    "DatasetWriter",
+    "analyse_into",
+    "put_partition",
+    "known_traces",
+    "read_table",
+    "scan_table",
+    "table_files",
+]
+
+ALL_TABLES = ("traces", *TABLES)
+PART = "part.parquet"
+TMP = ".tmp"
+_STALE_S = 3600.0
+
+
+def _partition(root: Path, table: str, trace_id: str) -> Path:
+    return root / table / f"trace_id={trace_id}"
+
+
+def table_files(dataset: str | os.PathLike[str], table: str) -> list[Path]:
+    """The Parquet files of ``table`` (one per trace), in no particular order."""
+    folder = Path(dataset) / table
+    if not folder.is_dir():
+        return []
+    return [
+        entry / PART
+        for entry in folder.iterdir()
+        if entry.name.startswith("trace_id=") and (entry / PART).is_file()
+    ]
+
+
+def scan_table(dataset: str | os.PathLike[str], table: str) -> pl.LazyFrame:
+    """Every partition of ``table`` as one lazy frame, with ``trace_id`` from the folders.
+
+    Includes the partitions of traces whose run was interrupted before their ``traces``
+    row was written; :func:`read_table` leaves those out.
+    """
+    if table not in ALL_TABLES:
+        from traceaudit.errors import UsageError
+
+        raise UsageError(f"unknown fleet table {table!r}; choose one of: {', '.join(ALL_TABLES)}")
+    files = table_files(dataset, table)
+    if not files:
+        schema = {"trace_id": pl.String(), **TRACE_SCHEMA} if table == "traces" else {}
+        return pl.LazyFrame(schema=schema or {"trace_id": pl.String()})
+    return pl.scan_parquet(
+        sorted(files),
+        hive_partitioning=True,
+        hive_schema={"trace_id": pl.String},
+        missing_columns="insert",
+        extra_columns="ignore",
+    )
+
+
+def known_traces(dataset: str | os.PathLike[str]) -> pl.DataFrame:
+    """The ``traces`` table: one row per trace in the dataset, analysed or failed."""
+    return scan_table(dataset, "traces").collect()
+
+
+def read_table(
+    dataset: str | os.PathLike[str], table: str, columns: list[str] | None = None
+) -> pl.DataFrame:
+    """``table`` for the traces analysed successfully (with ``trace_id``), in path order."""
+    traces = (
+        known_traces(dataset)
+        .filter(pl.col("status") == "ok")
+        .select("trace_id", _trace_path=pl.col("path"))
+    )
+    if table == "traces":
+        frame = known_traces(dataset)
+        return frame if columns is None else frame.select("trace_id", *columns)
+    lazy = scan_table(dataset, table)
+    if columns is not None:
+        lazy = lazy.select("trace_id", *columns)
+    frame = lazy.collect()
+    if "trace_id" not in frame.columns:  # no partition at all
+        return frame
+    return (
+        frame.join(traces, on="trace_id", how="inner", maintain_order="left")
+        .sort("_trace_path", maintain_order=True)
+        .drop("_trace_path")
+    )
+
+
+def put_partition(root: Path, tmp: Path, table: str, trace_id: str, frame: pl.DataFrame) -> None:
+    """Write one partition atomically: to a temporary file under ``tmp`` (same volume),
+    then renamed over ``root/table/trace_id=<id>/part.parquet``."""
+    folder = _partition(root, table, trace_id)
+    folder.mkdir(exist_ok=True)
+    temporary = tmp / f"{table}-{trace_id}-{secrets.token_hex(4)}.parquet"
+    try:
+        frame.write_parquet(temporary, compression="zstd")
+        os.replace(temporary, folder / PART)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
+
+
+def analyse_into(
+    path: str,
+    dataset: str,
+    tmp: str,
+    sniff: bool = False,
+    *,
+    known: Collection[str] = frozenset(),
+    date: Date | None = None,
+    strict: bool = False,
+) -> TraceResult:
+    """Run on a worker: :func:`~traceaudit.fleet.task.analyse_file`, then write the trace's
+    tables (not its ``traces`` row: the driver commits that) straight into the dataset,
+    when this worker sees the run's temporary folder ``tmp`` (a shared file system, or the
+    same machine). Otherwise the tables travel back to the driver, which writes them."""
+    result = analyse_file(path, sniff=sniff, known=known, date=date, strict=strict)
+    if result.tables and result.trace_id is not None and os.path.isdir(tmp):
+        for table, frame in result.tables.items():
+            put_partition(Path(dataset), Path(tmp), table, result.trace_id, frame)
+        result.tables = {}
+        result.written = True
+    return result
+
+
+class DatasetWriter:
+    """Creates the dataset's folders and commits :class:`~traceaudit.fleet.task.TraceResult`
+    partitions atomically; ``tmp`` is this run's folder for files being written."""
+
+    def __init__(self, dataset: str | os.PathLike[str]) -> None:
+        self.root = Path(dataset).absolute()
+        if self.root.exists() and not self.root.is_dir():
+            from traceaudit.errors import UsageError
+
+            raise UsageError(f"{self.root}: the output must be a folder (the dataset), not a file.")
+        for table in ALL_TABLES:
+            (self.root / table).mkdir(parents=True, exist_ok=True)
+        tmp = self.root / TMP
+        tmp.mkdir(exist_ok=True)
+        self._clean_stale(tmp)
+        self.tmp = tmp / f"run-{os.getpid()}-{secrets.token_hex(8)}"
+        self.tmp.mkdir()
+
+    @staticmethod
+    def _clean_stale(tmp: Path) -> None:
+        """Remove what runs killed long ago left under ``.tmp`` (never in a table)."""
+        now = time.time()
+        for entry in tmp.iterdir():
+            with contextlib.suppress(OSError):
+                if now - entry.stat().st_mtime > _STALE_S:
+                    shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+
+    def _put(self, table: str, trace_id: str, frame: pl.DataFrame) -> None:
+        put_partition(self.root, self.tmp, table, trace_id, frame)
+
+    def write(self, result: TraceResult) -> None:
+        """Commit one trace: its tables first (unless a worker wrote them already), its
+        ``traces`` row last."""
+        assert result.trace_id is not None and result.trace is not None
+        for table in TABLES:
+            frame = result.tables.get(table)
+            if frame is not None:
+                self._put(table, result.trace_id, frame)
+            elif not result.written:  # a failed trace: drop what an earlier attempt left
+                shutil.rmtree(_partition(self.root, table, result.trace_id), ignore_errors=True)
+        self._put("traces", result.trace_id, result.trace)
+
+    def remove(self, trace_id: str) -> None:
+        """Take a trace out of the dataset: its ``traces`` row first, then its tables."""
+        for table in ALL_TABLES:
+            shutil.rmtree(_partition(self.root, table, trace_id), ignore_errors=True)
+
+    def close(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+    def __enter__(self) -> DatasetWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,314 @@
+"""The Dask driver: every trace under some paths, analysed on a cluster, into a dataset.
+
+:func:`fleet` discovers the files (:mod:`.discovery`), skips those already in the dataset,
+sends one task per file (:func:`~traceaudit.fleet.task.analyse_file`) to Dask distributed,
+writes each result as it arrives (:class:`~traceaudit.fleet.dataset.DatasetWriter`), and
+returns the pooled summary (:func:`~traceaudit.fleet.summary.summarize`).
+
+The cluster is a :class:`distributed.LocalCluster` of ``workers`` processes with one thread
+each (polars limited to one thread per worker, as Dask does for BLAS), or an existing
+cluster reached by its scheduler address: the same code path, a :class:`distributed.Client`.
+On a real cluster every worker must have traceaudit installed and see the trace files at
+the paths the driver sees; the driver writes the dataset.
+
+Dask is imported only when :func:`fleet` runs: ``import traceaudit`` never loads it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import secrets
+import sys
+import time
+from collections.abc import Iterator, Sequence
+from datetime import date as Date
+from pathlib import Path
+from typing import Any, TextIO
+
+import polars as pl
+
+from traceaudit.errors import TraceauditError, UsageError
+from traceaudit.fleet.dataset import DatasetWriter, analyse_into, known_traces
+from traceaudit.fleet.discovery import Candidate, discover
+from traceaudit.fleet.summary import FleetRun, FleetSummary, summarize
+from traceaudit.fleet.task import TraceResult, failed_result
+
+__all__ = ["fleet", "INSTALL_HINT"]
+
+INSTALL_HINT = "pip install 'traceaudit[fleet]'"
+_CONNECT_TIMEOUT_S = 20
+_WORKER_WAIT_S = 60
+
+
+def _distributed() -> Any:
+    """The ``distributed`` module, or a UsageError saying how to install it."""
+    try:
+        import distributed
+    except ImportError:
+        raise UsageError(
+            f"traceaudit fleet runs on Dask, which is not installed: {INSTALL_HINT} "
+            "(dask and distributed)."
+        ) from None
+    return distributed
+
+
+def _default_workers() -> int:
+    affinity = getattr(os, "sched_getaffinity", None)
+    return len(affinity(0)) if affinity else (os.cpu_count() or 1)
+
+
+def _worker_version() -> str:
+    """Run on a worker: the traceaudit version it imports."""
+    from traceaudit._version import __version__
+
+    return __version__
+
+
+@contextlib.contextmanager
+def _client(workers: int, scheduler: str | None) -> Iterator[Any]:
+    """A connected :class:`distributed.Client`: to ``scheduler``, or to a new local cluster."""
+    distributed = _distributed()
+    with contextlib.ExitStack() as stack:
+        if scheduler is None:
+            cluster = stack.enter_context(
+                distributed.LocalCluster(
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    dashboard_address=None,
+                    # a worker's own log lines (a heartbeat racing the shutdown) are noise
+                    # here: what goes wrong with a trace comes back with its result
+                    silence_logs=logging.CRITICAL,
+                    env={"POLARS_MAX_THREADS": "1"},
+                )
+            )
+            client = stack.enter_context(distributed.Client(cluster))
+        else:
+            try:
+                client = stack.enter_context(
+                    distributed.Client(scheduler, timeout=f"{_CONNECT_TIMEOUT_S}s")
+                )
+            except (OSError, TimeoutError, ValueError) as exc:
+                raise TraceauditError(
+                    f"cannot reach the Dask scheduler at {scheduler}: {exc}. Check the address "
+                    "(tcp://host:8786) and that the scheduler is running."
+                ) from None
+            try:
+                client.wait_for_workers(1, timeout=_WORKER_WAIT_S)
+            except TimeoutError:
+                raise TraceauditError(
+                    f"the Dask scheduler at {scheduler} has no worker after {_WORKER_WAIT_S} s: "
+                    "start some (dask worker ADDRESS --nthreads 1)."
+                ) from None
+        _check_workers(client)
+        yield client
+
+
+def _check_workers(client: Any) -> None:
+    """Fail early, with a clear message, when the workers cannot import traceaudit."""
+    from traceaudit._version import __version__
+
+    try:
+        theirs = client.submit(_worker_version, pure=False).result(timeout=120)
+    except (ImportError, AttributeError) as exc:
+        raise TraceauditError(
+            f"the Dask workers cannot run traceaudit ({exc}): install the same version "
+            f"({__version__}) on every worker: {INSTALL_HINT}."
+        ) from None
+    if theirs != __version__:
+        raise TraceauditError(
+            f"the Dask workers run traceaudit {theirs}, this driver {__version__}: install "
+            "the same version everywhere, or the dataset would mix two analyses."
+        )
+
+
+class _Progress:
+    """One bar for the whole fleet on stderr when it is a terminal; else silence until
+    the final one-line count."""
+
+    def __init__(self, total: int, stream: TextIO | None, enabled: bool) -> None:
+        self.total = total
+        self.stream = stream if stream is not None else sys.stderr
+        self.enabled = enabled
+        self.tty = enabled and hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.done = 0
+        self.failed = 0
+        self.start = time.monotonic()
+        self._drawn = 0.0
+
+    def advance(self, n: int = 1, *, failed: bool = False) -> None:
+        self.done += n
+        self.failed += int(failed)
+        now = time.monotonic()
+        if self.tty and (now - self._drawn > 0.1 or self.done == self.total):
+            self._drawn = now
+            width = 30
+            filled = int(width * self.done / self.total) if self.total else width
+            failed_text = f", {self.failed:,} failed" if self.failed else ""
+            self.stream.write(
+                f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done:,}/{self.total:,} "
+                f"traces{failed_text}, {now - self.start:,.1f} s"
+            )
+            self.stream.flush()
+
+    def finish(self, line: str) -> None:
+        if not self.enabled:
+            return
+        if self.tty:
+            self.stream.write("\r\x1b[K")
+        self.stream.write(line + "\n")
+        self.stream.flush()
+
+
+def _check_options(
+    workers: int | None, scheduler: str | None, target: float, max_wait_ms: float | None
+) -> None:
+    if workers is not None and scheduler is not None:
+        raise UsageError(
+            "--workers and --scheduler exclude each other: --workers starts a local cluster, "
+            "--scheduler uses an existing one."
+        )
+    if workers is not None and workers < 1:
+        raise UsageError(f"workers must be at least 1, got {workers!r}")
+    if not 0 < target <= 1:
+        raise UsageError(f"target must be in (0, 1], got {target!r}")
+    if max_wait_ms is not None and not max_wait_ms >= 0:
+        raise UsageError(f"max_wait_ms must be ≥ 0, got {max_wait_ms!r}")
+
+
+def fleet(
+    paths: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
+    output: str | os.PathLike[str],
+    *,
+    workers: int | None = None,
+    scheduler: str | None = None,
+    target: float = 0.99,
+    max_wait_ms: float | None = None,
+    date: Date | None = None,
+    strict: bool = False,
+    progress: bool = True,
+    stream: TextIO | None = None,
+) -> FleetSummary:
+    """Analyse every trace under ``paths`` on Dask into the Parquet dataset ``output``.
+
+    ``paths``: trace files, folders (walked recursively; files no reader recognises are
+    ignored) and glob patterns. ``workers``: size of the local cluster (default: one
+    process per core); ``scheduler``: the address of an existing cluster instead
+    (``tcp://host:8786``). Traces already in ``output`` (same sha256 of their bytes) are
+    skipped; a trace that cannot be read is recorded with its error and never stops the
+    run. ``target``, ``max_wait_ms``, ``date`` and ``strict`` mean what they mean for
+    :func:`traceaudit.analyze`. ``progress``: a bar on ``stream`` (stderr) when it is a
+    terminal, and a final one-line count.
+
+    Returns the pooled :class:`~traceaudit.fleet.summary.FleetSummary` of the whole dataset.
+    """
+    _check_options(workers, scheduler, target, max_wait_ms)
+    items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
+    if not items:
+        raise UsageError("give at least one trace file, folder or glob pattern.")
+    dataset = Path(output)
+    if dataset.exists() and not dataset.is_dir():
+        raise UsageError(f"{dataset}: the output must be a folder (the dataset), not a file.")
+    candidates = discover(items, exclude=dataset)
+    _distributed()  # fail on a missing Dask before anything is written
+    n_workers = workers if workers is not None else _default_workers()
+    start = time.perf_counter()
+    bar = _Progress(len(candidates), stream, progress)
+    with DatasetWriter(dataset) as writer:
+        counts = _run(writer, candidates, n_workers, scheduler, date, strict, bar)
+    run = FleetRun(
+        found=len(candidates),
+        seconds=time.perf_counter() - start,
+        workers=None if scheduler else n_workers,
+        scheduler=scheduler,
+        **counts,
+    )
+    bar.finish(run.line())
+    return summarize(dataset, target=target, max_wait_ms=max_wait_ms, run=run)
+
+
+def _run(
+    writer: DatasetWriter,
+    candidates: list[Candidate],
+    workers: int,
+    scheduler: str | None,
+    date: Date | None,
+    strict: bool,
+    bar: _Progress,
+) -> dict[str, int]:
+    counts = {"analysed": 0, "failed": 0, "skipped": 0, "ignored": 0, "duplicates": 0}
+    known = known_traces(writer.root)
+    content = known.filter(pl.col("id_from") == "content")
+    by_stat = {
+        (r["path"], r["size_bytes"], r["mtime_ns"])
+        for r in content.select("path", "size_bytes", "mtime_ns").iter_rows(named=True)
+    }
+    ids = frozenset(content["trace_id"].to_list())
+    path_ids = {
+        r["path"]: r["trace_id"]
+        for r in known.filter(pl.col("id_from") == "path")
+        .select("path", "trace_id")
+        .iter_rows(named=True)
+    }
+    todo = [c for c in candidates if (c.path, c.size, c.mtime_ns) not in by_stat]
+    counts["skipped"] = len(candidates) - len(todo)
+    bar.advance(counts["skipped"])
+    written: set[str] = set()
+
+    def record(candidate: Candidate, result: TraceResult) -> None:
+        failed = result.status == "error"
+        if result.status == "not-a-trace":
+            counts["ignored"] += 1
+        elif result.status == "skipped" or result.trace_id in ids:
+            counts["skipped"] += 1
+        elif result.trace_id in written:
+            counts["duplicates"] += 1
+            failed = False
+        else:
+            assert result.trace_id is not None
+            writer.write(result)
+            written.add(result.trace_id)
+            counts["failed" if failed else "analysed"] += 1
+            stale = path_ids.get(candidate.path)
+            if stale is not None and stale != result.trace_id:
+                writer.remove(stale)  # it failed to open before; now it has a content id
+        bar.advance(failed=failed)
+
+    if todo:
+        distributed = _distributed()
+        with _client(workers, scheduler) as client:
+            [known_ids] = client.scatter([ids], broadcast=True)
+            token = secrets.token_hex(4)
+            n = len(todo)
+            futures = client.map(
+                analyse_into,
+                [c.path for c in todo],
+                [str(writer.root)] * n,
+                [str(writer.tmp)] * n,
+                [c.sniff for c in todo],
+                known=known_ids,
+                date=date,
+                strict=strict,
+                key=[f"traceaudit-fleet-{token}-{k}" for k in range(n)],
+                pure=False,
+            )
+            pending = {f.key: (f, c) for f, c in zip(futures, todo, strict=True)}
+            finished = distributed.as_completed(
+                [f for f, _ in pending.values()], with_results=True, raise_errors=False
+            )
+            for future, outcome in finished:
+                _, candidate = pending.pop(future.key)
+                future.release()
+                if isinstance(outcome, TraceResult):
+                    result = outcome
+                else:  # the worker died, or the task could not run there
+                    result = failed_result(
+                        candidate.path,
+                        f"the task failed on the cluster ({type(outcome).__name__}: {outcome})",
+                        date=date,
+                        strict=strict,
+                    )
+                record(candidate, result)
+    return counts
