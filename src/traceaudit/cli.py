@@ -77,6 +77,28 @@ def _say_json(text: str) -> None:
 _C1 = re.compile(r"[\x7f-\x9f]")
 
 
+class _JsonOut:
+    """Stdout for JSON written in pieces (:meth:`ReportData.write_json`): C1 and DEL
+    escaped as :func:`_say_json` does, flushed a megabyte at a time."""
+
+    LIMIT = 1 << 20
+
+    def __init__(self) -> None:
+        self._parts: list[str] = []
+        self._size = 0
+
+    def write(self, text: str) -> None:
+        self._parts.append(text)
+        self._size += len(text)
+        if self._size >= self.LIMIT:
+            self.flush()
+
+    def flush(self, *, end: str = "") -> None:
+        text = "".join(self._parts) + end
+        self._parts, self._size = [], 0
+        click.echo(_C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text), nl=False)
+
+
 def _fail(message: str, status: int = EXIT_BAD_INPUT) -> None:
     click.echo(f"error: {error_text(message)}", err=True)
     sys.exit(status)
@@ -300,7 +322,9 @@ def analyze(
             tz=tz,
         )
     if as_json:
-        _say_json(report.to_json())
+        out = _JsonOut()
+        report.write_json(out.write)
+        out.flush(end="\n")
     else:
         _say(report.to_text(limit=limit, snippets=snippets), nl=False)
     if html_path is not None:

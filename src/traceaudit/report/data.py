@@ -18,6 +18,8 @@ Two measures of time, named the same everywhere:
 from __future__ import annotations
 
 import json
+import secrets
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -245,35 +247,39 @@ class ReportData:
         return {"complete": not gaps, "gaps": gaps}
 
     def conflict_records(self) -> list[dict[str, Any]]:
-        frame = self.conflicts.with_columns(
-            time_iso=_iso_expr("time"),
-            blockers=_handle_records("blockers"),
-            candidates=_handle_records("candidates"),
-            sections=_section_records("sections"),
-        )
-        return [
-            {
-                "trace": row["trace"],
-                "row": row["row"],
-                "time": row["time_iso"],
-                "pid": row["pid"],
-                "process": row["process"],
-                "operation": row["operation"],
-                "path": row["path"],
-                "rename_target": row["rename_target"],
-                "result": row["result"],
-                "error_code": row["error_code"],
-                "kind": row["kind"],
-                "verdict": row["verdict"],
-                "reason": row["verdict_reason"],
-                "blockers": [_handle_dict(b) for b in row["blockers"]],
-                "candidates": [_handle_dict(b) for b in row["candidates"]],
-                "sections": row["sections"],
-                "remaining_ms": _round(row["remaining_ms"]),
-                "censored": row["censored"],
-            }
-            for row in frame.iter_rows(named=True)
-        ]
+        """One JSON record per failed operation (``conflicts`` in the JSON document)."""
+        return list(self.iter_conflict_records())
+
+    def iter_conflict_records(self) -> Iterator[dict[str, Any]]:
+        """:meth:`conflict_records` a slice at a time, for output that streams."""
+        for part in _slices(self.conflicts):
+            frame = part.with_columns(
+                time_iso=_iso_expr("time"),
+                blockers=_handle_records("blockers"),
+                candidates=_handle_records("candidates"),
+                sections=_section_records("sections"),
+            )
+            for row in frame.iter_rows(named=True):
+                yield {
+                    "trace": row["trace"],
+                    "row": row["row"],
+                    "time": row["time_iso"],
+                    "pid": row["pid"],
+                    "process": row["process"],
+                    "operation": row["operation"],
+                    "path": row["path"],
+                    "rename_target": row["rename_target"],
+                    "result": row["result"],
+                    "error_code": row["error_code"],
+                    "kind": row["kind"],
+                    "verdict": row["verdict"],
+                    "reason": row["verdict_reason"],
+                    "blockers": [_handle_dict(b) for b in row["blockers"]],
+                    "candidates": [_handle_dict(b) for b in row["candidates"]],
+                    "sections": row["sections"],
+                    "remaining_ms": _round(row["remaining_ms"]),
+                    "censored": row["censored"],
+                }
 
     def window_dict(self) -> dict[str, Any]:
         rows = self.windows.to_dicts()
@@ -285,22 +291,34 @@ class ReportData:
 
     def blocked_dict(self) -> dict[str, Any]:
         """Blocked times of the lock episodes: the table (overall, by holder) and each one."""
+        return self._blocked_dict(list(self.iter_episode_records()))
+
+    def _blocked_dict(self, episodes: Any) -> dict[str, Any]:
         rows = [
             {k: (_round(v) if isinstance(v, float) else v) for k, v in r.items()}
             for r in self.blocked_windows.to_dicts()
         ]
         overall = {k: v for k, v in rows[0].items() if k != "holder"} if rows else {}
-        episodes = []
-        if self.blocked_times.height:
-            joined = self.blocked_times.join(
+        return {"overall": overall, "by_process": rows[1:], "episodes": episodes}
+
+    def iter_episode_records(self) -> Iterator[dict[str, Any]]:
+        """One JSON record per lock episode with its blocked time (``blocked.episodes``)."""
+        if not self.blocked_times.height:
+            return
+        joined = (
+            self.blocked_times.join(
                 self.conflicts.select(
                     "trace", "conflict", "time", "pid", "process", "operation", "path", "error_code"
                 ),
                 on=["trace", "conflict"],
                 how="left",
-            ).with_columns(time=_iso_expr("time"))
-            episodes = [
-                {
+            )
+            .with_columns(time=_iso_expr("time"))
+            .sort("trace", "episode")
+        )
+        for part in _slices(joined):
+            for r in part.iter_rows(named=True):
+                yield {
                     "trace": r["trace"],
                     "episode": r["episode"],
                     "time": r["time"],
@@ -313,9 +331,6 @@ class ReportData:
                     "blocked_ms": _round(r["blocked_ms"]),
                     "censored": r["censored"],
                 }
-                for r in joined.sort("trace", "episode").iter_rows(named=True)
-            ]
-        return {"overall": overall, "by_process": rows[1:], "episodes": episodes}
 
     def filters_dict(self) -> dict[str, Any]:
         out: dict[str, Any] = {k: v for k, v in self.filters.items() if v}
@@ -325,6 +340,11 @@ class ReportData:
         return out
 
     def retry_records(self) -> list[dict[str, Any]]:
+        """One JSON record per retry chain, with its assessment (``retries``)."""
+        return list(self.iter_retry_records())
+
+    def iter_retry_records(self) -> Iterator[dict[str, Any]]:
+        """:meth:`retry_records` a slice at a time."""
         frame = self.chains
         if self.app_retries.height:
             assessed = self.app_retries.select(
@@ -341,45 +361,77 @@ class ReportData:
         frame = frame.with_columns(
             first_failure=_iso_expr("first_failure"), last_attempt=_iso_expr("last_attempt")
         )
-        return [
-            {
-                "trace": r["trace"],
-                "pid": r["pid"],
-                "process": r["process"],
-                "operation": r["operation"],
-                "path": r["path"],
-                "error_code": r["error_code"],
-                "attempts": r["attempts"],
-                "failures": r["failures"],
-                "first_failure": r["first_failure"],
-                "last_attempt": r["last_attempt"],
-                "delays_ms": [_round(d) for d in r["delays_ms"]],
-                "total_ms": _round(r["total_ms"]),
-                "succeeded": r["succeeded"],
-                "schedule": r["schedule"],
-                "assessment": r["assessment"],
-                "needed_extra_ms": _round(r["needed_extra_ms"]),
-                "advice": r["advice"],
-            }
-            for r in frame.iter_rows(named=True)
-        ]
+        for part in _slices(frame):
+            for r in part.iter_rows(named=True):
+                yield {
+                    "trace": r["trace"],
+                    "pid": r["pid"],
+                    "process": r["process"],
+                    "operation": r["operation"],
+                    "path": r["path"],
+                    "error_code": r["error_code"],
+                    "attempts": r["attempts"],
+                    "failures": r["failures"],
+                    "first_failure": r["first_failure"],
+                    "last_attempt": r["last_attempt"],
+                    "delays_ms": [_round(d) for d in r["delays_ms"]],
+                    "total_ms": _round(r["total_ms"]),
+                    "succeeded": r["succeeded"],
+                    "schedule": r["schedule"],
+                    "assessment": r["assessment"],
+                    "needed_extra_ms": _round(r["needed_extra_ms"]),
+                    "advice": r["advice"],
+                }
 
     def to_dict(self) -> dict[str, Any]:
         """The stable JSON document (see the README's "JSON output" section)."""
+        return self._document(
+            self.conflict_records(), list(self.iter_episode_records()), self.retry_records()
+        )
+
+    def _document(self, conflicts: Any, episodes: Any, retries: Any) -> dict[str, Any]:
+        """The JSON document around its three long lists (given, or stand-ins for them)."""
         return {
             "trace": self._trace_dict(),
             "traces": [t.to_dict() for t in self.traces],
             "filters": self.filters_dict(),
             "warnings": list(self.warnings),
-            "conflicts": self.conflict_records(),
+            "conflicts": conflicts,
             "windows": self.window_dict(),
-            "blocked": self.blocked_dict(),
-            "retries": self.retry_records(),
+            "blocked": self._blocked_dict(episodes),
+            "retries": retries,
             "policy": None if self.policy is None else self.policy.to_dict(),
             "policy_withheld": self.policy_withheld,
             "replay": self.replay_records(),
             "snippets": self.snippets(),
         }
+
+    def write_json(self, write: Callable[[str], object], indent: int | None = 2) -> None:
+        """Write :meth:`to_json`'s text through ``write``, piece by piece.
+
+        The three lists that grow with the trace (conflicts, lock episodes, retry chains)
+        are encoded a record at a time, so a report of a million conflicts never exists
+        as one string or one list of dicts; the text is the same, byte for byte.
+        """
+        token = secrets.token_hex(8)
+        streams = {
+            f"stream:{name}:{token}": records
+            for name, records in (
+                ("conflicts", self.iter_conflict_records()),
+                ("episodes", self.iter_episode_records()),
+                ("retries", self.iter_retry_records()),
+            )
+        }
+        text = json.dumps(self._document(*streams), indent=indent, ensure_ascii=False)
+        for placeholder, records in streams.items():
+            quoted = json.dumps(placeholder)
+            at = text.index(quoted)
+            write(text[:at])
+            line_start = text.rfind("\n", 0, at) + 1
+            margin = len(text[line_start:at]) - len(text[line_start:at].lstrip(" "))
+            _write_list(write, records, indent, margin)
+            text = text[at + len(quoted) :]
+        write(text)
 
     def snippets(self) -> dict[str, str]:
         """The suggested policy as Rust, Python, Go and .NET code (empty with no policy)."""
@@ -393,3 +445,35 @@ class ReportData:
 
     def to_json(self, indent: int | None = 2) -> str:
         return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+
+
+STREAM_SLICE = 10_000
+"""Rows turned into records at a time when the JSON document streams."""
+
+
+def _slices(frame: pl.DataFrame) -> Iterator[pl.DataFrame]:
+    size = STREAM_SLICE
+    for offset in range(0, frame.height, size):
+        yield frame.slice(offset, size)
+
+
+def _write_list(
+    write: Callable[[str], object],
+    records: Iterable[dict[str, Any]],
+    indent: int | None,
+    margin: int,
+) -> None:
+    """A JSON list as ``json.dumps`` would lay it out at ``margin`` spaces of indentation."""
+    if indent is None:
+        opening, separator, closing = "[", ", ", "]"
+    else:
+        inner = "\n" + " " * (margin + indent)
+        opening, separator, closing = "[" + inner, "," + inner, "\n" + " " * margin + "]"
+    first = True
+    for record in records:
+        item = json.dumps(record, indent=indent, ensure_ascii=False)
+        if indent is not None:
+            item = item.replace("\n", "\n" + " " * (margin + indent))
+        write((opening if first else separator) + item)
+        first = False
+    write("[]" if first else closing)
