@@ -108,7 +108,17 @@ def _under(key: str) -> pl.Expr:
 
 
 def _trace_span(report: Report, trace: str | None) -> tuple[int | None, int | None]:
-    """First and last event time (epoch ns) of the trace named ``trace`` (or of all)."""
+    """First and last event time (epoch ns) of the capture named ``trace`` (or of all).
+
+    From the traces' summaries, which count every event read: ``report.events`` holds
+    only the events the analysis kept, a narrower span. The kept events serve only when
+    no summary has a time.
+    """
+    chosen = [t for t in report.traces if trace is None or t.name == trace] or list(report.traces)
+    firsts = [_epoch_ns(t.first, t.first_ns) for t in chosen if t.first is not None]
+    lasts = [_epoch_ns(t.last, t.last_ns) for t in chosen if t.last is not None]
+    if firsts and lasts:
+        return min(firsts), max(lasts)
     events = report.events
     if events.height and "time" in events.columns:
         if trace is not None and "trace" in events.columns:
@@ -118,10 +128,7 @@ def _trace_span(report: Report, trace: str | None) -> tuple[int | None, int | No
         ).row(0)
         if span[0] is not None:
             return int(span[0]), int(span[1])
-    chosen = [t for t in report.traces if trace is None or t.name == trace] or list(report.traces)
-    firsts = [_epoch_ns(t.first, t.first_ns) for t in chosen if t.first is not None]
-    lasts = [_epoch_ns(t.last, t.last_ns) for t in chosen if t.last is not None]
-    return (min(firsts) if firsts else None), (max(lasts) if lasts else None)
+    return None, None
 
 
 # ---------------------------------------------------------------------------- paths
