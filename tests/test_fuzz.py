@@ -230,6 +230,31 @@ def _check(tmp: Path, count: int, seed: int) -> None:
         assert peak is None or peak < PEAK_LIMIT_MB, f"a worker peaked at {peak} MB"
 
 
+@pytest.mark.skipif(
+    not sys.platform.startswith("linux"), reason="the worker reads VmHWM on Linux only"
+)
+def test_a_worker_reports_its_own_peak_not_its_parents(tmp_path: Path) -> None:
+    # Linux hands a vfork-started child the parent's peak in ru_maxrss: after the rest of
+    # the suite, idle workers "peaked" at the pytest process's 3 GB.
+    spec = tmp_path / "none.json"
+    spec.write_text("[]", encoding="utf-8")
+    parent = (
+        "import subprocess, sys\n"
+        "held = bytearray(1 << 30)\n"
+        "held[::4096] = b'\\x01' * len(range(0, 1 << 30, 4096))  # resident, not just reserved\n"
+        "del held\n"
+        "sys.stdout.write(subprocess.run(sys.argv[1:], capture_output=True, text=True).stdout)\n"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", parent, sys.executable, str(WORKER), str(spec), str(MEMORY_LIMIT)],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    peak = json.loads(out.splitlines()[-1])["peak_mb"]
+    assert peak is not None and peak < 512, f"an idle worker reported {peak} MB"
+
+
 def test_a_few_hundred_mutants_of_every_format_end_in_exit_0_or_3(tmp_path):
     _check(tmp_path, count=400, seed=20261204)
 
