@@ -58,7 +58,21 @@ def sink(text):
     size += len(text)
 report.write_json(sink)
 elapsed = time.perf_counter() - start
-peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if resource else None
+def peak_mb():
+    # VmHWM: this process's own peak (ru_maxrss can carry a large parent's, see
+    # tests/support/fuzz_worker.py); ru_maxrss elsewhere (bytes on macOS), none on Windows
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    if resource is None:
+        return None
+    scale = 1024 * 1024 if sys.platform == "darwin" else 1024
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / scale
+peak = peak_mb()
 print(json.dumps({
     "events": report.traces[0].events, "seconds": elapsed, "peak_mb": peak,
     "conflicts": report.conflicts.height, "kept": report.events.height, "json_mb": size / 1e6,

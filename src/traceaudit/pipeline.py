@@ -364,6 +364,7 @@ def timeline(
         return path_timeline(source, path)
     if isinstance(source, Trace):
         return path_timeline(source.events, path)
+    from traceaudit.analysis.spill import detach
     from traceaudit.formats.load import open_batches, refuse_if_nothing_read
 
     batches = open_batches(Path(source), format=format, date=date, strict=strict)
@@ -372,7 +373,7 @@ def timeline(
     frames = []
     for frame in batches.frames:
         read += frame.height
-        frames.append(frame.filter(wanted))
+        frames.append(detach(frame.filter(wanted)))  # not the whole batch's strings
     refuse_if_nothing_read(batches.name, read, batches.skipped, batches.skipped_rows)
     events = pl.concat(frames) if frames else empty_events()
     return path_timeline(events.sort("time", "row"), path)

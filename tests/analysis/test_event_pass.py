@@ -20,7 +20,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from builders import TMP, Story
+from builders import TMP, Story, uv_with_backoff
 from locations import SAMPLES
 from traceaudit.analysis import event_pass as event_pass_module
 from traceaudit.analysis.completeness import completeness_of, ended_during_failure
@@ -203,6 +203,17 @@ def test_a_retry_a_batch_before_its_failure_is_kept():
     split = EventPass()
     for start in range(swapped.height):
         split.add(swapped.slice(start, 1))
-    assert split.kept().equals(one.kept())
-    chains = retry_chains(split.kept(), lock_failures(split.kept()))
+    kept = split.kept()
+    assert kept.equals(one.kept())
+    chains = retry_chains(kept, lock_failures(kept))
     assert chains["attempts"].to_list() == [2]
+
+
+def test_kept_hands_the_events_over_once() -> None:
+    # The pass forgets what it kept once it has handed it over: no second copy in memory.
+    story = uv_with_backoff(release_ms=100)
+    with EventPass() as event_pass:
+        event_pass.add(story.events())
+        first = event_pass.kept()
+        assert first.height > 0
+        assert event_pass.kept().is_empty()

@@ -36,7 +36,7 @@ from traceaudit.analysis.conflicts import is_lock_failure
 from traceaudit.analysis.handles import CLOSE_OPERATION, OPEN_OPERATION
 from traceaudit.analysis.rules import SEP, path_key
 from traceaudit.analysis.sections import is_mapping
-from traceaudit.analysis.spill import MEMORY_LIMIT, FrameSpill
+from traceaudit.analysis.spill import MEMORY_LIMIT, FrameSpill, detach
 from traceaudit.analysis.tally import TALLY_COLUMNS, EventTally, with_path_key
 from traceaudit.display import format_expr
 from traceaudit.schema import EVENT_SCHEMA
@@ -132,10 +132,13 @@ class EventPass:
             file_system=(pl.col("event_class") == "File System").fill_null(False),
         )
         failures = marked.filter(pl.col("failure"))
-        self._failures.append(failures.select(KEPT_COLUMNS))
+        # detach(): the few rows kept must not hold on to the whole batch's strings
+        self._failures.append(detach(failures.select(KEPT_COLUMNS)))
         rest = marked.filter(~pl.col("failure"))
         self._aside.add(rest.filter(pl.col("aside")).select(KEPT_COLUMNS))
-        self._exits.append(rest.filter(~pl.col("aside") & pl.col("exit")).select(KEPT_COLUMNS))
+        self._exits.append(
+            detach(rest.filter(~pl.col("aside") & pl.col("exit")).select(KEPT_COLUMNS))
+        )
         self._keep_retries(
             failures,
             rest.filter(~pl.col("aside") & ~pl.col("exit") & pl.col("file_system")),
@@ -149,11 +152,12 @@ class EventPass:
         others = others.select(*KEPT_COLUMNS, hash=_attempt_hash())
         candidates = others if self._previous is None else pl.concat([self._previous, others])
         failing = pl.col("hash").is_in(self._failing.implode())
-        self._retries.append(candidates.filter(failing).select(KEPT_COLUMNS))
+        self._retries.append(detach(candidates.filter(failing).select(KEPT_COLUMNS)))
         self._previous = others.filter(~failing)
 
     def kept(self) -> pl.DataFrame:
-        """The events kept, sorted by (time, row), with :data:`KEPT_COLUMNS`."""
+        """The events kept, sorted by (time, row), with :data:`KEPT_COLUMNS`; once: the
+        pass hands them over and forgets them."""
         failures = _concat(self._failures)
         same = (
             pl.concat(
@@ -167,7 +171,12 @@ class EventPass:
         )
         roots = failures.select(key=path_key("path"))["key"].drop_nulls().unique().sort()
         on_paths = self._aside.select(lambda frame: _on_failing_paths(frame, same, roots))
-        events = _concat([failures, *self._retries, *on_paths, *self._exits])
+        retries, exits = self._retries, self._exits
+        # Taken, not copied: the pieces would otherwise stay alive beside the result.
+        self._failures, self._retries, self._exits, self._previous = [], [], [], None
+        self._aside.close()
+        events = _concat([failures, *retries, *on_paths, *exits])
+        del failures, retries, on_paths, exits
         return events.sort("time", "row")
 
     def close(self) -> None:

@@ -67,44 +67,54 @@ def handles(events: pl.DataFrame) -> pl.DataFrame:
     open at nesting depth *d* is closed by the next close that brings the depth back below
     *d*. Grouping by (key, depth) leaves alternating open/close runs, so each open pairs
     with the event that follows it in its group.
+
+    The pairing runs on narrow columns (a number per key, time, row, +1/-1); the wide ones
+    (process, path, access, …) are gathered once at the end, which keeps a million opens
+    and closes in a few hundred megabytes.
     """
-    # The marks are collected once and both halves stacked eagerly: polars 2.0 panics on
-    # a plan that shares them lazily when the second half is empty.
-    marks = _bracket_marks(events).collect().lazy()
-    paired, orphans = _paired_opens(marks).collect(), _orphan_closes(marks).collect()
+    steps = events.filter(
+        ((pl.col("operation") == OPEN_OPERATION) & (pl.col("result") == "SUCCESS"))
+        | (pl.col("operation") == CLOSE_OPERATION)
+    ).with_columns(path_key=path_key("path"))
+    marks = _bracket_marks(steps)
+    paired = _paired_opens(marks)
+    orphans = marks.filter(pl.col("orphan_close")).select("step")
+    opened = steps[paired["step"]].with_columns(paired.select("closes", "next_time", "next_row"))
     out = (
-        pl.concat([paired, orphans], how="vertical_relaxed")
+        pl.concat(
+            [_open_handles(opened), _orphan_handles(steps[orphans["step"]])],
+            how="vertical_relaxed",
+        )
         .sort(pl.coalesce("opened", "closed"), pl.coalesce("open_row", "close_row"))
         .with_row_index("handle", offset=1)
     )
     return out.select([pl.col(name).cast(dtype) for name, dtype in HANDLE_SCHEMA.items()])
 
 
-def _bracket_marks(events: pl.DataFrame) -> pl.LazyFrame:
+def _bracket_marks(steps: pl.DataFrame) -> pl.DataFrame:
     """Successful opens (+1) and closes (-1) per pairing key, with their nesting ``level``.
 
-    Only a successful CreateFile yields a handle; every CloseFile (IRP_MJ_CLEANUP) ends
-    one. The key is the FILE_OBJECT when the trace has it (ETW: exact), else (pid, folded
-    path). A close that would take the depth below any seen so far closes a handle opened
-    before the capture (``orphan_close``); counting those lifts the later events' level so
-    that the remaining opens and closes still pair up by level.
+    ``steps`` holds the successful opens and every close, in event order; the result has
+    one narrow row per step (``step``: its position in ``steps``). Only a successful
+    CreateFile yields a handle; every CloseFile (IRP_MJ_CLEANUP) ends one. The key is the
+    FILE_OBJECT when the trace has it (ETW: exact), else (pid, folded path). A close that
+    would take the depth below any seen so far closes a handle opened before the capture
+    (``orphan_close``); counting those lifts the later events' level so that the remaining
+    opens and closes still pair up by level.
     """
     return (
-        events.lazy()
-        .filter(
-            ((pl.col("operation") == OPEN_OPERATION) & (pl.col("result") == "SUCCESS"))
-            | (pl.col("operation") == CLOSE_OPERATION)
-        )
-        .with_columns(
-            path_key=path_key("path"),
+        steps.lazy()
+        .select(
+            "time",
+            "row",
+            step=pl.int_range(pl.len(), dtype=pl.UInt32),
             delta=pl.when(pl.col("operation") == OPEN_OPERATION).then(1).otherwise(-1),
-        )
-        .with_columns(
-            # pl.format gives null for a null file object, so the (pid, path) key takes over
+            # pl.format gives null for a null file object, so the (pid, path) key takes over;
+            # then a number per key, in the keys' order: windows over integers are cheap
             pair_key=pl.coalesce(
                 format_expr("fo:{}", pl.col("file_object")),
                 format_expr("{}|{}", pl.col("pid"), pl.col("path_key")),
-            )
+            ).rank("dense"),
         )
         .sort("pair_key", "time", "row")
         .with_columns(depth=pl.col("delta").cum_sum().over("pair_key"))
@@ -119,49 +129,60 @@ def _bracket_marks(events: pl.DataFrame) -> pl.LazyFrame:
             + pl.col("orphan_close").cast(pl.Int64).cum_sum().over("pair_key")
             + pl.when(pl.col("delta") == -1).then(1).otherwise(0)
         )
+        .collect()
     )
 
 
-def _paired_opens(marks: pl.LazyFrame) -> pl.LazyFrame:
-    """One handle per open: closed by the next event at its (key, level), if that is a close.
-
-    An open with no close after it was still open when the capture ended (``open_at_end``).
-    """
+def _paired_opens(marks: pl.DataFrame) -> pl.DataFrame:
+    """One row per open (``step``): closed by the next event at its (key, level), if that
+    is a close (``closes``, ``next_time``, ``next_row``). An open with no close after it
+    was still open when the capture ended."""
     return (
-        marks.filter(~pl.col("orphan_close"))
+        marks.lazy()
+        .filter(~pl.col("orphan_close"))
         .with_columns(
             next_delta=pl.col("delta").shift(-1).over("pair_key", "level"),
             next_time=pl.col("time").shift(-1).over("pair_key", "level"),
             next_row=pl.col("row").shift(-1).over("pair_key", "level"),
         )
         .filter(pl.col("delta") == 1)
-        .with_columns(closes=(pl.col("next_delta") == -1).fill_null(False))
         .select(
-            "pid",
-            "process",
-            "path",
-            "path_key",
-            opened=pl.col("time"),
-            closed=pl.when(pl.col("closes")).then(pl.col("next_time")),
-            open_row=pl.col("row"),
-            close_row=pl.when(pl.col("closes")).then(pl.col("next_row")),
-            access_mask=pl.col("access_mask"),
-            share_mode=pl.col("share_mode"),
-            is_directory=pl.col("is_directory"),
-            delete_on_close=pl.col("delete_on_close"),
-            file_object=pl.col("file_object"),
-            open_before_capture=pl.lit(False),
-            open_at_end=~pl.col("closes"),
+            "step",
+            "next_time",
+            "next_row",
+            closes=(pl.col("next_delta") == -1).fill_null(False),
         )
+        .collect()
     )
 
 
-def _orphan_closes(marks: pl.LazyFrame) -> pl.LazyFrame:
+def _open_handles(opened: pl.DataFrame) -> pl.DataFrame:
+    """The handles of the opens, with their closes where the capture shows them."""
+    return opened.select(
+        "pid",
+        "process",
+        "path",
+        "path_key",
+        opened=pl.col("time"),
+        closed=pl.when(pl.col("closes")).then(pl.col("next_time")),
+        open_row=pl.col("row"),
+        close_row=pl.when(pl.col("closes")).then(pl.col("next_row")),
+        access_mask=pl.col("access_mask"),
+        share_mode=pl.col("share_mode"),
+        is_directory=pl.col("is_directory"),
+        delete_on_close=pl.col("delete_on_close"),
+        file_object=pl.col("file_object"),
+        open_before_capture=pl.lit(False),
+        open_at_end=~pl.col("closes"),
+    )
+
+
+def _orphan_handles(closes: pl.DataFrame) -> pl.DataFrame:
     """One handle per close with no open before it: open before the capture started.
 
     Its open is not in the trace, so its access, share mode and flags are unknown (null).
     """
-    return marks.filter(pl.col("orphan_close")).select(
+    return closes.select(
         "pid",
         "process",
         "path",

@@ -21,10 +21,24 @@ from types import TracebackType
 
 import polars as pl
 
-__all__ = ["FrameSpill", "MEMORY_LIMIT"]
+__all__ = ["FrameSpill", "MEMORY_LIMIT", "detach"]
 
 MEMORY_LIMIT = 64 * 1024 * 1024
 """Bytes of frames held in memory before they are written to disk."""
+
+
+def detach(frame: pl.DataFrame) -> pl.DataFrame:
+    """``frame`` with its own copy of its strings.
+
+    Polars strings are views into shared buffers: a few rows filtered out of a batch keep
+    the whole batch's strings alive (a batch of a CSV is tens of megabytes), so the small
+    frames kept from every batch of a big trace would hold on to all of it. Concatenating
+    an empty string writes each value anew, into buffers of the frame's own size.
+    """
+    strings = [name for name, dtype in frame.schema.items() if dtype == pl.String]
+    if not strings or frame.is_empty():
+        return frame
+    return frame.with_columns(pl.col(name) + pl.lit("") for name in strings)
 
 
 class FrameSpill:
@@ -42,6 +56,7 @@ class FrameSpill:
         if frame.is_empty():
             return
         self.rows += frame.height
+        frame = detach(frame)
         self._frames.append(frame)
         self._bytes += frame.estimated_size()
         if self._bytes > self.limit:
@@ -69,7 +84,7 @@ class FrameSpill:
 
     def select(self, keep: Callable[[pl.DataFrame], pl.DataFrame]) -> list[pl.DataFrame]:
         """``keep`` applied to every stored frame: what it leaves, in order."""
-        return [kept for frame in self.frames() if (kept := keep(frame)).height]
+        return [detach(kept) for frame in self.frames() if (kept := keep(frame)).height]
 
     def close(self) -> None:
         """Forget the frames and remove the files."""

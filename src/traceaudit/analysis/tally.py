@@ -26,6 +26,7 @@ import polars as pl
 
 from traceaudit.analysis.handles import CLOSE_OPERATION, OPEN_OPERATION
 from traceaudit.analysis.rules import path_key
+from traceaudit.analysis.spill import detach
 from traceaudit.display import format_expr
 
 __all__ = ["EventTally", "TALLY_COLUMNS", "handle_io", "with_path_key"]
@@ -99,8 +100,47 @@ def _handle_pair_hash() -> pl.Expr:
     ).hash(seed=0)
 
 
-def _merge_hashes(seen: pl.Series, new: pl.Series) -> pl.Series:
-    return pl.concat([seen, new.alias("hash")]).unique()
+_MERGE_AT_LEAST = 1 << 16
+_PENDING_SCHEMA: dict[str, pl.DataType] = {
+    "hash": pl.UInt64(),
+    "operation": pl.String(),
+    "path": pl.String(),
+    "time": pl.Datetime("ns"),
+    "row": pl.UInt32(),
+}
+
+
+class Hashes:
+    """A growing set of 64-bit hashes, fed a batch at a time.
+
+    Merging every batch into the whole set would cost the size of the set per batch, which
+    turns a hundred-million-event trace quadratic. New hashes wait in a list and are merged
+    once they outnumber the merged set (or 65,536): each hash is merged O(log n) times.
+    """
+
+    def __init__(self) -> None:
+        self._merged = _NO_HASHES
+        self._fresh: list[pl.Series] = []
+        self._waiting = 0
+
+    def add(self, new: pl.Series) -> None:
+        if not len(new):
+            return
+        new = new.alias("hash").unique()
+        self._fresh.append(new)
+        self._waiting += len(new)
+        if self._waiting > max(len(self._merged), _MERGE_AT_LEAST):
+            self.merged()
+
+    def merged(self) -> pl.Series:
+        """Every hash added, once each."""
+        if self._fresh:
+            self._merged = pl.concat([self._merged, *self._fresh]).unique()
+            self._fresh, self._waiting = [], 0
+        return self._merged
+
+    def __len__(self) -> int:
+        return len(self.merged())
 
 
 @dataclass
@@ -135,19 +175,11 @@ class EventTally:
             }
         )
     )
-    io_keys: pl.Series = field(default_factory=lambda: _NO_HASHES)
-    edge_keys: pl.Series = field(default_factory=lambda: _NO_HASHES)
-    pending_io: pl.DataFrame = field(
-        default_factory=lambda: pl.DataFrame(
-            schema={
-                "hash": pl.UInt64,
-                "operation": pl.String,
-                "path": pl.String,
-                "time": pl.Datetime("ns"),
-                "row": pl.UInt32,
-            }
-        )
-    )
+    io_keys: Hashes = field(default_factory=Hashes)
+    edge_keys: Hashes = field(default_factory=Hashes)
+    _pending: list[pl.DataFrame] = field(default_factory=list)
+    _pending_rows: int = 0
+    _pending_floor: int = 0
     open_now: pl.DataFrame = field(
         default_factory=lambda: pl.DataFrame(schema={"hash": pl.UInt64, "open": pl.Int64})
     )
@@ -201,7 +233,7 @@ class EventTally:
                 closes=(pl.col("operation") == CLOSE_OPERATION).sum().cast(pl.Int64),
             )
         )
-        self.per_process = (
+        self.per_process = detach(
             pl.concat([self.per_process, counts.select(self.per_process.columns)])
             .sort("time", "row")
             .group_by("pid", maintain_order=True)
@@ -216,7 +248,7 @@ class EventTally:
         edges = fs.filter(pl.col("operation").is_in([OPEN_OPERATION, CLOSE_OPERATION])).select(
             hash=_pair_hash()
         )
-        self.edge_keys = _merge_hashes(self.edge_keys, edges["hash"])
+        self.edge_keys.add(edges["hash"])
         io = (
             handle_io(fs.lazy())
             .with_columns(hash=_pair_hash())
@@ -225,13 +257,13 @@ class EventTally:
             .agg(pl.col("operation", "path", "time", "row").first())
             .collect()
         )
-        self.io_keys = _merge_hashes(self.io_keys, io["hash"])
-        pending = pl.concat([self.pending_io, io.select(self.pending_io.columns)])
-        self.pending_io = (
-            pending.sort("time", "row")
-            .unique("hash", keep="first", maintain_order=True)
-            .join(self.edge_keys.to_frame(), on="hash", how="anti")
-        )
+        self.io_keys.add(io["hash"])
+        # First uses wait, and are checked against every pair opened or closed so far once
+        # they outnumber what remained after the last check (see Hashes for why).
+        self._pending.append(detach(io.select(list(_PENDING_SCHEMA))))
+        self._pending_rows += io.height
+        if self._pending_rows > max(2 * self._pending_floor, _MERGE_AT_LEAST):
+            self._compact_pending()
 
     def _add_brackets(self, batch: pl.DataFrame) -> None:
         """Handles opened before the capture (closes with no open) and open right now.
@@ -274,6 +306,22 @@ class EventTally:
     def io_handles(self) -> int:
         """How many (process, file) pairs were used for I/O through a handle."""
         return len(self.io_keys)
+
+    @property
+    def pending_io(self) -> pl.DataFrame:
+        """The first use of each I/O pair with no open or close so far."""
+        return self._compact_pending()
+
+    def _compact_pending(self) -> pl.DataFrame:
+        pending = pl.concat([pl.DataFrame(schema=_PENDING_SCHEMA), *self._pending])
+        pending = (
+            pending.sort("time", "row")
+            .unique("hash", keep="first", maintain_order=True)
+            .join(self.edge_keys.merged().to_frame(), on="hash", how="anti")
+        )
+        self._pending, self._pending_rows = [pending], pending.height
+        self._pending_floor = pending.height
+        return pending
 
     @property
     def io_without_open(self) -> pl.DataFrame:

@@ -46,7 +46,7 @@ __all__ = [
     "whole_trace_batches",
 ]
 
-BATCH_ROWS = 250_000
+BATCH_ROWS = 100_000
 """Rows per batch by default: a few tens of MB of events, whatever the trace's size."""
 
 CHEAP_COLUMNS = frozenset(

@@ -166,10 +166,14 @@ def _conflict_groups(report: Report, limit: int | None) -> list[str]:
     if conflicts.is_empty():
         return []
     lines = ["", "Conflicts by path: " + _verdict_counts(conflicts)]
-    frame = _with_clock_text(conflicts).with_columns(key=pl.col("path").str.to_lowercase())
+    keyed = conflicts.with_columns(key=pl.col("path").str.to_lowercase())
+    keys = keyed["key"].unique(maintain_order=True)
+    # Only the paths shown are grouped and formatted: a big trace has 100,000s of conflicts.
+    shown_keys = keys if not limit else keys.head(limit)
+    if len(shown_keys) < len(keys):
+        keyed = keyed.filter(pl.col("key").is_in(shown_keys.implode()))
     follow_up = _follow_ups(report)
-    groups = list(frame.group_by("key", maintain_order=True))
-    shown = groups if not limit else groups[:limit]
+    shown = list(_with_clock_text(keyed).group_by("key", maintain_order=True))
     for _, group in shown:
         first = group.row(0, named=True)
         ops = ", ".join(sorted(set(group["operation"].fill_null("?"))))
@@ -201,7 +205,7 @@ def _conflict_groups(report: Report, limit: int | None) -> list[str]:
             lines.append(
                 f"    ... {group.height - MAX_CONFLICTS_PER_PATH} more failures on this path"
             )
-    hidden = len(groups) - len(shown)
+    hidden = len(keys) - len(shown)
     if hidden:
         lines += [
             "",
