@@ -9,7 +9,7 @@ from pathlib import Path
 
 import polars as pl
 import pytest
-from test_fleet_units import FAMILIES, assert_pooled_equal, damaged_csv, good_paths
+from test_fleet_units import assert_pooled_equal, good_paths, make_fleet
 
 import traceaudit
 from traceaudit.fleet.task import TABLES, content_id
@@ -21,14 +21,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def fleet_run(tmp_path_factory: pytest.TempPathFactory):
-    root = tmp_path_factory.mktemp("fleet")
-    traces = root / "traces"
-    for k, (family, seed) in enumerate(FAMILIES):
-        folder = traces / f"machine-{k % 2}"
-        folder.mkdir(parents=True, exist_ok=True)
-        traceaudit.simulate(family, seed=seed).write_csv(folder / f"{family}-{seed}.csv")
-    damaged_csv(traces / "machine-0" / "damaged.csv")
-    (traces / "machine-1" / "notes.txt").write_text("not a trace\n", encoding="utf-8")
+    traces = make_fleet(tmp_path_factory.mktemp("fleet") / "traces")
     dataset = traces / "dataset"  # inside the input folder: never read as input
     stream = io.StringIO()
     summary = traceaudit.fleet([traces], dataset, workers=2, stream=stream)
@@ -93,3 +86,17 @@ def test_a_second_run_skips_what_is_already_in_the_dataset(fleet_run, tmp_path: 
     assert (run.analysed, run.failed, run.skipped, run.ignored) == (0, 0, 8, 1)
     assert {p: p.stat().st_mtime_ns for p in dataset.glob("*/*/part.parquet")} == before
     assert again.policy == first.policy
+
+
+def test_local_workers_run_polars_on_one_thread_even_when_the_caller_imported_it():
+    """One single-threaded task per core keeps every core busy: more polars threads would
+    only fight over them. polars is loaded in this process already (as in a notebook)."""
+    import os
+
+    from traceaudit.fleet.driver import _client
+
+    before = os.environ.get("POLARS_MAX_THREADS")
+    with _client(1, None) as client:
+        threads = client.run(pl.thread_pool_size)
+    assert list(threads.values()) == [1]
+    assert os.environ.get("POLARS_MAX_THREADS") == before  # this process's left as it was

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import io
 import json
+import multiprocessing
 import os
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from click.testing import CliRunner
 from polars.testing import assert_frame_equal
 
 import traceaudit
+from locations import SAMPLES
 from traceaudit.cli import main
 from traceaudit.errors import TraceFormatError
 from traceaudit.fleet.dataset import DatasetWriter, analyse_into, read_table, scan_table
@@ -42,16 +44,23 @@ def damaged_csv(path: Path) -> Path:
     return path
 
 
-@pytest.fixture(scope="module")
-def traces(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A small fleet: simulated traces in two machine folders, a damaged one, a note."""
-    root = tmp_path_factory.mktemp("fleet-traces")
+def make_fleet(root: Path) -> Path:
+    """Simulated traces in two machine folders, a damaged one, a note. The two
+    extract-rename traces are both ``extract-rename.csv``, as every machine's capture is
+    ``Logfile.PML``: ``analyze`` names the second ``extract-rename.csv #2``."""
     for k, (family, seed) in enumerate(FAMILIES):
         folder = root / f"machine-{k % 2}"
-        folder.mkdir(exist_ok=True)
-        traceaudit.simulate(family, seed=seed).write_csv(folder / f"{family}-{seed}.csv")
+        folder.mkdir(parents=True, exist_ok=True)
+        traceaudit.simulate(family, seed=seed).write_csv(folder / f"{family}.csv")
     damaged_csv(root / "machine-0" / "damaged.csv")
     (root / "machine-1" / "notes.txt").write_text("not a trace\n", encoding="utf-8")
+    return root
+
+
+@pytest.fixture(scope="module")
+def traces(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A small fleet (:func:`make_fleet`) and a hidden folder, never searched."""
+    root = make_fleet(tmp_path_factory.mktemp("fleet-traces"))
     hidden = root / ".cache"
     hidden.mkdir()
     traceaudit.simulate("censored", seed=9).write_csv(hidden / "skipped.csv")
@@ -59,7 +68,9 @@ def traces(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def good_paths(root: Path) -> list[str]:
-    return sorted(str(p.resolve()) for p in root.glob("machine-*/*-*.csv"))
+    """The readable traces of :func:`make_fleet`, in path order (the fleet's order)."""
+    found = root.glob("machine-*/*.csv")
+    return sorted(str(p.resolve()) for p in found if p.name != "damaged.csv")
 
 
 def test_discovery_walks_folders_sniffs_later_and_skips_the_output(traces: Path, tmp_path: Path):
@@ -113,6 +124,9 @@ def test_the_pooled_summary_equals_analyze_of_the_traces_together(traces: Path, 
     report = traceaudit.analyze(paths)
     assert_pooled_equal(summary, report)
     assert summary.failures.height == 1 and summary.analysed == len(paths)
+    names = summary.traces["trace"].drop_nulls().to_list()
+    assert names == [t.name for t in report.traces]
+    assert "extract-rename.csv #2" in names
 
 
 def assert_pooled_equal(summary, report) -> None:
@@ -137,6 +151,7 @@ def test_the_dataset_is_hive_partitioned_by_trace_and_left_clean(traces: Path, t
     conflicts = pl.scan_parquet(dataset / "conflicts", hive_partitioning=True).collect()
     assert set(conflicts["trace_id"].unique()) == ids
     assert read_table(dataset, "conflicts").height == conflicts.height
+    assert read_table(dataset, "traces")["path"].to_list() == sorted(paths)
     with pytest.raises(traceaudit.UsageError, match="unknown fleet table"):
         scan_table(dataset, "events")
 
@@ -179,6 +194,62 @@ def test_the_cli_says_how_to_install_dask_when_it_is_missing(
     result = CliRunner().invoke(main, ["fleet", str(traces), "-o", str(tmp_path / "out")])
     assert result.exit_code == 2
     assert "pip install 'traceaudit[fleet]'" in result.output
+    assert not (tmp_path / "out").exists()
+
+
+def test_the_summary_groups_unread_traces_by_reason_and_flags_incomplete_captures(
+    traces: Path, tmp_path: Path
+):
+    """Seven ETW traces without file I/O print their advice once, not seven times; a
+    capture pasted from Procmon's window is flagged as incomplete."""
+    dataset = tmp_path / "dataset"
+    pasted = SAMPLES / "uv-issue-pasted.tsv"
+    note = traces / "machine-1" / "notes.txt"
+    damaged = [damaged_csv(tmp_path / f"damaged-{k}.csv") for k in range(3)]
+    for k, path in enumerate(damaged):  # three distinct contents, three traces
+        path.write_bytes(path.read_bytes() + b"x" * k)
+    with DatasetWriter(dataset) as writer:  # files named: the note is recorded too
+        for path in [good_paths(traces)[0], pasted, note, *damaged]:
+            writer.write(analyse_file(path))
+    text = summarize(dataset).to_text()
+    answer = {line[2:13].strip(): line[14:] for line in text.splitlines()[3:] if line[:2] == "  "}
+    assert answer["Unread"].startswith(
+        "4 traces could not be read: not one event could be read (3), not a trace traceaudit "
+        "can read (1);"
+    )
+    assert answer["Caveat"].startswith(
+        "1 of 2 analysed traces is an incomplete capture (pasted-excerpt 1, io-without-open 1"
+    )
+    details = text[text.index("Traces that could not be read (4), by reason:") :].splitlines()
+    assert details[1] == "  not one event could be read (3 traces):"
+    assert details[2:5] == [f"    {p.resolve()}" for p in damaged]
+    assert details[5].startswith("    the first one: not one event could be read: all 5 rows")
+    assert details[6:8] == ["  not a trace traceaudit can read (1 trace):", f"    {note.resolve()}"]
+    assert details[8].startswith("    error: not a trace traceaudit can read (looks like")
+
+
+def test_the_output_must_be_a_new_folder_or_a_dataset(traces: Path, tmp_path: Path):
+    """``-o`` naming the traces' own folder would scatter tables among them: refused."""
+    with pytest.raises(traceaudit.UsageError, match="not a fleet dataset"):
+        traceaudit.fleet([traces], traces / "machine-0")
+    assert not (traces / "machine-0" / "traces").exists()
+
+
+def test_a_scheduler_that_cannot_be_reached_leaves_no_dataset(traces: Path, tmp_path: Path):
+    pytest.importorskip("distributed")
+    with pytest.raises(traceaudit.TraceauditError, match="cannot reach the Dask scheduler"):
+        traceaudit.fleet([traces], tmp_path / "out", scheduler="no-port-here", progress=False)
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_script_without_a_main_guard_is_told_what_to_do(
+    traces: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+):
+    """As a local worker process starts, Python imports the caller's script again: a call
+    to fleet() at its top level would start a cluster there."""
+    monkeypatch.setattr(multiprocessing.current_process(), "_inheriting", True, raising=False)
+    with pytest.raises(traceaudit.UsageError, match='if __name__ == "__main__"'):
+        traceaudit.fleet([traces], tmp_path / "out")
     assert not (tmp_path / "out").exists()
 
 
@@ -243,7 +314,9 @@ def test_the_progress_bar_draws_on_a_terminal_and_ends_with_one_line():
     bar.finish("fleet: 4 files: 3 analysed, 1 failed in 0.1 s")
     text = screen.getvalue()
     assert "\r[" in text and "4/4 traces, 1 failed" in text
-    assert text.endswith("\r\x1b[Kfleet: 4 files: 3 analysed, 1 failed in 0.1 s\n")
+    drawn = text.split("\r")[-3]  # the last bar, erased with as many spaces
+    assert text.endswith(f"\r{' ' * len(drawn)}\rfleet: 4 files: 3 analysed, 1 failed in 0.1 s\n")
+    assert "\x1b" not in text  # no ANSI escape: old Windows consoles print them as text
     quiet = io.StringIO()
     bar = _Progress(4, quiet, enabled=True)
     bar.advance(4)

@@ -103,14 +103,15 @@ def known_traces(dataset: str | os.PathLike[str]) -> pl.DataFrame:
 def read_table(
     dataset: str | os.PathLike[str], table: str, columns: list[str] | None = None
 ) -> pl.DataFrame:
-    """``table`` for the traces analysed successfully (with ``trace_id``), in path order."""
+    """``table`` with ``trace_id``, in path order: for ``traces``, every trace (failed ones
+    too); for the others, the rows of the traces analysed successfully."""
     traces = (
         known_traces(dataset)
         .filter(pl.col("status") == "ok")
         .select("trace_id", _trace_path=pl.col("path"))
     )
     if table == "traces":
-        frame = known_traces(dataset)
+        frame = known_traces(dataset).sort("path", maintain_order=True)
         return frame if columns is None else frame.select("trace_id", *columns)
     lazy = scan_table(dataset, table)
     if columns is not None:

@@ -23,12 +23,14 @@ import secrets
 import sys
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date as Date
 from pathlib import Path
 from typing import Any, TextIO
 
 import polars as pl
 
+from traceaudit.display import plural
 from traceaudit.errors import TraceauditError, UsageError
 from traceaudit.fleet.dataset import DatasetWriter, analyse_into, known_traces
 from traceaudit.fleet.discovery import Candidate, discover
@@ -40,6 +42,7 @@ __all__ = ["fleet", "INSTALL_HINT"]
 INSTALL_HINT = "pip install 'traceaudit[fleet]'"
 _CONNECT_TIMEOUT_S = 20
 _WORKER_WAIT_S = 60
+_POLARS_THREADS = "POLARS_MAX_THREADS"
 
 
 def _distributed() -> Any:
@@ -67,23 +70,73 @@ def _worker_version() -> str:
 
 
 @contextlib.contextmanager
+def _one_polars_thread_per_worker() -> Iterator[None]:
+    """Local workers start with ``POLARS_MAX_THREADS=1``: one task per core already keeps
+    every core busy, and more polars threads would only fight over them.
+
+    Dask's ``env=`` is applied inside the worker after it has imported the caller's main
+    module; a script or notebook that imported polars at its top would then give every
+    worker a pool of one thread per core. ``pre-spawn-environ`` is set before the process
+    starts, through this process's environment, which is restored afterwards (polars here
+    is loaded already, so its pool does not change).
+    """
+    import dask
+
+    key = "distributed.nanny.pre-spawn-environ"
+    saved = os.environ.get(_POLARS_THREADS)
+    try:
+        with dask.config.set({key: {**dask.config.get(key, {}), _POLARS_THREADS: "1"}}):
+            yield
+    finally:
+        if saved is None:
+            os.environ.pop(_POLARS_THREADS, None)
+        else:
+            os.environ[_POLARS_THREADS] = saved
+
+
+def _refuse_in_worker_start() -> None:
+    """A script without a ``__main__`` guard is imported again by each local worker process
+    as it starts (Python's ``spawn``), and would start a cluster of its own there."""
+    import multiprocessing
+
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise UsageError(
+            "traceaudit.fleet() was called while a Dask worker process was starting: in a "
+            'script, call it under `if __name__ == "__main__":` (each local worker process '
+            "imports the script again)."
+        )
+
+
+def _local_cluster(distributed: Any, workers: int) -> Any:
+    """A :class:`distributed.LocalCluster` of ``workers`` single-threaded processes."""
+    try:
+        with _one_polars_thread_per_worker():
+            return distributed.LocalCluster(
+                n_workers=workers,
+                threads_per_worker=1,
+                processes=True,
+                dashboard_address=None,
+                # a worker's own log lines (a heartbeat racing the shutdown) are noise
+                # here: what goes wrong with a trace comes back with its result
+                silence_logs=logging.CRITICAL,
+                env={_POLARS_THREADS: "1"},
+            )
+    except Exception as exc:
+        raise TraceauditError(
+            f"the local Dask cluster ({plural(workers, 'worker')}) could not start "
+            f"({type(exc).__name__}: {exc}). From a script, call traceaudit.fleet() under "
+            '`if __name__ == "__main__":`, since every worker process imports the script '
+            "again; otherwise try fewer --workers."
+        ) from exc
+
+
+@contextlib.contextmanager
 def _client(workers: int, scheduler: str | None) -> Iterator[Any]:
     """A connected :class:`distributed.Client`: to ``scheduler``, or to a new local cluster."""
     distributed = _distributed()
     with contextlib.ExitStack() as stack:
         if scheduler is None:
-            cluster = stack.enter_context(
-                distributed.LocalCluster(
-                    n_workers=workers,
-                    threads_per_worker=1,
-                    processes=True,
-                    dashboard_address=None,
-                    # a worker's own log lines (a heartbeat racing the shutdown) are noise
-                    # here: what goes wrong with a trace comes back with its result
-                    silence_logs=logging.CRITICAL,
-                    env={"POLARS_MAX_THREADS": "1"},
-                )
-            )
+            cluster = stack.enter_context(_local_cluster(distributed, workers))
             client = stack.enter_context(distributed.Client(cluster))
         else:
             try:
@@ -137,6 +190,8 @@ class _Progress:
         self.failed = 0
         self.start = time.monotonic()
         self._drawn = 0.0
+        self._width = 0  # of the bar on screen, erased with spaces (no ANSI escape: the
+        # Windows console of old shows those as text)
 
     def advance(self, n: int = 1, *, failed: bool = False) -> None:
         self.done += n
@@ -147,17 +202,19 @@ class _Progress:
             width = 30
             filled = int(width * self.done / self.total) if self.total else width
             failed_text = f", {self.failed:,} failed" if self.failed else ""
-            self.stream.write(
-                f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done:,}/{self.total:,} "
+            line = (
+                f"[{'#' * filled}{'.' * (width - filled)}] {self.done:,}/{self.total:,} "
                 f"traces{failed_text}, {now - self.start:,.1f} s"
             )
+            self.stream.write("\r" + line.ljust(self._width))
             self.stream.flush()
+            self._width = max(self._width, len(line))
 
     def finish(self, line: str) -> None:
         if not self.enabled:
             return
-        if self.tty:
-            self.stream.write("\r\x1b[K")
+        if self.tty and self._width:
+            self.stream.write("\r" + " " * self._width + "\r")
         self.stream.write(line + "\n")
         self.stream.flush()
 
@@ -205,19 +262,33 @@ def fleet(
     Returns the pooled :class:`~traceaudit.fleet.summary.FleetSummary` of the whole dataset.
     """
     _check_options(workers, scheduler, target, max_wait_ms)
+    _refuse_in_worker_start()
     items = [paths] if isinstance(paths, (str, os.PathLike)) else list(paths)
     if not items:
         raise UsageError("give at least one trace file, folder or glob pattern.")
     dataset = Path(output)
     if dataset.exists() and not dataset.is_dir():
         raise UsageError(f"{dataset}: the output must be a folder (the dataset), not a file.")
+    if dataset.is_dir() and not (dataset / "traces").is_dir() and any(dataset.iterdir()):
+        # e.g. `-o captures` for the traces' own folder: never write tables among them
+        raise UsageError(
+            f"{dataset}: this folder holds other files and is not a fleet dataset; give a new "
+            "or empty folder, or the dataset of an earlier run, as the output."
+        )
     candidates = discover(items, exclude=dataset)
     _distributed()  # fail on a missing Dask before anything is written
     n_workers = workers if workers is not None else _default_workers()
     start = time.perf_counter()
     bar = _Progress(len(candidates), stream, progress)
-    with DatasetWriter(dataset) as writer:
-        counts = _run(writer, candidates, n_workers, scheduler, date, strict, bar)
+    plan = _Plan.make(known_traces(dataset), candidates)
+    bar.advance(plan.counts["skipped"])
+    with contextlib.ExitStack() as stack:
+        # the cluster first: an address that does not answer leaves no dataset behind
+        client = stack.enter_context(_client(n_workers, scheduler)) if plan.todo else None
+        writer = stack.enter_context(DatasetWriter(dataset))
+        if client is not None:
+            _run(client, writer, plan, date, strict, bar)
+    counts = plan.counts
     run = FleetRun(
         found=len(candidates),
         seconds=time.perf_counter() - start,
@@ -229,32 +300,50 @@ def fleet(
     return summarize(dataset, target=target, max_wait_ms=max_wait_ms, run=run)
 
 
+@dataclass
+class _Plan:
+    """What a run has to do, from the ``traces`` table already in the dataset."""
+
+    todo: list[Candidate]
+    ids: frozenset[str]
+    """content ids already in the dataset: a file found with one is skipped"""
+    path_ids: dict[str, str]
+    """path -> id of the files recorded as unreadable by path (tried again)"""
+    counts: dict[str, int]
+
+    @classmethod
+    def make(cls, known: pl.DataFrame, candidates: list[Candidate]) -> _Plan:
+        """A file whose path, size and modification time match a trace analysed before is
+        skipped without reading it; any other is hashed on a worker and skipped there when
+        its content is known."""
+        content = known.filter(pl.col("id_from") == "content")
+        by_stat = {
+            (r["path"], r["size_bytes"], r["mtime_ns"])
+            for r in content.select("path", "size_bytes", "mtime_ns").iter_rows(named=True)
+        }
+        path_ids = {
+            r["path"]: r["trace_id"]
+            for r in known.filter(pl.col("id_from") == "path")
+            .select("path", "trace_id")
+            .iter_rows(named=True)
+        }
+        todo = [c for c in candidates if (c.path, c.size, c.mtime_ns) not in by_stat]
+        counts = {"analysed": 0, "failed": 0, "skipped": 0, "ignored": 0, "duplicates": 0}
+        counts["skipped"] = len(candidates) - len(todo)
+        return cls(todo, frozenset(content["trace_id"].to_list()), path_ids, counts)
+
+
 def _run(
+    client: Any,
     writer: DatasetWriter,
-    candidates: list[Candidate],
-    workers: int,
-    scheduler: str | None,
+    plan: _Plan,
     date: Date | None,
     strict: bool,
     bar: _Progress,
-) -> dict[str, int]:
-    counts = {"analysed": 0, "failed": 0, "skipped": 0, "ignored": 0, "duplicates": 0}
-    known = known_traces(writer.root)
-    content = known.filter(pl.col("id_from") == "content")
-    by_stat = {
-        (r["path"], r["size_bytes"], r["mtime_ns"])
-        for r in content.select("path", "size_bytes", "mtime_ns").iter_rows(named=True)
-    }
-    ids = frozenset(content["trace_id"].to_list())
-    path_ids = {
-        r["path"]: r["trace_id"]
-        for r in known.filter(pl.col("id_from") == "path")
-        .select("path", "trace_id")
-        .iter_rows(named=True)
-    }
-    todo = [c for c in candidates if (c.path, c.size, c.mtime_ns) not in by_stat]
-    counts["skipped"] = len(candidates) - len(todo)
-    bar.advance(counts["skipped"])
+) -> None:
+    """Send one task per file of ``plan.todo`` and commit each result as it arrives."""
+    distributed = _distributed()
+    counts, ids, todo = plan.counts, plan.ids, plan.todo
     written: set[str] = set()
 
     def record(candidate: Candidate, result: TraceResult) -> None:
@@ -271,44 +360,40 @@ def _run(
             writer.write(result)
             written.add(result.trace_id)
             counts["failed" if failed else "analysed"] += 1
-            stale = path_ids.get(candidate.path)
+            stale = plan.path_ids.get(candidate.path)
             if stale is not None and stale != result.trace_id:
                 writer.remove(stale)  # it failed to open before; now it has a content id
         bar.advance(failed=failed)
 
-    if todo:
-        distributed = _distributed()
-        with _client(workers, scheduler) as client:
-            [known_ids] = client.scatter([ids], broadcast=True)
-            token = secrets.token_hex(4)
-            n = len(todo)
-            futures = client.map(
-                analyse_into,
-                [c.path for c in todo],
-                [str(writer.root)] * n,
-                [str(writer.tmp)] * n,
-                [c.sniff for c in todo],
-                known=known_ids,
+    [known_ids] = client.scatter([ids], broadcast=True)
+    token = secrets.token_hex(4)
+    n = len(todo)
+    futures = client.map(
+        analyse_into,
+        [c.path for c in todo],
+        [str(writer.root)] * n,
+        [str(writer.tmp)] * n,
+        [c.sniff for c in todo],
+        known=known_ids,
+        date=date,
+        strict=strict,
+        key=[f"traceaudit-fleet-{token}-{k}" for k in range(n)],
+        pure=False,
+    )
+    pending = {f.key: (f, c) for f, c in zip(futures, todo, strict=True)}
+    finished = distributed.as_completed(
+        [f for f, _ in pending.values()], with_results=True, raise_errors=False
+    )
+    for future, outcome in finished:
+        _, candidate = pending.pop(future.key)
+        future.release()
+        if isinstance(outcome, TraceResult):
+            result = outcome
+        else:  # the worker died, or the task could not run there
+            result = failed_result(
+                candidate.path,
+                f"the task failed on the cluster ({type(outcome).__name__}: {outcome})",
                 date=date,
                 strict=strict,
-                key=[f"traceaudit-fleet-{token}-{k}" for k in range(n)],
-                pure=False,
             )
-            pending = {f.key: (f, c) for f, c in zip(futures, todo, strict=True)}
-            finished = distributed.as_completed(
-                [f for f, _ in pending.values()], with_results=True, raise_errors=False
-            )
-            for future, outcome in finished:
-                _, candidate = pending.pop(future.key)
-                future.release()
-                if isinstance(outcome, TraceResult):
-                    result = outcome
-                else:  # the worker died, or the task could not run there
-                    result = failed_result(
-                        candidate.path,
-                        f"the task failed on the cluster ({type(outcome).__name__}: {outcome})",
-                        date=date,
-                        strict=strict,
-                    )
-                record(candidate, result)
-    return counts
+        record(candidate, result)

@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from dataclasses import dataclass, field
+from pathlib import PurePath
 from typing import Any
 
 import polars as pl
@@ -60,6 +62,7 @@ _EPISODE_SCHEMA: dict[str, pl.DataType] = {
     "horizon_ms": pl.Float64(),
 }
 _LABEL = 11
+_LOCK_LABELS = ("Held by", "Blocked", "Held for", "Advice")
 MAX_HOLDERS = 3
 MAX_ROWS = 10
 
@@ -201,7 +204,7 @@ class FleetSummary:
         ]
         lines += ["", "Answer:"]
         answer = self._answer()
-        if not answer:
+        if not any(label in _LOCK_LABELS for label, _ in answer):
             lines.append(
                 f"  {'':<{_LABEL}} No failed file operation in these traces can be explained "
                 "by a lock."
@@ -285,17 +288,57 @@ class FleetSummary:
             )
         elif self.policy_withheld:
             out.append(("Advice", self.policy_withheld.removeprefix("No retry advice: ")))
-        failures = self.failures
-        if failures.height:
-            first = failures.row(0, named=True)
+        caveat = self._incomplete()
+        if caveat:
+            out.append(("Caveat", caveat))
+        groups = self._failure_groups()
+        if groups:
+            total = sum(len(paths) for _, paths, _ in groups)
+            reasons = ", ".join(f"{reason} ({len(paths):,})" for reason, paths, _ in groups[:3])
+            others = f", {len(groups) - 3:,} other reasons" if len(groups) > 3 else ""
             out.append(
                 (
                     "Unread",
-                    f"{plural(failures.height, 'trace')} could not be read (first: "
-                    f"{first['error']}); see the traces table",
+                    f"{plural(total, 'trace')} could not be read: {reasons}{others}; each one's "
+                    "error is below and in the traces table",
                 )
             )
         return out
+
+    def _incomplete(self) -> str | None:
+        """A caveat when analysed traces are incomplete captures (a Procmon filter that
+        dropped the closes or the other processes…): they can hide holders and hold times.
+        The minor gaps (a capture that stopped during a failure…) are left out, as
+        ``analyze`` ranks them last."""
+        from traceaudit.analysis.completeness import GAPS, MINOR_GAPS
+
+        ok = self.traces.filter(pl.col("status") == "ok")
+        serious = pl.col("gaps").list.set_difference(pl.lit(sorted(MINOR_GAPS)))
+        incomplete = ok.with_columns(gaps=serious).filter(pl.col("gaps").list.len() > 0)
+        if incomplete.is_empty():
+            return None
+        found = incomplete["gaps"].explode().drop_nulls().value_counts()
+        rank = {gap: k for k, gap in enumerate(GAPS)}  # ties: the most serious first
+        counts = sorted(found.iter_rows(), key=lambda r: (-r[1], rank.get(r[0], len(rank))))
+        gaps = ", ".join(f"{g} {n:,}" for g, n in counts[:4])
+        more = ", …" if len(counts) > 4 else ""
+        are = "is an incomplete capture" if incomplete.height == 1 else "are incomplete captures"
+        return (
+            f"{incomplete.height:,} of {plural(ok.height, 'analysed trace')} {are} "
+            f"({gaps}{more}): such captures can miss holders and hold times; the traces "
+            "table's gaps and headline columns say what to change in the capture"
+        )
+
+    def _failure_groups(self) -> list[tuple[str, list[str], str]]:
+        """The unread traces grouped by the gist of their error, the commonest first:
+        (reason, paths, the first one's full error without its file name)."""
+        groups: dict[str, tuple[list[str], str]] = {}
+        for r in self.failures.iter_rows(named=True):
+            detail = _without_file(r["error"] or "unknown error", r["path"])
+            reason = _gist(detail)
+            groups.setdefault(reason, ([], detail))[0].append(r["path"])
+        ordered = sorted(groups.items(), key=lambda item: -len(item[1][0]))
+        return [(reason, paths, detail) for reason, (paths, detail) in ordered]
 
     def _holder_table(self) -> list[str]:
         if self.holders.is_empty():
@@ -383,15 +426,46 @@ class FleetSummary:
         return lines
 
     def _failed(self) -> list[str]:
-        failures = self.failures
-        if failures.is_empty():
+        """Each reason once, with what to do (the first trace's full error), then its
+        traces: six ETW traces without file I/O print one paragraph of advice, not six."""
+        groups = self._failure_groups()
+        if not groups:
             return []
-        lines = ["", f"Traces that could not be read ({failures.height:,}):"]
-        for r in failures.head(MAX_ROWS).iter_rows(named=True):
-            lines.append(f"  {r['path']}: {r['error']}")
-        if failures.height > MAX_ROWS:
-            lines.append(f"  ... and {failures.height - MAX_ROWS:,} more (the traces table)")
+        total = sum(len(paths) for _, paths, _ in groups)
+        lines = ["", f"Traces that could not be read ({total:,}), by reason:"]
+        for reason, paths, detail in groups:
+            lines.append(f"  {reason} ({plural(len(paths), 'trace')}):")
+            lines += [f"    {path}" for path in paths[:MAX_ROWS]]
+            if len(paths) > MAX_ROWS:
+                lines.append(f"    ... and {len(paths) - MAX_ROWS:,} more (the traces table)")
+            lines.append(f"    {'error' if len(paths) == 1 else 'the first one'}: {detail}")
         return lines
+
+
+_GIST_END = re.compile(r": |\. | \(|; ")
+_GIST_CHARS = 80
+
+
+def _without_file(error: str, path: str) -> str:
+    """An error without the file it names first (the path, the file name, or a member of
+    an archive: ``logs.zip/Logfile.PML: …``), since the report prints the path beside it."""
+    name = PurePath(path).name
+    for prefix in (path, name):
+        if prefix and error.startswith(prefix):
+            rest = error[len(prefix) :]
+            if rest.startswith(": "):
+                return rest[2:]
+            if rest[:1] in ("/", "\\") and ": " in rest:
+                return rest.split(": ", 1)[1]
+    return error
+
+
+def _gist(error: str) -> str:
+    """The first clause of an error (``damaged gzip file``, ``an ETW trace without file
+    I/O``): what the traces of a group have in common."""
+    match = _GIST_END.search(error)
+    gist = error[: match.start()] if match else error.rstrip(".")
+    return gist if len(gist) <= _GIST_CHARS else gist[: _GIST_CHARS - 1] + "…"
 
 
 def _distinct(names: list[str]) -> list[str]:
