@@ -316,7 +316,13 @@ def blocking_handles(
     pairs = _open_at_or_after(pairs)
     pairs = _without_issuing_handle(pairs)
     pairs = _mark_candidates(pairs, visibility)
-    return _blocking_interval(pairs).collect()
+    narrow = _blocking_interval(pairs).collect()
+    # The pairs are made and filtered on the handles' narrow columns (a failure on a busy
+    # file meets every handle ever opened on it); names and rows join the survivors only.
+    wide = handles.select("handle", *(c for c in HANDLE_COLUMNS if c not in _PAIRING_COLUMNS))
+    out = narrow.join(wide, on="handle", how="left", maintain_order="left")
+    order = ["conflict", *HANDLE_COLUMNS]
+    return out.select(*order, *(c for c in narrow.columns if c not in order))
 
 
 def _related_pairs(failures: pl.DataFrame, handles: pl.DataFrame) -> pl.LazyFrame:
@@ -328,7 +334,7 @@ def _related_pairs(failures: pl.DataFrame, handles: pl.DataFrame) -> pl.LazyFram
     ``target``: any handle on the target of a rename or link.
     """
     side = _failure_side(failures)
-    lazy_handles = handles.lazy()
+    lazy_handles = handles.lazy().select("path_key", *_PAIRING_COLUMNS)
 
     same = (
         side.join(lazy_handles, on="path_key", how="inner")
@@ -342,7 +348,7 @@ def _related_pairs(failures: pl.DataFrame, handles: pl.DataFrame) -> pl.LazyFram
         _below_pairs(failures, handles)
         .join(side, on="conflict")
         .join(lazy_handles.drop("path_key"), on="handle")
-        .with_columns(relation=pl.lit("below"), path_key=pl.col("path"))
+        .with_columns(relation=pl.lit("below"))
     )
     target = (
         side.filter(pl.col("namespace_op_f") & pl.col("target_key").is_not_null())
@@ -355,7 +361,7 @@ def _related_pairs(failures: pl.DataFrame, handles: pl.DataFrame) -> pl.LazyFram
         "pid_f",
         "operation_f",
         "path_key",
-        *HANDLE_COLUMNS,
+        *_PAIRING_COLUMNS,
         "relation",
     ]
     return pl.concat(
@@ -446,6 +452,9 @@ HANDLE_COLUMNS = (
     "share_mode",
     "open_before_capture",
 )
+
+_PAIRING_COLUMNS = ("handle", "pid", "opened", "closed", "access_mask", "share_mode")
+"""The handle columns that decide whether a handle blocks a failure."""
 
 
 def _holder_lists(at_failure: pl.DataFrame, name: str, count: str) -> pl.DataFrame:
