@@ -6,7 +6,10 @@ Goals (issue "Scale"): 10M events under 1.5 GB peak and at most 1.5x the 1M peak
 Inputs, made once into ``benchmarks/data/`` (git-ignored) and reused:
 
 * CSV: :func:`traceaudit.simulation.write_mix_csv` (the simulator's mixed trace, about
-  250 bytes an event, lock conflicts all along);
+  250 bytes an event, lock conflicts all along: a quarter of the events belong to
+  scenarios, and the analysis keeps about 12 % of them, so its memory grows with size);
+* CSV "sparse": the same with 1 % of the events in scenarios, nearer a real capture,
+  where failures are rare: what memory does when it follows the failures;
 * PML: ``make_big_pml.py --strip-stacks`` tiles the corpus capture
   ``procmon-pairs/Tests64bit.pml.gz`` (53,214 real events) to the size asked for.
 
@@ -17,7 +20,7 @@ side, the reference: the whole trace read into memory first (``load_trace`` then
 ``analyze``), which is how every analysis ran before; it is skipped past ``--whole-max``
 events (100M events whole would need some 60 GB).
 
-Run: ``.venv/bin/python benchmarks/bench_scale.py [--sizes 1M,10M,100M] [--formats csv,pml]
+Run: ``.venv/bin/python benchmarks/bench_scale.py [--sizes 1M,10M,100M] [--formats csv,sparse,pml]
 [--whole-max 10M]``
 """
 
@@ -90,16 +93,22 @@ def label(n: int) -> str:
     return f"{n // 1_000_000}M" if n % 1_000_000 == 0 else f"{n:,}"
 
 
-def csv_input(n: int) -> Path:
-    path = DATA / f"simulated-mix-{label(n)}.csv"
+SPARSE_SHARE = 0.01
+
+
+def csv_input(n: int, share: float | None = None) -> Path:
+    name = "simulated-mix" if share is None else "simulated-sparse"
+    path = DATA / f"{name}-{label(n)}.csv"
     if not path.exists():
         partial = path.with_suffix(".partial")
         make = (
             "import sys; from traceaudit.simulation import write_mix_csv; "
-            "write_mix_csv(sys.argv[1], int(sys.argv[2]), seed=7)"
+            "share = {} if sys.argv[3] == 'default' else {'scenario_share': float(sys.argv[3])}; "
+            "write_mix_csv(sys.argv[1], int(sys.argv[2]), seed=7, **share)"
         )
         started = time.perf_counter()
-        subprocess.run([sys.executable, "-c", make, str(partial), str(n)], check=True)
+        how = "default" if share is None else str(share)
+        subprocess.run([sys.executable, "-c", make, str(partial), str(n), how], check=True)
         os.replace(partial, path)
         print(f"  made {path.name} in {time.perf_counter() - started:,.0f} s", flush=True)
     return path
@@ -126,10 +135,10 @@ def measure(path: Path, how: str) -> dict:
 def row(fmt: str, n: int, path: Path, how: str, result: dict) -> str:
     size = f"{path.stat().st_size / 1e9:,.2f}"
     if "error" in result:
-        return f"{fmt:<4} {label(n):>5} {size:>7}  {how:<8} {result['error']}"
+        return f"{fmt:<6} {label(n):>5} {size:>7}  {how:<8} {result['error']}"
     per_event = result["seconds"] / max(result["events"], 1) * 1e6
     return (
-        f"{fmt:<4} {label(n):>5} {size:>7}  {how:<8} {result['seconds']:>8,.1f} "
+        f"{fmt:<6} {label(n):>5} {size:>7}  {how:<8} {result['seconds']:>8,.1f} "
         f"{per_event:>8.2f} {result['peak_mb'] or 0:>8,.0f} {result['kept']:>11,} "
         f"{result['conflicts']:>9,} {result['json_mb']:>8,.1f}"
     )
@@ -170,7 +179,7 @@ def _yes(ok: bool) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="1M,10M,100M")
-    parser.add_argument("--formats", default="csv,pml")
+    parser.add_argument("--formats", default="csv,sparse,pml", help="csv, sparse, pml")
     parser.add_argument("--whole-max", default="10M", help="largest size read whole too")
     args = parser.parse_args()
     sizes = [parse_count(s) for s in args.sizes.split(",")]
@@ -179,14 +188,20 @@ def main() -> None:
     DATA.mkdir(parents=True, exist_ok=True)
     print(f"cores {os.cpu_count()}, load average {load()} at start")
     print(
-        f"{'fmt':<4} {'events':>5} {'GB':>7}  {'how':<8} {'seconds':>8} {'us/event':>8} "
+        f"{'fmt':<6} {'events':>5} {'GB':>7}  {'how':<8} {'seconds':>8} {'us/event':>8} "
         f"{'peak MB':>8} {'kept':>11} {'conflicts':>9} {'JSON MB':>8}"
     )
     notes: list[str] = []
     for fmt in formats:
         streamed: dict[int, dict] = {}
         for n in sizes:
-            path = csv_input(n) if fmt == "csv" else pml_input(n)
+            path = (
+                csv_input(n)
+                if fmt == "csv"
+                else csv_input(n, SPARSE_SHARE)
+                if fmt == "sparse"
+                else pml_input(n)
+            )
             streamed[n] = measure(path, "streamed")
             print(row(fmt, n, path, "streamed", streamed[n]), flush=True)
             if n <= whole_max:
