@@ -4,6 +4,7 @@ tables, the failure row, skipping on a second run, and pooled equality with ``an
 from __future__ import annotations
 
 import io
+import multiprocessing
 import shutil
 from pathlib import Path
 
@@ -25,6 +26,8 @@ def fleet_run(tmp_path_factory: pytest.TempPathFactory):
     dataset = traces / "dataset"  # inside the input folder: never read as input
     stream = io.StringIO()
     summary = traceaudit.fleet([traces], dataset, workers=2, stream=stream)
+    # the cluster stops while the summary is pooled, and is gone when fleet() returns
+    assert multiprocessing.active_children() == []
     return traces, dataset, summary, stream.getvalue()
 
 
@@ -96,7 +99,8 @@ def test_local_workers_run_polars_on_one_thread_even_when_the_caller_imported_it
     from traceaudit.fleet.driver import _client
 
     before = os.environ.get("POLARS_MAX_THREADS")
-    with _client(1, None) as client:
+    with _client(2, None) as client:  # the second worker starts in the background
+        client.wait_for_workers(2, timeout=60)
         threads = client.run(pl.thread_pool_size)
-    assert list(threads.values()) == [1]
+    assert list(threads.values()) == [1, 1]
     assert os.environ.get("POLARS_MAX_THREADS") == before  # this process's left as it was

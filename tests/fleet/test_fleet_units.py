@@ -313,10 +313,15 @@ def test_the_progress_bar_draws_on_a_terminal_and_ends_with_one_line():
         bar.advance(failed=k == 0)
     bar.finish("fleet: 4 files: 3 analysed, 1 failed in 0.1 s")
     text = screen.getvalue()
-    assert "\r[" in text and "4/4 traces, 1 failed" in text
+    assert "\r[" in text and "1/4 files, 1 failed" in text and "4/4 files, 1 failed" in text
+    assert "s left" in text.split("\r")[1]  # an estimate while files remain
     drawn = text.split("\r")[-3]  # the last bar, erased with as many spaces
+    assert "left" not in drawn
     assert text.endswith(f"\r{' ' * len(drawn)}\rfleet: 4 files: 3 analysed, 1 failed in 0.1 s\n")
     assert "\x1b" not in text  # no ANSI escape: old Windows consoles print them as text
+    screen = Terminal()
+    _Progress(4, screen, enabled=True).advance(2, skipped=True)  # known before: no estimate
+    assert "2/4 files" in screen.getvalue() and "left" not in screen.getvalue()
     quiet = io.StringIO()
     bar = _Progress(4, quiet, enabled=True)
     bar.advance(4)
