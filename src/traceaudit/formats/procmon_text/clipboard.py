@@ -105,10 +105,14 @@ def read_text(
 
 
 def _raw_rows(
-    text: str, lines_before: int
+    text: str, lines_before: int, *, detail: bool = True
 ) -> tuple[pl.DataFrame, pl.Series | None, Callable[[Sequence[int]], list[int]]]:
     """The raw fields of the rows in ``text`` (whose first line is line
-    ``lines_before + 1``), each row's problem, and the line of each 1-based row."""
+    ``lines_before + 1``), each row's problem, and the line of each 1-based row.
+
+    ``detail=False`` leaves the Detail out of the frame: a batch read that wants neither
+    the text nor the columns drawn from it should not carry the longest field along.
+    """
     lines = pl.DataFrame({"text": re.split(r"\r\n|\r|\n", text)})
     stripped = pl.col("text").str.strip_chars()
     noise = (stripped == "") | stripped.str.starts_with("```") | stripped.str.starts_with("~~~")
@@ -122,9 +126,10 @@ def _raw_rows(
         pl.col("text").str.strip_chars_end(" \r\n").str.splitn("\t", len(COLUMNS)).alias("f")
     ).unnest("f")
     fields.columns = list(COLUMNS)
-    frame = fields.with_columns(
-        pl.col("detail").str.strip_chars_end(),
-        pl.col("pid").str.strip_chars(),
+    frame = (
+        fields.with_columns(pl.col("detail").str.strip_chars_end(), pl.col("pid").str.strip_chars())
+        if detail
+        else fields.drop("detail").with_columns(pl.col("pid").str.strip_chars())
     )
     # NUL bytes are binary junk (a damaged file), never part of a copied row.
     flags = pl.DataFrame(
@@ -194,7 +199,7 @@ def _batch_frames(
     del decoded
     lines_before = 0
     for part in _parts(text, batch_rows):
-        frame, problem, line_of = _raw_rows(part, lines_before)
+        frame, problem, line_of = _raw_rows(part, lines_before, detail=builder.wants_detail)
         lines_before += len(_LINE_BREAK.findall(part))
         raw = RawRows(
             frame=frame,

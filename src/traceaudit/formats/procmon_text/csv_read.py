@@ -96,6 +96,15 @@ _EXTRA_COLUMNS_OPTION = "extra_columns" in inspect.signature(pl.read_csv).parame
 _NUL = "\x00"
 _QUOTED = re.compile(r'"(?:[^"]|"")*"')
 _MAX_SPAN = 10_000  # lines a quoted field with line breaks may span in the resync
+# A row's problem from its fields: set aside by the resync, too many, too few.
+_PROBLEM = (
+    pl.when(pl.col("damage").is_not_null())
+    .then(pl.col("damage"))
+    .when(pl.col("more"))
+    .then(pl.lit("more"))
+    .when(pl.col("fewer"))
+    .then(pl.lit("fewer"))
+)
 
 
 @dataclass(frozen=True)
@@ -282,11 +291,6 @@ class _Table:
         if "__line" in frame.columns:
             self.row_lines = frame["__line"]
         last_name = names[f"c{last}"]
-        more = (
-            frame["__extra"].is_not_null()
-            if "__extra" in frame.columns
-            else pl.repeat(False, frame.height, eager=True)
-        )
         fewer = frame[last_name].is_null()
         if not self.header.quoted:
             # Excel leaves empty fields unquoted, so a null last field is usually just an
@@ -295,27 +299,29 @@ class _Table:
                 f for f in ("tod", "dt", "process", "pid", "operation") if f in frame.columns
             ]
             fewer = fewer & frame.select(pl.any_horizontal(pl.col(required).is_null())).to_series()
-        damage = (
-            frame["__damage"]
-            if "__damage" in frame.columns
-            else pl.repeat(None, frame.height, dtype=pl.String, eager=True)
-        )
-        problem = (
-            pl.DataFrame({"damage": damage, "more": more, "fewer": fewer})
-            .select(
-                pl.when(pl.col("damage").is_not_null())
-                .then(pl.col("damage"))
-                .when(pl.col("more"))
-                .then(pl.lit("more"))
-                .when(pl.col("fewer"))
-                .then(pl.lit("fewer"))
-            )
-            .to_series()
-        )
         keep = [c for c in frame.columns if not c.startswith("__")]
+        problem: pl.Series | None = None
+        if "__extra" in frame.columns or "__damage" in frame.columns or fewer.any():
+            more = (
+                frame["__extra"].is_not_null()
+                if "__extra" in frame.columns
+                else pl.repeat(False, frame.height, eager=True)
+            )
+            damage = (
+                frame["__damage"]
+                if "__damage" in frame.columns
+                else pl.repeat(None, frame.height, dtype=pl.String, eager=True)
+            )
+            problem = (
+                pl.DataFrame({"damage": damage, "more": more, "fewer": fewer})
+                .select(_PROBLEM)
+                .to_series()
+            )
+            if not problem.is_not_null().any():
+                problem = None
         # One chunk per column: polars re-aligns mismatched chunks on every later select.
         frame = frame.select(keep).rechunk()
-        return frame, (problem if problem.is_not_null().any() else None)
+        return frame, problem
 
     def _read_body(self, projection: Sequence[int]) -> pl.DataFrame:
         """The body in one polars read; the resync when that fails or finds NUL bytes."""

@@ -10,10 +10,12 @@ schema conformance and ordering by (time, row).
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date as Date
+from functools import cache
 from pathlib import Path
+from typing import Any
 
 import polars as pl
 
@@ -22,6 +24,7 @@ from traceaudit.formats.batches import CHEAP_COLUMNS, select_columns
 from traceaudit.formats.procmon_text.detail import Operations, submit_detail_columns
 from traceaudit.formats.procmon_text.times import (
     PLACEHOLDER_DATE,
+    ShapeSample,
     StreamClock,
     TimeAssembly,
     assemble_times,
@@ -56,6 +59,9 @@ _FIRST_DAY = Date(1678, 1, 1)
 _LAST_DAY = Date(2261, 12, 31)
 
 _POOL = ThreadPoolExecutor(max_workers=2, thread_name_prefix="traceaudit-times")
+_THREADED_ROWS = 20_000
+"""Frames shorter than this parse their time columns on the calling thread: handing a
+small batch to a thread costs more than it saves."""
 
 _PROCESS_OPERATIONS = (
     "Process Start",
@@ -109,6 +115,9 @@ def event_class(operation: pl.Expr) -> pl.Expr:
     )
 
 
+_EVENT_CLASS = event_class(pl.col("operation"))
+
+
 def build_trace(raw: RawRows, *, date: Date | None, strict: bool) -> Trace:
     """Normalise a reader's raw rows into a :class:`~traceaudit.schema.Trace`."""
     frame = raw.frame
@@ -158,7 +167,7 @@ def build_trace(raw: RawRows, *, date: Date | None, strict: bool) -> Trace:
 
 
 def _parse_columns(
-    frame: pl.DataFrame,
+    frame: pl.DataFrame, shapes: _Shapes | None = None
 ) -> tuple[
     pl.DataFrame, pl.DataFrame | None, pl.DataFrame | None, Callable[[], list[pl.Series]] | None
 ]:
@@ -166,12 +175,22 @@ def _parse_columns(
     pending Detail columns).
 
     The two time columns, the Detail families and the other columns are independent, and
-    polars releases the GIL, so they run on threads at once. The Detail, the longest, is
-    returned still running (call it to wait for its columns) so that the caller can
-    assemble the times meanwhile.
+    polars releases the GIL, so they run on threads at once (the time columns of frames
+    of :data:`_THREADED_ROWS` rows or more). The Detail, the longest, is returned still
+    running (call it to wait for its columns) so that the caller can assemble the times
+    meanwhile. ``shapes``: for a batch, what the batches before it decide for the time
+    columns (see :class:`_Shapes`).
     """
-    tod_job = _POOL.submit(parse_time_of_day, frame["tod"]) if "tod" in frame.columns else None
-    dt_job = _POOL.submit(parse_date_time, frame["dt"]) if "dt" in frame.columns else None
+    submit = _POOL.submit if frame.height >= _THREADED_ROWS else _now
+    tod_job = dt_job = None
+    if "tod" in frame.columns:
+        sample = shapes.tod.add(frame["tod"]) if shapes is not None else None
+        tod_job = submit(parse_time_of_day, frame["tod"], sample=sample)
+    if "dt" in frame.columns:
+        pieces = {} if shapes is None else {"rest_sample": shapes.dt, "previous": shapes.last_dt}
+        dt_job = submit(parse_date_time, frame["dt"], **pieces)
+        if shapes is not None and frame.height:
+            shapes.last_dt = frame["dt"][-1]
     operations = Operations.of(frame["operation"].fill_null(""))
     detail = (
         submit_detail_columns(frame["detail"].fill_null(""), operations)
@@ -188,6 +207,13 @@ def _parse_columns(
             pl.when(pl.col("date").is_between(_FIRST_DAY, _LAST_DAY)).then(pl.col("date"))
         )
     return typed, tod, dt, detail
+
+
+def _now(fn: Callable[..., pl.DataFrame], /, *args: Any, **kwargs: Any) -> Future[pl.DataFrame]:
+    """``fn`` run on the calling thread, its result as a finished future."""
+    done: Future[pl.DataFrame] = Future()
+    done.set_result(fn(*args, **kwargs))
+    return done
 
 
 def _time_ok(tod: pl.DataFrame | None, dt: pl.DataFrame | None) -> pl.Series:
@@ -259,6 +285,21 @@ def _time_warnings(
     return warnings
 
 
+_PROBLEM = (
+    pl.when(pl.col("fields").is_not_null())
+    .then(
+        pl.col("fields").replace_strict(
+            _FIELD_REASONS, default=WRONG_FIELDS, return_dtype=pl.String
+        )
+    )
+    .when(~pl.col("time_ok"))
+    .then(pl.lit(BAD_TIME))
+    .when(~pl.col("pid_ok"))
+    .then(pl.lit(BAD_PID))
+    .alias("reason")
+)
+
+
 def _problems(raw: RawRows, time_ok: pl.Series, pid: pl.Series) -> pl.Series:
     """Each row's damage (null for a sound row): its shape (fields, quotes, NUL bytes),
     then its time, then its PID."""
@@ -270,19 +311,7 @@ def _problems(raw: RawRows, time_ok: pl.Series, pid: pl.Series) -> pl.Series:
             "time_ok": time_ok,
             "pid_ok": pid.is_not_null(),
         }
-    ).select(
-        pl.when(pl.col("fields").is_not_null())
-        .then(
-            pl.col("fields").replace_strict(
-                _FIELD_REASONS, default=WRONG_FIELDS, return_dtype=pl.String
-            )
-        )
-        .when(~pl.col("time_ok"))
-        .then(pl.lit(BAD_TIME))
-        .when(~pl.col("pid_ok"))
-        .then(pl.lit(BAD_PID))
-        .alias("reason")
-    )["reason"]
+    ).select(_PROBLEM)["reason"]
 
 
 def _assemble(tod: pl.DataFrame | None, dt: pl.DataFrame | None, date: Date | None) -> TimeAssembly:
@@ -298,7 +327,22 @@ def _assemble(tod: pl.DataFrame | None, dt: pl.DataFrame | None, date: Date | No
 def _columns(frame: pl.DataFrame, operations: Operations) -> pl.DataFrame:
     """Every schema column but ``row`` and ``time``, from the raw strings, in source order
     (types are finalised by conform_events)."""
-    names = frame.columns
+    has_event_class = "event_class" in frame.columns
+    columns = frame.select(_column_exprs(tuple(frame.columns)))
+    # The operation takes a few dozen distinct names: its event class is decided once
+    # per name.
+    per_name = pl.DataFrame({"operation": operations.names}).select(_EVENT_CLASS).to_series()
+    derived = pl.lit(operations.each_row(per_name))
+    if has_event_class:
+        given = pl.col("event_class")
+        derived = pl.when(given != "").then(given).otherwise(derived)
+    return columns.with_columns(derived.alias("event_class"))
+
+
+@cache
+def _column_exprs(names: tuple[str, ...]) -> tuple[pl.Expr, ...]:
+    """:func:`_columns`' expressions for a frame of these raw columns (built once per
+    shape: a trace read in batches asks for the same ones every batch)."""
     exprs: list[pl.Expr] = [
         pl.col("process").fill_null(""),
         pl.col("pid").str.to_integer(strict=False),
@@ -314,16 +358,7 @@ def _columns(frame: pl.DataFrame, operations: Operations) -> pl.DataFrame:
         exprs.append(parse_duration(pl.col("duration")))
     if "event_class" in names:
         exprs.append(pl.col("event_class").str.strip_chars())
-    columns = frame.select(exprs)
-    # The operation takes a few dozen distinct names: its event class is decided once
-    # per name.
-    derived = pl.lit(
-        operations.each_row(pl.select(event_class(pl.lit(operations.names))).to_series())
-    )
-    if "event_class" in names:
-        given = pl.col("event_class")
-        derived = pl.when(given != "").then(given).otherwise(derived)
-    return columns.with_columns(derived.alias("event_class"))
+    return tuple(exprs)
 
 
 def _damaged_message(raw: RawRows, index: int, line: int, reason: str) -> str:
@@ -369,6 +404,18 @@ def _quoted(value: str | None) -> str:
 
 
 # ------------------------------------------------------------------ reading in batches
+
+
+@dataclass
+class _Shapes:
+    """What the batches so far decide for how the next one's time columns are parsed, so
+    that they parse as in the whole read: the first values of the Time of Day column and
+    of the Date & Time column's times (:class:`~.times.ShapeSample`), and the last Date &
+    Time (a run of equal values that crosses into the next batch is one run)."""
+
+    tod: ShapeSample = field(default_factory=ShapeSample)
+    dt: ShapeSample = field(default_factory=ShapeSample)
+    last_dt: str | None = None
 
 
 @dataclass
@@ -434,6 +481,7 @@ class BatchBuilder:
         self.counts: dict[str, int] = {}  # damaged rows by reason, in order of first sight
         self.skipped_rows: list[str] = []
         self._held: list[_Piece] = []
+        self._shapes = _Shapes()
 
     def set_time_columns(self, *, has_time_of_day: bool, has_date: bool) -> None:
         """Which time columns the export has, when only the first batch tells (before it
@@ -450,7 +498,7 @@ class BatchBuilder:
         """Take the next batch of raw rows; the event frames now ready, in order."""
         frame = raw.frame
         detail = frame["detail"] if "detail" in frame.columns and self.wants_detail else None
-        typed, tod, dt, _ = _parse_columns(frame.drop("detail", strict=False))
+        typed, tod, dt, _ = _parse_columns(frame.drop("detail", strict=False), self._shapes)
         pid = typed["pid"]
         time_ok = _time_ok(tod, dt)
         if raw.field_problem is not None or not time_ok.all() or pid.null_count() > 0:
@@ -547,10 +595,15 @@ class BatchBuilder:
 
     def _events(self, piece: _Piece, time: pl.Series) -> pl.DataFrame:
         """A batch's event frame: ``keep`` on the cheap columns, then the Detail of the
-        rows kept, then the late ``keep`` and ``columns``."""
-        events = conform_events(piece.typed.with_columns(row=piece.rows, time=time))
+        rows kept, then the late ``keep`` and ``columns``.
+
+        The columns are brought to the schema once, after the Detail, unless ``keep``
+        needs them typed before (the Detail columns do not depend on the others' types).
+        """
+        events = piece.typed.with_columns(row=piece.rows, time=time)
         detail = piece.detail
         if self.keep is not None:
+            events = conform_events(events)
             kept = events.with_columns(self.keep.fill_null(False).alias("__keep"))["__keep"]
             events = events.filter(kept)
             detail = detail.filter(kept) if detail is not None else None
@@ -562,7 +615,8 @@ class BatchBuilder:
                 parsed = submit_detail_columns(detail, operations)()
             if self.wants_detail_text:
                 parsed.append(detail.alias("detail"))
-            events = conform_events(events.with_columns(parsed))
+            events = events.with_columns(parsed)
+        events = conform_events(events)
         if self.late_keep is not None:
             events = events.filter(self.late_keep)
         return select_columns(events, self.columns, None)

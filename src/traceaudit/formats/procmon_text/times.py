@@ -14,7 +14,14 @@ Procmon's own shape (``H:MM:SS.fffffff`` with an optional `` AM``/`` PM``, dot o
 takes a fast path: the fraction is sliced from the right of every row and the
 ``H:MM:SS`` part, which changes once a second, is parsed once per run of equal values.
 Anything else, and any row the fast path rejects, goes through one regular expression.
-``Date & Time`` is likewise parsed once per run of equal values.
+Which path a column takes is decided by its first :data:`FAST_SAMPLE_SIZE` values; a
+column read in pieces passes those of the whole column (:class:`ShapeSample`), since the
+two paths do not agree on every damaged value (the fast path does not look at the
+character before the fraction). ``Date & Time`` is likewise parsed once per run of equal
+values.
+
+The expressions are built once, at import: for the small pieces of a trace read in
+batches, building them costs as much as running them.
 
 A day is ``PLACEHOLDER_DATE`` when the export has no date (7-column exports, clipboard
 rows) and the caller gave none.
@@ -23,7 +30,8 @@ rows) and the caller gave none.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from datetime import date as Date
 
 import polars as pl
@@ -32,6 +40,9 @@ from traceaudit.display import format_expr
 
 __all__ = [
     "PLACEHOLDER_DATE",
+    "FAST_SAMPLE_SIZE",
+    "ShapeSample",
+    "fast_shape",
     "parse_time_of_day",
     "parse_date_time",
     "parse_duration",
@@ -64,14 +75,23 @@ _DATE_PATTERN = (
 )
 
 
-def parse_time_of_day(values: pl.Series) -> pl.DataFrame:
+FAST_SAMPLE_SIZE = 200
+"""How many of a column's first non-null values decide whether it takes the fast path."""
+
+
+def parse_time_of_day(values: pl.Series, *, sample: Sequence[str] | None = None) -> pl.DataFrame:
     """Parse Procmon "Time of Day" strings.
 
     Returns a frame with ``tod_ns`` (Int64, nanoseconds since midnight; null when the
     string is not a time) and ``has_hour`` (Boolean; False for Excel's ``mm:ss.f``).
+    ``sample``: the values that decide the path (:func:`fast_shape`), when ``values`` is
+    a piece of a longer column (default: the first :data:`FAST_SAMPLE_SIZE` non-null of
+    ``values``).
     """
     values = values.cast(pl.String)
-    marker = _fast_style(values)
+    if sample is None:
+        sample = values.drop_nulls().head(FAST_SAMPLE_SIZE).to_list()
+    marker = fast_shape(sample)
     if marker is None:
         return _general_time(values)
     tod = _fast_time(values, with_marker=marker)
@@ -89,13 +109,59 @@ def parse_time_of_day(values: pl.Series) -> pl.DataFrame:
     return out
 
 
-def _fast_style(values: pl.Series) -> bool | None:
-    """Whether a sample is Procmon's own fixed shape: None if not, else "has AM/PM"."""
-    sample = values.drop_nulls().head(200).to_list()
+def fast_shape(sample: Sequence[str]) -> bool | None:
+    """Whether ``sample`` (a column's first non-null values) is all Procmon's own fixed
+    shape: None if not, else "has AM/PM"."""
     if not sample or not all(_FAST_SAMPLE.match(v) for v in sample):
         return None
     markers = {v.endswith("M") for v in sample}
     return markers.pop() if len(markers) == 1 else None
+
+
+@dataclass
+class ShapeSample:
+    """The first :data:`FAST_SAMPLE_SIZE` non-null values of a column that comes in
+    pieces (in order): what decides :func:`parse_time_of_day`'s path for every piece, as
+    for the whole column at once.
+
+    While it is not full, a piece's values are all in it; so either they all have the
+    fixed shape (and both paths read them alike) or the sample does not either (and the
+    whole column takes the general path too). Once full, it decides as the whole column's
+    does.
+    """
+
+    values: list[str] = field(default_factory=list)
+
+    def add(self, values: pl.Series) -> list[str]:
+        """Take in the next piece's values; the sample that decides for that piece."""
+        room = FAST_SAMPLE_SIZE - len(self.values)
+        if room > 0:
+            self.values.extend(values.drop_nulls().head(room).to_list())
+        return self.values
+
+
+def _fast_exprs(with_marker: bool) -> list[pl.Expr]:
+    """The fast path's expressions over ``t``: the fraction, whether the row has the
+    shape, and its ``H:MM:SS[ AM]`` clock (marker included: runs of equal clocks break
+    where the time or the marker changes)."""
+    suffix = 3 if with_marker else 0
+    t = pl.col("t")
+    clock = t.str.head(-(suffix + 8))
+    if with_marker:
+        pm, am = t.str.ends_with("PM"), t.str.ends_with("AM")
+        clock = pl.when(pm).then(clock + " PM").otherwise(clock + " AM")
+        shape_ok = am | pm
+    else:
+        shape_ok = pl.lit(True)
+    return [
+        t.str.slice(-(suffix + 7), 7).str.to_integer(strict=False).alias("fraction"),
+        ((t.str.len_chars() - suffix).is_between(15, 16) & shape_ok).alias("ok"),
+        clock.alias("clock"),
+    ]
+
+
+_FAST = {marker: _fast_exprs(marker) for marker in (False, True)}
+_RUN_SECONDS = pl.when(pl.col("has_hour")).then(pl.col("tod_ns"))
 
 
 def _fast_time(values: pl.Series, *, with_marker: bool) -> pl.Series:
@@ -103,28 +169,16 @@ def _fast_time(values: pl.Series, *, with_marker: bool) -> pl.Series:
     row; the ``H:MM:SS[ AM]`` part changes once a second, so it is parsed once per run of
     equal values. Rows of any other shape come out null (the caller re-parses them).
     """
-    suffix = 3 if with_marker else 0
-    t = pl.col("t")
-    parts = pl.DataFrame({"t": values}).select(
-        t.str.slice(-(suffix + 7), 7).str.to_integer(strict=False).alias("fraction"),
-        t.str.head(-(suffix + 8)).alias("clock"),
-        (t.str.ends_with("PM") if with_marker else pl.lit(False)).alias("pm"),
-        (t.str.ends_with("AM") if with_marker else pl.lit(True)).alias("am"),
-        (t.str.len_chars() - suffix).is_between(15, 16).alias("length_ok"),
-    )
-    ok = pl.col("length_ok") & (pl.col("am") | pl.col("pm"))
-    run = parts.select(pl.struct("clock", "pm").rle_id()).to_series()
-    firsts = parts.select("clock", "pm")[_run_starts(run)]
-    clock = _general_time(
-        firsts.select(
-            pl.when(pl.col("pm"))
-            .then(pl.col("clock") + " PM")
-            .otherwise(pl.col("clock") + (" AM" if with_marker else ""))
-        ).to_series()
-    )
-    seconds = clock.select(pl.when(pl.col("has_hour")).then(pl.col("tod_ns"))).to_series()
+    parts = pl.DataFrame({"t": values}).select(_FAST[with_marker])
+    clock = parts.get_column("clock")
+    firsts = clock.rle().struct.field("value")
+    seconds = _general_time(firsts).select(_RUN_SECONDS).to_series()
     return (
-        parts.select(pl.when(ok).then(pl.lit(seconds.gather(run)) + pl.col("fraction") * 100))
+        parts.select(
+            pl.when(pl.col("ok")).then(
+                pl.lit(seconds).gather(clock.rle_id()) + pl.col("fraction") * 100
+            )
+        )
         .to_series()
         .alias("tod_ns")
     )
@@ -140,16 +194,11 @@ def _run_starts(run: pl.Series) -> pl.Series:
     return positions
 
 
-def _general_time(values: pl.Series) -> pl.DataFrame:
-    """Every supported shape, through one regular expression with named groups.
-
-    Staged (groups first, then arithmetic on plain columns) so the expression is matched
-    once per row.
-    """
-    g = pl.DataFrame({"t": values}).select(
-        pl.col("t").str.extract_groups(_TIME_PATTERN).struct.unnest()
-    )
-    parts = g.select(
+def _general_exprs() -> tuple[pl.Expr, list[pl.Expr], pl.Expr, pl.Expr, list[pl.Expr]]:
+    """:func:`_general_time`'s stages: the groups, the numbers, the 12-hour clock, the
+    checks, and the results."""
+    groups = pl.col("t").str.extract_groups(_TIME_PATTERN).struct.unnest()
+    numbers = [
         pl.col("h").str.to_integer(strict=False).alias("hour"),
         pl.coalesce("m", "m2").str.to_integer(strict=False).alias("minute"),
         pl.coalesce("s", "s2").str.to_integer(strict=False).alias("second"),
@@ -159,28 +208,44 @@ def _general_time(values: pl.Series) -> pl.DataFrame:
         .fill_null(0)
         .alias("fraction"),
         pl.coalesce("pre", "post").str.to_lowercase().str.replace_all(r"[\s.]", "").alias("marker"),
-    )
+    ]
     hour, minute, second = pl.col("hour"), pl.col("minute"), pl.col("second")
     twelve_hour = pl.col("marker").is_in(list(_AM + _PM)) & hour.is_between(1, 12)
     is_pm = pl.col("marker").is_in(list(_PM))
-    parts = parts.with_columns(
+    clock = (
         pl.when(twelve_hour)
         .then(hour % 12 + pl.when(is_pm).then(12).otherwise(0))
         .otherwise(hour)
         .alias("hour")
-    ).with_columns(
-        (minute.is_not_null() & (hour.fill_null(0) <= 23) & (minute <= 59) & (second <= 59)).alias(
-            "ok"
-        )
     )
+    checks = (
+        minute.is_not_null() & (hour.fill_null(0) <= 23) & (minute <= 59) & (second <= 59)
+    ).alias("ok")
     tod = ((hour.fill_null(0) * 60 + minute) * 60 + second) * NS_PER_SECOND + pl.col("fraction")
-    return parts.select(
+    results = [
         pl.when(pl.col("ok")).then(tod).cast(pl.Int64).alias("tod_ns"),
         pl.when(pl.col("ok")).then(hour.is_not_null()).alias("has_hour"),
-    )
+    ]
+    return groups, numbers, clock, checks, results
 
 
-def parse_date_time(values: pl.Series) -> pl.DataFrame:
+_GENERAL = _general_exprs()
+
+
+def _general_time(values: pl.Series) -> pl.DataFrame:
+    """Every supported shape, through one regular expression with named groups.
+
+    Staged (groups first, then arithmetic on plain columns) so the expression is matched
+    once per row.
+    """
+    groups, numbers, clock, checks, results = _GENERAL
+    g = pl.DataFrame({"t": values}).select(groups)
+    return g.select(numbers).with_columns(clock).with_columns(checks).select(results)
+
+
+def parse_date_time(
+    values: pl.Series, *, rest_sample: ShapeSample | None = None, previous: str | None = None
+) -> pl.DataFrame:
     """Parse Procmon "Date & Time" strings (``7/31/2020 7:19:37 AM``, ``31.07.2020 7:19:37``).
 
     Returns ``date`` (Date), ``dt_ns`` (Int64 time of day in whole seconds, null if the
@@ -188,40 +253,66 @@ def parse_date_time(values: pl.Series) -> pl.DataFrame:
     a 4-digit first field is year-month-day, dots mean day.month.year, and slashes are
     month/day/year unless some first field is above 12. Only the first value of each run
     of equal strings is parsed.
+
+    For a piece of a longer column: ``rest_sample`` gathers the times of the runs so far
+    (their path is decided as for the whole column, see :class:`ShapeSample`) and
+    ``previous`` is the value before the piece (a run it continues is not counted twice).
+    The day/month order is still decided on the piece alone.
     """
     values = values.cast(pl.String)
     if values.len() == 0:
         return pl.DataFrame(schema={"date": pl.Date, "dt_ns": pl.Int64})
     run = values.rle_id()
-    parsed = _parse_date_values(values.gather(_run_starts(run)))
+    continued = previous is not None and values[0] == previous
+    parsed = _parse_date_values(
+        values.gather(_run_starts(run)), rest_sample=rest_sample, continued=continued
+    )
     return parsed[run]
 
 
-def _parse_date_values(values: pl.Series) -> pl.DataFrame:
-    g = pl.DataFrame({"v": values}).select(
-        pl.col("v").str.extract_groups(_DATE_PATTERN).struct.unnest()
-    )
-    a, b, c = (g[name].str.to_integer(strict=False) for name in ("a", "b", "c"))
-    year_first = (g["a"].str.len_chars() == 4).fill_null(False)  # 2020/07/31, 2020-07-31
-    others = ~year_first
-    day_first = bool((g["sep"].filter(others) == ".").any() or (a.filter(others) > 12).any())
-    year = a.zip_with(year_first, c)
-    month = b.zip_with(year_first, b if day_first else a)
-    day = c.zip_with(year_first, a if day_first else b)
-    frame = pl.DataFrame({"y": year, "m": month, "d": day}).select(
-        format_expr(
-            "{}-{}-{}",
-            pl.when(pl.col("y") < 100).then(pl.col("y") + 2000).otherwise(pl.col("y")),
-            pl.col("m").cast(pl.String).str.zfill(2),
-            pl.col("d").cast(pl.String).str.zfill(2),
+def _date_exprs() -> tuple[pl.Expr, pl.Expr, dict[bool, pl.Expr], pl.Expr]:
+    """:func:`_parse_date_values`' expressions: the groups, whether the file is
+    day-first, the date (for each order) and the time part."""
+    groups = pl.col("v").str.extract_groups(_DATE_PATTERN).struct.unnest()
+    a, b, c = (pl.col(name).str.to_integer(strict=False) for name in ("a", "b", "c"))
+    year_first = (pl.col("a").str.len_chars() == 4).fill_null(False)  # 2020/07/31, 2020-07-31
+    day_first = (~year_first & ((pl.col("sep") == ".") | (a > 12))).any()
+
+    def date(day_first: bool) -> pl.Expr:
+        year = pl.when(year_first).then(a).otherwise(c)
+        month = pl.when(year_first).then(b).otherwise(b if day_first else a)
+        day = pl.when(year_first).then(c).otherwise(a if day_first else b)
+        return (
+            format_expr(
+                "{}-{}-{}",
+                pl.when(year < 100).then(year + 2000).otherwise(year),
+                month.cast(pl.String).str.zfill(2),
+                day.cast(pl.String).str.zfill(2),
+            )
+            .str.to_date("%Y-%m-%d", strict=False)
+            .alias("date")
         )
-        .str.to_date("%Y-%m-%d", strict=False)
-        .alias("date")
-    )
+
     # Excel shortens the time to H:MM; read that as hours and minutes, not mm:ss.
-    rest = g["rest"].str.replace(r"^(\D*\d{1,2}[:.]\d{2})(\D*)$", "${1}:00${2}")
-    dt_ns = parse_time_of_day(rest)["tod_ns"]
-    return frame.with_columns(dt_ns.alias("dt_ns"))
+    rest = pl.col("rest").str.replace(r"^(\D*\d{1,2}[:.]\d{2})(\D*)$", "${1}:00${2}")
+    return groups, day_first, {True: date(True), False: date(False)}, rest.alias("rest")
+
+
+_DATE = _date_exprs()
+
+
+def _parse_date_values(
+    values: pl.Series, *, rest_sample: ShapeSample | None, continued: bool
+) -> pl.DataFrame:
+    groups, day_first, date, rest = _DATE
+    g = pl.DataFrame({"v": values}).select(groups)
+    parts = g.select(date[bool(g.select(day_first).item())], rest)
+    times = parts.get_column("rest")
+    sample = None
+    if rest_sample is not None:
+        sample = rest_sample.add(times.slice(1) if continued else times)
+    dt_ns = parse_time_of_day(times, sample=sample)["tod_ns"]
+    return pl.DataFrame({"date": parts.get_column("date"), "dt_ns": dt_ns})
 
 
 def parse_duration(value: pl.Expr) -> pl.Expr:
@@ -384,16 +475,19 @@ class StreamClock:
         assert has_hour is not None
         if n and not bool(has_hour.all()):
             self.lost = True
+        every_hour = not has_hour.null_count() and bool(has_hour.all())
         frame = pl.DataFrame({"tod": tod_ns, "has_hour": has_hour, "day": day_ns})
         back_hour = _steps_back(frame["tod"], self._last_tod, -30 * NS_PER_MINUTE)
-        if dt_ns is not None and self._first_dt is not None:
-            dt_filled = self._filled(dt_ns, self._last_dt, self._first_dt)
-            hour = (dt_filled // NS_PER_HOUR) * NS_PER_HOUR
-        else:
-            hour = (back_hour.cum_sum().cast(pl.Int64) + self._hours) * NS_PER_HOUR
-        frame = frame.with_columns(
-            pl.when(pl.col("has_hour")).then(pl.col("tod")).otherwise(pl.col("tod") + hour)
-        )
+        if not every_hour:  # else no row takes an hour from elsewhere
+            if dt_ns is not None and self._first_dt is not None:
+                dt_filled = self._filled(dt_ns, self._last_dt, self._first_dt)
+                hour = (dt_filled // NS_PER_HOUR) * NS_PER_HOUR
+            else:
+                # In Int64 (a Boolean's cum_sum is UInt32, where the product overflows).
+                hour = (back_hour.cum_sum().cast(pl.Int64) + self._hours) * NS_PER_HOUR
+            frame = frame.with_columns(
+                pl.when(pl.col("has_hour")).then(pl.col("tod")).otherwise(pl.col("tod") + hour)
+            )
         if n:
             self._hours += int(back_hour.sum())
             self._last_tod = int(tod_ns[-1])
