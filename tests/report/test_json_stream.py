@@ -1,9 +1,11 @@
-"""``--json`` streams: :meth:`ReportData.write_json` writes the document in pieces, and the
-pieces put together are ``to_json()`` byte for byte, whatever the report holds."""
+"""``--json`` streams: :meth:`ReportData.write_json` writes the document in pieces, a record
+per line in its long lists, and the pieces put together are the document ``to_dict()``
+describes, whatever the report holds."""
 
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -26,6 +28,10 @@ def streamed(report: report_data.ReportData, indent: int | None = 2) -> tuple[st
     return "".join(pieces), len(pieces)
 
 
+def same_document(text: str, report: report_data.ReportData) -> bool:
+    return json.loads(text) == json.loads(json.dumps(report.to_dict(), ensure_ascii=False))
+
+
 def story_trace(story: Story) -> Trace:
     return Trace(events=story.events(), format="procmon-csv", source=Path("story.csv"))
 
@@ -35,6 +41,7 @@ def story_trace(story: Story) -> Trace:
 def test_streamed_json_is_to_json(sample: str, indent: int | None) -> None:
     report = analyze(SAMPLES / sample)
     text, _ = streamed(report, indent)
+    assert same_document(text, report)
     assert text == report.to_json(indent=indent)
 
 
@@ -45,7 +52,7 @@ def test_records_are_written_one_at_a_time_across_slices(
     monkeypatch.setattr(report_data, "STREAM_SLICE", 3)
     report = analyze(SAMPLES / "mixed-small.csv")
     text, pieces = streamed(report)
-    assert text == report.to_json()
+    assert same_document(text, report)
     records = report.conflicts.height + report.blocked_times.height + report.chains.height
     assert report.conflicts.height > 3 and report.chains.height > 3
     assert pieces >= records
@@ -53,14 +60,14 @@ def test_records_are_written_one_at_a_time_across_slices(
 
 def test_pooled_traces_stream_the_same_document() -> None:
     report = analyze([SAMPLES / "uv-extract-rename.csv", SAMPLES / "mixed-small.csv"])
-    assert streamed(report)[0] == report.to_json()
+    assert same_document(streamed(report)[0], report)
 
 
 def test_a_report_with_nothing_to_list_writes_empty_lists() -> None:
     story = Story().open_(0, 7, r"C:\t\a.txt", process="a.exe").close(5, 7, r"C:\t\a.txt")
     report = analyze(story_trace(story))
     text, _ = streamed(report)
-    assert text == report.to_json()
+    assert same_document(text, report)
     assert '"conflicts": []' in text and '"retries": []' in text and '"episodes": []' in text
 
 
@@ -74,7 +81,7 @@ def test_hostile_names_stream_like_json_dumps() -> None:
     report = analyze(story_trace(story))
     assert report.conflicts.height >= 2
     for indent in (2, None):
-        assert streamed(report, indent)[0] == report.to_json(indent=indent)
+        assert same_document(streamed(report, indent)[0], report)
 
 
 def test_cli_json_is_the_streamed_document_with_c1_escaped(tmp_path) -> None:
@@ -99,4 +106,14 @@ def test_cli_json_escapes_c1_controls_split_over_pieces(monkeypatch: pytest.Monk
 def test_the_dll_scenario_lists_its_conflicts() -> None:
     report = analyze(story_trace(uv_with_backoff(release_ms=100)))
     text, _ = streamed(report)
-    assert DLL.replace("\\", "\\\\") in text and text == report.to_json()
+    assert DLL.replace("\\", "\\\\") in text and same_document(text, report)
+
+
+def test_each_conflict_episode_and_retry_is_one_line() -> None:
+    report = analyze(SAMPLES / "mixed-small.csv")
+    lines = report.to_json().splitlines()
+    conflicts = [line for line in lines if line.startswith('    {"trace": ') and '"row": ' in line]
+    assert len(conflicts) == report.conflicts.height
+    assert all(json.loads(line.rstrip(","))["verdict"] for line in conflicts)
+    retries = [line for line in lines if '"attempts": ' in line]
+    assert len(retries) == report.chains.height

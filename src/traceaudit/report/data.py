@@ -407,11 +407,12 @@ class ReportData:
         }
 
     def write_json(self, write: Callable[[str], object], indent: int | None = 2) -> None:
-        """Write :meth:`to_json`'s text through ``write``, piece by piece.
+        """Write the JSON document (:meth:`to_dict`) through ``write``, piece by piece.
 
         The three lists that grow with the trace (conflicts, lock episodes, retry chains)
-        are encoded a record at a time, so a report of a million conflicts never exists
-        as one string or one list of dicts; the text is the same, byte for byte.
+        are encoded a record at a time, one record per line, so a report of a million
+        conflicts never exists as one string or one list of dicts, and each record is
+        one line to ``grep``. Everything else is laid out with ``indent``.
         """
         token = secrets.token_hex(8)
         streams = {
@@ -444,7 +445,10 @@ class ReportData:
         ]
 
     def to_json(self, indent: int | None = 2) -> str:
-        return json.dumps(self.to_dict(), indent=indent, ensure_ascii=False)
+        """The JSON document as :meth:`write_json` writes it."""
+        pieces: list[str] = []
+        self.write_json(pieces.append, indent=indent)
+        return "".join(pieces)
 
 
 STREAM_SLICE = 10_000
@@ -463,7 +467,8 @@ def _write_list(
     indent: int | None,
     margin: int,
 ) -> None:
-    """A JSON list as ``json.dumps`` would lay it out at ``margin`` spaces of indentation."""
+    """A JSON list at ``margin`` spaces of indentation: one compact record per line
+    (compact records use the C encoder, several times faster than an indented one)."""
     if indent is None:
         opening, separator, closing = "[", ", ", "]"
     else:
@@ -471,9 +476,6 @@ def _write_list(
         opening, separator, closing = "[" + inner, "," + inner, "\n" + " " * margin + "]"
     first = True
     for record in records:
-        item = json.dumps(record, indent=indent, ensure_ascii=False)
-        if indent is not None:
-            item = item.replace("\n", "\n" + " " * (margin + indent))
-        write((opening if first else separator) + item)
+        write((opening if first else separator) + json.dumps(record, ensure_ascii=False))
         first = False
     write("[]" if first else closing)
