@@ -37,7 +37,7 @@ if what == "polars":
 else:
     report = traceaudit.analyze(path)
     report.to_text(), report.to_json()
-    rows = report.events.height
+    rows = report.traces[0].events
     extra = {"conflicts": report.conflicts.height, "episodes": report.episodes.height}
 elapsed = time.perf_counter() - start
 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024 if resource else None
