@@ -226,6 +226,8 @@ class FleetSummary:
                 f"; blocked {fmt_ms(r['blocked_p50_ms'])} median, {fmt_ms(r['blocked_max_ms'])} "
                 "at most"
                 if r["blocked_p50_ms"] is not None
+                else "; still blocking when the capture ended"
+                if r["blocked_censored"]
                 else ""
             )
             out.append(
