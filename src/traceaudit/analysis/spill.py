@@ -23,7 +23,7 @@ import polars as pl
 
 __all__ = ["FrameSpill", "MEMORY_LIMIT", "detach"]
 
-MEMORY_LIMIT = 64 * 1024 * 1024
+MEMORY_LIMIT = 16 * 1024 * 1024
 """Bytes of frames held in memory before they are written to disk."""
 
 
