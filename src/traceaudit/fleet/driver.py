@@ -119,7 +119,9 @@ def _local_cluster(distributed: Any, workers: int) -> Any:
             n_workers=1,
             threads_per_worker=1,
             processes=True,
-            dashboard_address=None,
+            # any free port: the scheduler serves HTTP even with no dashboard, and 8787
+            # may be another cluster's (distributed then warns, and picks another anyway)
+            dashboard_address=":0",
             # a worker's own log lines (a heartbeat racing the shutdown) are noise
             # here: what goes wrong with a trace comes back with its result
             silence_logs=logging.CRITICAL,
