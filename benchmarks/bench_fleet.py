@@ -64,7 +64,14 @@ if __name__ == "__main__":
         pool.map(warm, range(n), chunksize=1)  # processes started, analysis imported
         start = time.perf_counter()
         pool.map(work, paths, chunksize=1)
-        print(json.dumps({"seconds": time.perf_counter() - start, "cpu": 0.0}))
+        seconds = time.perf_counter() - start
+    try:  # the pool's processes, ended and waited for (their start-up included)
+        import resource
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu = usage.ru_utime + usage.ru_stime
+    except ImportError:  # Windows
+        cpu = 0.0
+    print(json.dumps({"seconds": seconds, "cpu": cpu}))
 """
 
 
@@ -117,9 +124,10 @@ def loop_seconds(paths: list[Path], threads: int | None) -> tuple[float, float]:
 
 
 def pool_seconds(paths: list[Path], processes: int) -> tuple[float, float]:
-    """(wall, 0) seconds of ``analyze(path)`` over the paths on a plain process pool, polars
-    on one thread: no Dask, no dataset. What the machine lets ``processes`` cores do at that
-    moment; the fleet's speed-up is to be read against this one's."""
+    """(wall, CPU) seconds of ``analyze(path)`` over the paths on a plain process pool,
+    polars on one thread: no Dask, no dataset. What the machine lets ``processes`` cores do
+    at that moment; the fleet's speed-up is to be read against this one's. The wall time
+    leaves the pool's start out; the CPU time does not."""
     env = dict(os.environ, POLARS_MAX_THREADS="1")
     with tempfile.TemporaryDirectory(prefix="bench-fleet-pool-") as tmp:
         script = Path(tmp) / "pool.py"  # spawn imports the main module again: a file
@@ -185,16 +193,26 @@ def main() -> None:
 
         dataset = Path(tmp) / "dataset"
         loads = [load_average()]
-        for _ in range(args.rounds):
-            keep("loop", loop_seconds(paths, None))
-            keep("loop1", loop_seconds(paths, 1))
-            keep("pool1", pool_seconds(paths, 1))
-            keep("pool2", pool_seconds(paths, 2))
-            keep("start1", (startup_seconds(1), 0.0))
-            keep("start2", (startup_seconds(2), 0.0))
-            keep("fleet1", measured(fleet_seconds, folder, dataset, 1))
-            keep("fleet2", measured(fleet_seconds, folder, dataset, 2))
+        for k in range(args.rounds):
+            runs = {
+                "loop": lambda: loop_seconds(paths, None),
+                "loop1": lambda: loop_seconds(paths, 1),
+                "pool1": lambda: pool_seconds(paths, 1),
+                "pool2": lambda: pool_seconds(paths, 2),
+                "start1": lambda: (startup_seconds(1), 0.0),
+                "start2": lambda: (startup_seconds(2), 0.0),
+                "fleet1": lambda: measured(fleet_seconds, folder, dataset, 1),
+                "fleet2": lambda: measured(fleet_seconds, folder, dataset, 2),
+            }
+            line = []
+            for name, run in runs.items():
+                figures = run()
+                keep(name, figures)
+                line.append(f"{name} {figures[0]:.2f}")
             loads.append(load_average())
+            # every round, so that a round slowed by someone else's work can be told apart
+            print(f"round {k + 1} (load {loads[-1]:.1f}), wall s: {', '.join(line)}", flush=True)
+    print()
     report(best, n, loads)
 
 
@@ -224,19 +242,24 @@ def report(best: dict[str, tuple[float, float]], n: int, loads: list[float]) -> 
     )
     print(
         f"{'what':<52} {'wall s':>7} {'ms/trace':>9} {'start s':>8} {'steady ms/trace':>16} "
-        f"{'CPU s':>7} {'CPU ms/trace':>13}"
+        f"{'CPU s':>7} {'CPU ms/trace':>13} {'cores busy':>11}"
     )
     for label, key, start in rows:
         steady = "" if start is None else f"{(wall[key] - wall[start]) / n * 1000:.1f}"
         start_text = "" if start is None else f"{wall[start]:.2f}"
         cpu_text = (
-            f"{cpu[key]:7.2f} {cpu[key] / n * 1000:13.1f}" if cpu[key] else f"{'-':>7} {'-':>13}"
+            f"{cpu[key]:7.2f} {cpu[key] / n * 1000:13.1f} {cpu[key] / wall[key]:11.2f}"
+            if cpu[key]
+            else f"{'-':>7} {'-':>13} {'-':>11}"
         )
         print(
             f"{label:<52} {wall[key]:7.2f} {wall[key] / n * 1000:9.1f} {start_text:>8} "
             f"{steady:>16} {cpu_text}"
         )
-    print()
+    print(
+        "cores busy = CPU s / wall s: on the 2-worker rows, below 2 means other work on the "
+        "machine had the rest (the pool's CPU includes its start, its wall does not)\n"
+    )
     print(
         f"2 workers vs 1: {wall['fleet1'] / wall['fleet2']:.2f}x wall, "
         f"{steady1 / steady2:.2f}x steady state (goal >= 1.7x); what the machine allowed "
