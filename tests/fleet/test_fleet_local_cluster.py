@@ -23,6 +23,8 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def fleet_run(tmp_path_factory: pytest.TempPathFactory):
     traces = make_fleet(tmp_path_factory.mktemp("fleet") / "traces")
+    # the same bytes twice in one run: one trace, whose row names the first path in order
+    shutil.copyfile(traces / "machine-0" / "extract-rename.csv", traces / "machine-1" / "zz.copy")
     dataset = traces / "dataset"  # inside the input folder: never read as input
     stream = io.StringIO()
     summary = traceaudit.fleet([traces], dataset, workers=2, stream=stream)
@@ -34,11 +36,12 @@ def fleet_run(tmp_path_factory: pytest.TempPathFactory):
 def test_the_run_counts_every_file(fleet_run):
     _, _, summary, stderr = fleet_run
     run = summary.run
-    assert (run.found, run.analysed, run.failed, run.ignored, run.skipped) == (8, 6, 1, 1, 0)
+    counts = (run.found, run.analysed, run.failed, run.ignored, run.skipped, run.duplicates)
+    assert counts == (9, 6, 1, 1, 0, 1)
     assert run.workers == 2
     # not a terminal: no bar, one final line
     assert stderr == run.line() + "\n"
-    assert stderr.startswith("fleet: 8 files: 6 analysed, 1 failed")
+    assert stderr.startswith("fleet: 9 files: 6 analysed, 1 failed, 1 duplicate, 1 not traces")
 
 
 def test_every_table_is_partitioned_by_the_traces_sha256(fleet_run):
@@ -53,6 +56,9 @@ def test_every_table_is_partitioned_by_the_traces_sha256(fleet_run):
         files = list((dataset / table).glob("*/*"))
         assert all(f.name == "part.parquet" for f in files) and len(files) == len(ids)
     assert not any((dataset / ".tmp").iterdir())
+    first = str((traces / "machine-0" / "extract-rename.csv").resolve())
+    rows = pl.scan_parquet(dataset / "traces", hive_partitioning=True).collect()
+    assert rows.filter(pl.col("trace_id") == content_id(first))["path"].to_list() == [first]
     episodes = pl.scan_parquet(dataset / "episodes", hive_partitioning=True).collect()
     assert {"trace_id", "episode", "horizon_ms", "blocked", "blocked_ms"} <= set(episodes.columns)
     assert episodes.height == sum(
@@ -86,7 +92,7 @@ def test_a_second_run_skips_what_is_already_in_the_dataset(fleet_run, tmp_path: 
     shutil.copyfile(good_paths(traces)[0], copy)  # known by content, not by path
     again = traceaudit.fleet([traces, copy], dataset, workers=1, progress=False)
     run = again.run
-    assert (run.analysed, run.failed, run.skipped, run.ignored) == (0, 0, 8, 1)
+    assert (run.analysed, run.failed, run.skipped, run.ignored) == (0, 0, 9, 1)
     assert {p: p.stat().st_mtime_ns for p in dataset.glob("*/*/part.parquet")} == before
     assert again.policy == first.policy
 

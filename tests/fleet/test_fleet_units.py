@@ -271,16 +271,18 @@ def test_the_summary_reads_as_json(traces: Path, tmp_path: Path):
     assert os.fspath(dataset) == doc["dataset"]
 
 
-def test_a_worker_that_sees_the_dataset_writes_the_tables_itself(traces: Path, tmp_path: Path):
+def test_a_worker_that_sees_the_dataset_commits_the_trace_itself(traces: Path, tmp_path: Path):
+    """Its tables and then its traces row: the driver has nothing to write for it."""
     path = good_paths(traces)[0]
     with DatasetWriter(tmp_path / "dataset") as writer:
         here = analyse_into(path, str(writer.root), str(writer.tmp))
-        assert here.written and here.tables == {}
+        assert here.written and here.tables == {} and here.trace is not None
         files = sorted(p.parent.parent.name for p in writer.root.glob("*/*/part.parquet"))
-        assert files == sorted(TABLES)  # its traces row is the driver's to commit
+        assert files == sorted(["traces", *TABLES])
+        assert read_table(writer.root, "traces")["path"].to_list() == [path]
         elsewhere = analyse_into(path, str(writer.root), str(tmp_path / "not-on-this-worker"))
         assert not elsewhere.written and set(elsewhere.tables) == set(TABLES)
-        writer.write(elsewhere)
+        writer.write(elsewhere)  # the driver commits what travelled back
     assert read_table(tmp_path / "dataset", "conflicts").height == here_conflicts(path)
 
 

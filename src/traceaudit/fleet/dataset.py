@@ -16,12 +16,13 @@ DuckDB's ``read_parquet('DATASET/conflicts/*/*.parquet', hive_partitioning = tru
 Spark's ``spark.read.parquet("DATASET/conflicts")``).
 
 Writes are atomic per partition: a file is written under ``.tmp/`` and renamed into its
-partition folder, so a reader, or a run that was killed, never leaves half a file. The
-workers write a trace's tables themselves when they see the dataset (the same machine, or a
-shared file system; otherwise the tables travel back and the driver writes them); the
-driver writes the trace's ``traces`` row after them: a trace is in the dataset (and
-skipped by the next run) only once all its tables are. :func:`read_table` reads only the
-tables of such complete, successfully analysed traces.
+partition folder, so a reader, or a run that was killed, never leaves half a file. A
+trace's tables are written first and its ``traces`` row last: a trace is in the dataset
+(and skipped by the next run) only once all its tables are. :func:`read_table` reads only
+the tables of such complete, successfully analysed traces. The workers commit a trace
+themselves when they see the dataset (the same machine, or a shared file system), which
+leaves the driver nothing to write per trace; otherwise the tables travel back and the
+driver commits them.
 """
 
 from __future__ import annotations
@@ -43,6 +44,7 @@ __all__ = [
     "ALL_TABLES",
     "DatasetWriter",
     "analyse_into",
+    "commit",
     "put_partition",
     "known_traces",
     "read_table",
@@ -54,6 +56,7 @@ ALL_TABLES = ("traces", *TABLES)
 PART = "part.parquet"
 TMP = ".tmp"
 _STALE_S = 3600.0
+_REPLACE_RETRIES = (0.01, 0.05, 0.1, 0.25, 0.5)
 
 
 def _partition(root: Path, table: str, trace_id: str) -> Path:
@@ -101,18 +104,20 @@ def known_traces(dataset: str | os.PathLike[str]) -> pl.DataFrame:
 
 
 def read_table(
-    dataset: str | os.PathLike[str], table: str, columns: list[str] | None = None
+    dataset: str | os.PathLike[str],
+    table: str,
+    columns: list[str] | None = None,
+    *,
+    known: pl.DataFrame | None = None,
 ) -> pl.DataFrame:
     """``table`` with ``trace_id``, in path order: for ``traces``, every trace (failed ones
-    too); for the others, the rows of the traces analysed successfully."""
-    traces = (
-        known_traces(dataset)
-        .filter(pl.col("status") == "ok")
-        .select("trace_id", _trace_path=pl.col("path"))
-    )
+    too); for the others, the rows of the traces analysed successfully. ``known``: the
+    ``traces`` table when the caller has read it already (:func:`known_traces`)."""
+    every = known_traces(dataset) if known is None else known
     if table == "traces":
-        frame = known_traces(dataset).sort("path", maintain_order=True)
+        frame = every.sort("path", maintain_order=True)
         return frame if columns is None else frame.select("trace_id", *columns)
+    traces = every.filter(pl.col("status") == "ok").select("trace_id", _trace_path=pl.col("path"))
     lazy = scan_table(dataset, table)
     if columns is not None:
         lazy = lazy.select("trace_id", *columns)
@@ -134,10 +139,38 @@ def put_partition(root: Path, tmp: Path, table: str, trace_id: str, frame: pl.Da
     temporary = tmp / f"{table}-{trace_id}-{secrets.token_hex(4)}.parquet"
     try:
         frame.write_parquet(temporary, compression="zstd")
-        os.replace(temporary, folder / PART)
+        _replace(temporary, folder / PART)
     except BaseException:
         temporary.unlink(missing_ok=True)
         raise
+
+
+def _replace(source: Path, target: Path) -> None:
+    """``os.replace``, retried a few times on Windows, where a file another process has open
+    (a reader of the dataset, or a second worker committing the same content) cannot be
+    replaced for a moment: the sharing violation this project is about."""
+    for delay in _REPLACE_RETRIES:
+        try:
+            os.replace(source, target)
+            return
+        except PermissionError:
+            if os.name != "nt":
+                raise
+            time.sleep(delay)
+    os.replace(source, target)
+
+
+def commit(root: Path, tmp: Path, result: TraceResult) -> None:
+    """Put one trace in the dataset: its tables first (for a failed trace, what an earlier
+    attempt left is removed instead), its ``traces`` row last."""
+    assert result.trace_id is not None and result.trace is not None
+    for table in TABLES:
+        frame = result.tables.get(table)
+        if frame is not None:
+            put_partition(root, tmp, table, result.trace_id, frame)
+        else:
+            shutil.rmtree(_partition(root, table, result.trace_id), ignore_errors=True)
+    put_partition(root, tmp, "traces", result.trace_id, result.trace)
 
 
 def analyse_into(
@@ -150,14 +183,14 @@ def analyse_into(
     date: Date | None = None,
     strict: bool = False,
 ) -> TraceResult:
-    """Run on a worker: :func:`~traceaudit.fleet.task.analyse_file`, then write the trace's
-    tables (not its ``traces`` row: the driver commits that) straight into the dataset,
-    when this worker sees the run's temporary folder ``tmp`` (a shared file system, or the
-    same machine). Otherwise the tables travel back to the driver, which writes them."""
+    """Run on a worker: :func:`~traceaudit.fleet.task.analyse_file`, then :func:`commit`
+    the trace straight into the dataset when this worker sees the run's temporary folder
+    ``tmp`` (a shared file system, or the same machine). Otherwise the tables travel back
+    to the driver, which commits them. The ``traces`` row always travels back too (a
+    single row): the driver needs it when two files of a run hold the same bytes."""
     result = analyse_file(path, sniff=sniff, known=known, date=date, strict=strict)
-    if result.tables and result.trace_id is not None and os.path.isdir(tmp):
-        for table, frame in result.tables.items():
-            put_partition(Path(dataset), Path(tmp), table, result.trace_id, frame)
+    if result.trace is not None and result.trace_id is not None and os.path.isdir(tmp):
+        commit(Path(dataset), Path(tmp), result)
         result.tables = {}
         result.written = True
     return result
@@ -194,16 +227,14 @@ class DatasetWriter:
         put_partition(self.root, self.tmp, table, trace_id, frame)
 
     def write(self, result: TraceResult) -> None:
-        """Commit one trace: its tables first (unless a worker wrote them already), its
-        ``traces`` row last."""
-        assert result.trace_id is not None and result.trace is not None
-        for table in TABLES:
-            frame = result.tables.get(table)
-            if frame is not None:
-                self._put(table, result.trace_id, frame)
-            elif not result.written:  # a failed trace: drop what an earlier attempt left
-                shutil.rmtree(_partition(self.root, table, result.trace_id), ignore_errors=True)
-        self._put("traces", result.trace_id, result.trace)
+        """Commit one trace, unless its worker did (:func:`commit`)."""
+        if not result.written:
+            commit(self.root, self.tmp, result)
+
+    def put_row(self, trace_id: str, row: pl.DataFrame) -> None:
+        """Replace a committed trace's ``traces`` row (which of two identical files it
+        names)."""
+        self._put("traces", trace_id, row)
 
     def remove(self, trace_id: str) -> None:
         """Take a trace out of the dataset: its ``traces`` row first, then its tables."""

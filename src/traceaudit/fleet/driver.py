@@ -1,15 +1,17 @@
 """The Dask driver: every trace under some paths, analysed on a cluster, into a dataset.
 
 :func:`fleet` discovers the files (:mod:`.discovery`), skips those already in the dataset,
-sends one task per file (:func:`~traceaudit.fleet.task.analyse_file`) to Dask distributed,
-writes each result as it arrives (:class:`~traceaudit.fleet.dataset.DatasetWriter`), and
-returns the pooled summary (:func:`~traceaudit.fleet.summary.summarize`).
+sends one task per file (:func:`~traceaudit.fleet.dataset.analyse_into`) to Dask
+distributed, records each result as it arrives (the worker has committed the trace when it
+sees the dataset; else :class:`~traceaudit.fleet.dataset.DatasetWriter` does), and returns
+the pooled summary (:func:`~traceaudit.fleet.summary.summarize`).
 
 The cluster is a :class:`distributed.LocalCluster` of ``workers`` processes with one thread
 each (polars limited to one thread per worker, as Dask does for BLAS), or an existing
 cluster reached by its scheduler address: the same code path, a :class:`distributed.Client`.
 On a real cluster every worker must have traceaudit installed and see the trace files at
-the paths the driver sees; the driver writes the dataset.
+the paths the driver sees; the dataset is written where the driver sees it (by the workers
+too, when they see it at the same path).
 
 Dask is imported only when :func:`fleet` runs: ``import traceaudit`` never loads it.
 """
@@ -165,7 +167,8 @@ def _client(workers: int, scheduler: str | None) -> Iterator[Any]:
                     f"the Dask scheduler at {scheduler} has no worker after {_WORKER_WAIT_S} s: "
                     "start some (dask worker ADDRESS --nthreads 1)."
                 ) from None
-        _check_workers(client)
+            # (local workers run this very Python and traceaudit: nothing to check)
+            _check_workers(client)
         yield client
 
 
@@ -381,7 +384,7 @@ def _run(
     """Send one task per file of ``plan.todo`` and commit each result as it arrives."""
     distributed = _distributed()
     counts, ids, todo = plan.counts, plan.ids, plan.todo
-    written: set[str] = set()
+    written: dict[str, tuple[str, pl.DataFrame]] = {}  # id -> the path its row names, the row
 
     def record(candidate: Candidate, result: TraceResult) -> None:
         failed = result.status == "error"
@@ -390,12 +393,18 @@ def _run(
         elif result.status == "skipped" or result.trace_id in ids:
             counts["skipped"] += 1
         elif result.trace_id in written:
+            # The same bytes under two paths: one trace, its row naming the first path in
+            # order, whichever worker finished last (both may have committed it).
             counts["duplicates"] += 1
             failed = False
+            assert result.trace is not None
+            first = min(written[result.trace_id], (result.path, result.trace), key=lambda w: w[0])
+            written[result.trace_id] = first
+            writer.put_row(result.trace_id, first[1])
         else:
-            assert result.trace_id is not None
+            assert result.trace_id is not None and result.trace is not None
             writer.write(result)
-            written.add(result.trace_id)
+            written[result.trace_id] = (result.path, result.trace)
             counts["failed" if failed else "analysed"] += 1
             stale = plan.path_ids.get(candidate.path)
             if stale is not None and stale != result.trace_id:

@@ -553,8 +553,8 @@ def summarize(
         "trace", "trace_id", pl.exclude("trace", "trace_id")
     )
     if ok.height:
-        conflicts = read_table(dataset, "conflicts", columns=list(_CONFLICT_COLUMNS))
-        stored = read_table(dataset, "episodes")
+        conflicts = read_table(dataset, "conflicts", list(_CONFLICT_COLUMNS), known=every)
+        stored = read_table(dataset, "episodes", known=every)
     else:
         conflicts = pl.DataFrame(schema={"trace_id": pl.String(), **_CONFLICT_COLUMNS})
         stored = pl.DataFrame(

@@ -96,7 +96,8 @@ class TraceResult:
     ``status``: ``ok`` (tables filled), ``error`` (``error`` says why; ``trace`` still
     holds the row to record), ``skipped`` (its content is already in the dataset) or
     ``not-a-trace`` (found in a folder, and no reader recognises it: ignored). ``written``:
-    the worker wrote ``tables`` into the dataset itself (they are then left out here).
+    the worker committed the trace to the dataset itself (its ``tables`` are then left out
+    here; ``trace``, one row, is kept).
     """
 
     path: str
