@@ -91,16 +91,21 @@ def measured(function, *args) -> tuple[float, float]:
     return time.perf_counter() - start, cpu_seconds() - cpu
 
 
-def write_traces(folder: Path, n: int) -> list[Path]:
+def write_traces(folder: Path, n: int, events: int = 0) -> list[Path]:
+    """``n`` traces, one per machine folder: one simulated scenario each, or a mix of
+    ``events`` events (closer to a real capture's size)."""
     import traceaudit
     from traceaudit.simulation.generate import FAMILY_NAMES
 
     paths = []
     for k in range(n):
-        family = FAMILY_NAMES[k % len(FAMILY_NAMES)]
+        family = FAMILY_NAMES[k % len(FAMILY_NAMES)] if not events else "mix"
         path = folder / f"machine-{k:04d}" / f"{family}.csv"
         path.parent.mkdir(parents=True)
-        traceaudit.simulate(family, seed=k).write_csv(path)
+        if events:
+            traceaudit.simulate_mix(events, seed=k).write_csv(path)
+        else:
+            traceaudit.simulate(family, seed=k).write_csv(path)
         paths.append(path)
     return paths
 
@@ -174,12 +179,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--traces", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--events",
+        type=int,
+        default=0,
+        help="events per trace: a simulated mix of this size (default: one scenario each, "
+        "about 100 events)",
+    )
     args = parser.parse_args()
     n = args.traces
     with tempfile.TemporaryDirectory(prefix="bench-fleet-") as tmp:
         folder = Path(tmp) / "traces"
         start = time.perf_counter()
-        paths = write_traces(folder, n)
+        paths = write_traces(folder, n, args.events)
         size = sum(p.stat().st_size for p in paths)
         print(
             f"{n} simulated traces ({size / 1e6:.1f} MB) written in "
