@@ -69,9 +69,9 @@ def _say(text: str, *, err: bool = False, nl: bool = True) -> None:
     click.echo(printable(text), err=err, nl=nl)
 
 
-def _say_json(text: str) -> None:
+def _say_json(text: str, *, nl: bool = True) -> None:
     """Print JSON: ``json.dumps`` escapes C0 controls; escape C1 and DEL too."""
-    click.echo(_C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text))
+    click.echo(_C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text), nl=nl)
 
 
 _C1 = re.compile(r"[\x7f-\x9f]")
@@ -96,7 +96,7 @@ class _JsonOut:
     def flush(self, *, end: str = "") -> None:
         text = "".join(self._parts) + end
         self._parts, self._size = [], 0
-        click.echo(_C1.sub(lambda m: f"\\u{ord(m.group()):04x}", text), nl=False)
+        _say_json(text, nl=False)
 
 
 def _fail(message: str, status: int = EXIT_BAD_INPUT) -> None:
