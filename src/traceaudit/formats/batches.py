@@ -74,6 +74,9 @@ class TraceBatches:
     skipped_rows: list[str] = field(default_factory=list)
     truncated: bool = False
     time_precision_lost: bool = False
+    numbered: int | None = None
+    """How many rows the reader numbers (rows run 1..numbered), where it knows before
+    reading the frames: a rolled-over capture's next file numbers on from there."""
 
     def trace(self, events: pl.DataFrame) -> Trace:
         """A :class:`Trace` of ``events`` (usually what was kept) with what was learned."""

@@ -414,6 +414,7 @@ def batches(
         clock=CLOCK,
         warnings=opened.warnings(trace_input, damage),
         truncated=opened.truncated,
+        numbered=opened.located.count,
     )
     project = None if columns is None else list(columns)
 

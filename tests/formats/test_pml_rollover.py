@@ -1,0 +1,112 @@
+"""A capture Process Monitor rolled over into Log.PML, Log-1.PML… reads as one trace.
+
+No public capture rolled over, so the parts are cut from a corpus capture the way Procmon
+writes them (:mod:`pml_parts`): each a whole PML with the original header and tables.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import polars as pl
+import pytest
+
+from pml_parts import pml_bytes, split_pml, write_parts
+from traceaudit.formats.load import open_batches
+from traceaudit.formats.pml.reader import read_pml
+from traceaudit.formats.pml.rollover import chain_batches, group_parts, part_name, sibling_parts
+
+
+@pytest.fixture
+def capture(corpus):
+    return pml_bytes(corpus / "procmon-pairs" / "Tests64bit.pml.gz")
+
+
+@pytest.fixture
+def parts(capture, tmp_path):
+    return write_parts(capture, [20_000, 40_000], tmp_path)
+
+
+def test_part_names():
+    assert part_name("Log.PML") == ("log", 0)
+    assert part_name("C:/captures/Log-12.pml") == ("log", 12)
+    assert part_name("my-log-3.PML") == ("my-log", 3)
+    assert part_name("Log.csv") is None
+
+
+def test_the_parts_read_as_the_whole_capture(capture, parts, tmp_path):
+    whole = tmp_path / "whole.pml"
+    whole.write_bytes(capture)
+    expected = read_pml(whole).events
+    assert read_pml(parts).events.equals(expected)
+    chained = chain_batches(parts, lambda p: open_batches(p, batch_rows=6_000))
+    frames = pl.concat(list(chained.frames))
+    assert frames.height == expected.height == 53_214
+    assert frames.equals(expected.sort("row"))
+    assert chained.warnings == [] and not chained.truncated
+
+
+def test_parts_given_in_any_order_are_one_capture_in_part_order(parts):
+    groups, notes = group_parts([parts[2], parts[0], parts[1]])
+    assert [g.paths for g in groups] == [tuple(parts)]
+    assert notes == []
+    assert groups[0].note() == (
+        "Log.PML: read Log.PML, Log-1.PML, Log-2.PML as one capture (3 files Process Monitor "
+        "rolled over into; same computer and system in their headers, times in order), rows "
+        "numbered on across the files."
+    )
+
+
+def test_a_missing_middle_part_is_said(parts):
+    (group,), _ = group_parts([parts[0], parts[2]])
+    assert group.paths == (parts[0], parts[2])
+    assert group.missing() == [1]
+    assert "Part 1 of it is not among the files: events are missing between the parts" in (
+        group.note()
+    )
+
+
+def test_other_traces_stay_apart_and_keep_their_place(parts, tmp_path):
+    other = tmp_path / "other.csv"
+    other.write_text("not a pml")
+    groups, _ = group_parts([other, parts[0], parts[1]])
+    assert [g.paths for g in groups] == [(other,), (parts[0], parts[1])]
+
+
+def test_a_part_of_another_machine_is_kept_apart(capture, corpus, tmp_path):
+    ours = write_parts(capture, [20_000], tmp_path)[0]
+    theirs = tmp_path / "Log-1.PML"
+    shutil.copyfile(corpus / "procmon-pml" / "crysis-nanny.pml", theirs)
+    groups, notes = group_parts([ours, theirs])
+    assert [g.paths for g in groups] == [(ours,), (theirs,)]
+    assert notes == [
+        "Log.PML and Log-1.PML are named like parts of one rolled-over capture, but their "
+        "headers name different computers, systems or PML versions: analysed as separate "
+        "traces."
+    ]
+
+
+def test_parts_out_of_time_order_are_kept_apart(capture, tmp_path):
+    early, late = split_pml(capture, [20_000])
+    (tmp_path / "Log.PML").write_bytes(late)
+    (tmp_path / "Log-1.PML").write_bytes(early)
+    groups, notes = group_parts([tmp_path / "Log.PML", tmp_path / "Log-1.PML"])
+    assert len(groups) == 2
+    assert notes == [
+        "Log.PML and Log-1.PML are named like parts of one rolled-over capture, but Log-1.PML "
+        "starts before Log.PML ends: analysed as separate traces."
+    ]
+
+
+def test_parts_beside_a_single_file_are_pointed_out(parts):
+    assert sibling_parts([parts[0]]) == [
+        "Log.PML: Log-1.PML, Log-2.PML beside it are parts of the same capture (Process "
+        "Monitor rolled it over); give them all to read the whole capture as one trace: "
+        "Log.PML Log-1.PML Log-2.PML."
+    ]
+    assert sibling_parts(parts) == []
+    assert sibling_parts([parts[1], parts[2]]) == [
+        "Log-1.PML: Log.PML beside it is a part of the same capture (Process Monitor rolled "
+        "it over); give them all to read the whole capture as one trace: Log.PML Log-1.PML "
+        "Log-2.PML."
+    ]
