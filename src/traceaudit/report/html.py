@@ -8,25 +8,39 @@
     report = analyze("Logfile.CSV")
     write_html(report, "report.html", inputs=["Logfile.CSV"])
 
-The page is a single file that can be mailed or attached to an issue: the figures are
-embedded as ``data:`` SVG images, the CSS is inline, there is no script at all, and a
-Content-Security-Policy forbids loading anything from anywhere else. It reads top to
+The page is a single file that can be mailed or attached to an issue, and opens offline:
+its stylesheet and its small script (``html_assets/report.css`` and ``report.js``, no
+framework) are inlined, and a Content-Security-Policy forbids loading anything from
+anywhere and allows just that one style and that one script, by their SHA-256 hashes.
+The page is rendered complete on the server and reads without script (and prints: every
+row shown, filters hidden, details opened); the script only enhances it. It reads top to
 bottom: the answer (who held what, how long operations stayed blocked, the advice and its
-coverage, the warning that matters most), what was analysed, the verdicts, every conflict
-with the handles that blocked it (and the candidates and mapped sections), timelines of
-the most telling blocked paths, blocked and hold times, the retry advice (with the replay
-of real tools and code), the application's own retries, and the warnings.
+coverage, the warning that matters most), what was analysed, the verdicts and blockers,
+every conflict with the handles that blocked it (filterable by verdict, holder, process and
+path text, sortable by time and hold time; its data is also a JSON block,
+``#conflict-data``), a zoomable SVG timeline of each of the most telling blocked paths
+(drawn here, see :mod:`traceaudit.report.html_timeline`; each failure mark links to its
+table row), blocked and hold times, the retry advice (with the replay of real tools, and
+the code in tabs, closed until asked for), the application's own retries, and the
+warnings. The static matplotlib figures are for ``--plots``; only the blocked-time
+distribution is embedded here.
 
 Every string that comes from the trace (paths, process names, Procmon's Detail) is
-HTML-escaped: a file may well be called ``<script>.txt``.
+HTML-escaped, and escaped again inside the JSON block (``<`` as ``\\u003c``): a file may
+well be called ``</script><script>alert(1)</script>.txt``.
 """
 
 from __future__ import annotations
 
 import base64
+import dataclasses
+import hashlib
 import html
+import json
 import os
+import re
 from collections.abc import Iterable, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,10 +48,12 @@ import polars as pl
 
 from traceaudit._atomic import write_atomically
 from traceaudit._outputs import same_file
+from traceaudit.analysis.rules import SEP, fold, path_key
 from traceaudit.display import access_text, fmt_duration, fmt_ms, plural, share_text
 from traceaudit.errors import UsageError
 from traceaudit.report import figure_data as data
 from traceaudit.report.answer import answer
+from traceaudit.report.html_timeline import timeline_svg
 from traceaudit.report.text import VERDICT_WORDS, _with_clock_text
 
 if TYPE_CHECKING:
@@ -56,56 +72,26 @@ MAX_TIMELINES = 5
 MAX_DELAYS_SHOWN = 12
 
 
-_CSP = "default-src 'none'; img-src data:; style-src 'unsafe-inline'"
+_ASSETS = "html_assets"
 
-_CSS = """
-:root { color-scheme: light; --fg: #1d1d1f; --muted: #5f6368; --line: #d9dce1;
-  --stripe: #f6f7f9; --other: #b3400a; --own: #0b5cad; --none: #6b6b6b; }
-* { box-sizing: border-box; }
-body { font: 15px/1.5 system-ui, -apple-system, "Segoe UI", Roboto, sans-serif;
-  color: var(--fg); margin: 0 auto; padding: 1.5rem 2rem 4rem; max-width: 1280px; }
-h1 { font-size: 1.6rem; margin: 0 0 .3rem; }
-h2 { font-size: 1.25rem; margin: 2.4rem 0 .6rem; padding-bottom: .25rem;
-  border-bottom: 1px solid var(--line); }
-h3 { font-size: 1.05rem; margin: 1.6rem 0 .4rem; }
-p.lead { font-size: 1.08rem; margin: .2rem 0 1rem; }
-.muted, figcaption, .note { color: var(--muted); font-size: .9rem; }
-nav ol { columns: 2; margin: .4rem 0; padding-left: 1.3rem; font-size: .93rem; }
-a { color: var(--own); }
-table { border-collapse: collapse; width: 100%; font-size: .86rem; margin: .5rem 0 1rem; }
-th, td { border-bottom: 1px solid var(--line); padding: .3rem .45rem; text-align: left;
-  vertical-align: top; }
-th { background: #eef0f3; position: sticky; top: 0; }
-tbody tr:nth-child(even) { background: var(--stripe); }
-td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
-.path, code, pre { font-family: ui-monospace, "Cascadia Mono", Consolas, monospace; }
-.path { word-break: break-all; font-size: .82rem; }
-.nowrap { white-space: nowrap; }
-.scroll { overflow-x: auto; max-width: 100%; }
-ul.blockers { margin: 0; padding-left: 1rem; }
-ul.blockers li { margin: 0 0 .2rem; }
-.badge { display: inline-block; padding: 0 .4rem; border-radius: .6rem; font-size: .78rem;
-  white-space: nowrap; color: #fff; background: var(--none); }
-.badge.blocked-by-other-process { background: var(--other); }
-.badge.blocked-by-own-handle { background: var(--own); }
-.badge.mapped-by-other-process { background: var(--other); }
-.badge.mapped-by-own-process { background: var(--own); }
-dl.answer { display: grid; grid-template-columns: max-content 1fr; gap: .25rem 1rem;
-  margin: .6rem 0 1rem; padding: .7rem 1rem; border: 1px solid var(--line);
-  background: var(--stripe); }
-dl.answer dt { font-weight: 600; }
-dl.answer dd { margin: 0; }
-figure { margin: .8rem 0 1.6rem; }
-figure img { max-width: 100%; height: auto; border: 1px solid var(--line); }
-pre { background: #f4f5f7; border: 1px solid var(--line); padding: .7rem .9rem;
-  overflow-x: auto; font-size: .82rem; line-height: 1.4; }
-details > summary { cursor: pointer; font-weight: 600; margin: .4rem 0; }
-.warnings li { margin-bottom: .4rem; }
-.policy { font-size: 1.08rem; font-weight: 600; }
-footer { margin-top: 3rem; color: var(--muted); font-size: .85rem;
-  border-top: 1px solid var(--line); padding-top: .6rem; }
-@media print { th { position: static; } details { display: block; } }
-"""
+
+def _asset(name: str) -> str:
+    """The text of one of the page's inlined assets (``report.css``, ``report.js``)."""
+    return (resources.files("traceaudit.report") / _ASSETS / name).read_text(encoding="utf-8")
+
+
+def _sha256(text: str) -> str:
+    return (
+        "'sha256-" + base64.b64encode(hashlib.sha256(text.encode("utf-8")).digest()).decode() + "'"
+    )
+
+
+def _csp(style: str, script: str) -> str:
+    """Nothing from anywhere: the one style and the one script are allowed by their hash."""
+    return (
+        f"default-src 'none'; img-src data:; style-src {_sha256(style)}; "
+        f"script-src {_sha256(script)}; base-uri 'none'; form-action 'none'"
+    )
 
 
 # ---------------------------------------------------------------------------- helpers
@@ -118,6 +104,30 @@ def _e(value: object) -> str:
 
 def _ms(value: float | None) -> str:
     return _e(fmt_ms(value))
+
+
+def _path(value: object) -> str:
+    """An escaped path that may wrap after each ``\\`` or ``/`` (and nowhere else)."""
+    text = _e(value)
+    return text.replace("\\", "\\<wbr>").replace("/", "/<wbr>")
+
+
+def _camel_breaks(text: str) -> str:
+    """``SetRenameInformationFile`` may wrap between its words (already escaped text)."""
+    return re.sub(r"(?<=[a-z])(?=[A-Z])", "<wbr>", text)
+
+
+def _json_block(element_id: str, payload: object) -> str:
+    """``payload`` as a JSON data block that trace text cannot break out of.
+
+    ``<``, ``>`` and ``&`` are written as ``\\u`` escapes, so neither ``</script>`` nor
+    ``<!--`` can appear inside; ``JSON.parse`` reads them back unchanged.
+    """
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    for char, escape in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(char, escape)
+    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return f'<script type="application/json" id="{element_id}">{text}</script>'
 
 
 def _table(
@@ -247,7 +257,7 @@ def _nav(report: Report) -> str:
     return f"<nav><ol>{links}</ol></nav>"
 
 
-def _verdicts(report: Report, fig: str) -> str:
+def _verdicts(report: Report) -> str:
     conflicts = report.conflicts
     out = ['<section id="verdicts"><h2>Verdicts and blockers</h2>']
     if conflicts.is_empty():
@@ -262,16 +272,25 @@ def _verdicts(report: Report, fig: str) -> str:
     out.append(_table(["verdict", "meaning", "conflicts"], rows, numeric={2}))
     blockers = data.blocker_counts(report)
     if blockers.height:
-        rows = [
-            [
-                _e(r["process"]) + (" (its own handle)" if r["own"] else ""),
-                f"{r['conflicts']:,}",
-                f"{r['censored']:,}",
-                _ms(r["median_ms"]),
-            ]
-            for r in blockers.iter_rows(named=True)
-        ]
+        most = max(int(blockers["conflicts"].max() or 1), 1)  # type: ignore[arg-type]
+        rows = []
+        for r in blockers.iter_rows(named=True):
+            width = max(round(120 * r["conflicts"] / most), 1)
+            own = ' class="own"' if r["own"] else ""
+            bar = (
+                f'<svg class="hbar" width="120" height="10" aria-hidden="true">'
+                f'<rect{own} width="{width}" height="10"/></svg>'
+            )
+            rows.append(
+                [
+                    _e(r["process"]) + (" (its own handle)" if r["own"] else ""),
+                    f"{r['conflicts']:,}{bar}",
+                    f"{r['censored']:,}",
+                    _ms(r["median_ms"]),
+                ]
+            )
         out.append("<h3>Conflicts by blocking process</h3>")
+        out.append('<p class="note">Each conflict is counted for the holder that let go last.</p>')
         out.append(
             _table(
                 ["blocking process", "conflicts", "still held at the end", "median time held"],
@@ -279,7 +298,6 @@ def _verdicts(report: Report, fig: str) -> str:
                 numeric={1, 2, 3},
             )
         )
-    out.append(fig)
     out.append("</section>")
     return "".join(out)
 
@@ -307,19 +325,45 @@ def _section_item(s: dict[str, Any]) -> str:
 
 
 def _blocker_item(b: dict[str, Any], *, candidate: bool = False) -> str:
+    """One handle in the way; its path only when it is not the failing path itself."""
     opened = "before the capture" if b["opened"] is None else b["opened_text"]
     closed = "still open at the end" if b["closed"] is None else b["closed_text"]
     if candidate and b["closed"] is None:
         closed = "no close in the capture"
     own = " <i>(its own handle)</i>" if b["own"] else ""
     role = "candidate, not evidence: " if candidate else ""
+    where = (
+        ""
+        if b.get("relation") == "same-path"
+        else f'<br><span class="path">{_path(b["path"])}</span>'
+    )
     return (
-        f"<li>{role}<b>{_e(b['process'])}</b> ({_e(b['pid'])}){own}: "
-        f'<span class="path">{_e(b["path"])}</span><br>'
+        f"<li>{role}<b>{_e(b['process'])}</b> ({_e(b['pid'])}){own}{where}<br>"
         f'<span class="muted">access {_e(access_text(b["access_mask"]))}, '
         f"share mode {_e(share_text(b['share_mode']))}; {_e(b['relation'])}; "
         f"open {_e(opened)} → {_e(closed)}</span></li>"
     )
+
+
+def _anchors(shown: pl.DataFrame) -> dict[tuple[str, int], str]:
+    """The row id of each conflict listed, by (trace, conflict number)."""
+    traces = shown["trace"] if "trace" in shown.columns else pl.Series(["<memory>"] * shown.height)
+    return {
+        (str(t), int(c)): f"conflict-{i}"
+        for i, (t, c) in enumerate(zip(traces, shown["conflict"], strict=True), start=1)
+    }
+
+
+def _listed(report: Report, limit: int) -> pl.DataFrame:
+    """The conflicts the table lists, in time order."""
+    return report.conflicts.sort("time", maintain_order=True).head(limit)
+
+
+def _holders(r: dict[str, Any]) -> list[str]:
+    """The processes holding the file at a failure: blockers and mapped sections."""
+    names = [b["process"] for b in (r["blockers"] or [])]
+    names += [s["process"] for s in (r["sections"] or [])]
+    return list(dict.fromkeys(str(n) for n in names if n is not None))
 
 
 def _conflicts(report: Report, limit: int) -> str:
@@ -332,18 +376,20 @@ def _conflicts(report: Report, limit: int) -> str:
     out.append(
         '<p class="note">Each failed open, rename or delete whose result can mean that a '
         "handle was in the way, with the handles open at that instant that block it under "
-        "Windows' sharing rules. <i>Hold time</i> is the time from the failure until the "
+        "Windows' sharing rules. <i>Held for</i> is the time from the failure until the "
         "last of them closed. <i>Candidates</i> are handles that only look open because the "
         "capture cannot show them close; they are no evidence. A mapped section keeps a "
         "file in use after its handle closed; no event shows when it goes away.</p>"
     )
-    shown = conflicts.sort("time").head(limit)
+    shown = _listed(report, limit)
+    anchors = _anchors(shown)
     frame = _with_clock_text(shown).with_columns(clock=pl.col("time_text"))
     multi = len(report.traces) > 1
-    rows = []
-    for r in frame.iter_rows(named=True):
+    rows, records = [], []
+    for i, r in enumerate(frame.iter_rows(named=True)):
+        anchor = anchors[(str(r.get("trace", "<memory>")), int(r["conflict"]))]
         target = (
-            f'<br>→ <span class="path">{_e(r["rename_target"])}</span>'
+            f'<br>→ <span class="path">{_path(r["rename_target"])}</span>'
             if r.get("rename_target")
             else ""
         )
@@ -354,37 +400,58 @@ def _conflicts(report: Report, limit: int) -> str:
         items += _items(r["sections"] or [], _section_item, "sections")
         reason = (
             ""
-            if r["verdict"] == "blocked-by-other-process"
-            else f'<p class="muted">{_e(r["verdict_reason"])}</p>'
+            if r["verdict"] == "blocked-by-other-process" or not r["verdict_reason"]
+            else f'<details class="why"><summary>why this verdict</summary>'
+            f'<p class="muted">{_e(r["verdict_reason"])}</p></details>'
         )
         cell = (f'<ul class="blockers">{items}</ul>' if items else "") + reason
+        held_ms: float | None = None
         if r["censored"]:
-            held = "still held at the end of the trace"
+            held = "still held at<br>the trace's end"
         elif r["remaining_ms"] is not None and r["kind"] == "lock":
-            held = _ms(r["remaining_ms"])
+            held, held_ms = _ms(r["remaining_ms"]), float(r["remaining_ms"])
         else:
             held = "-"
         when = _e(r["clock"]) + (
             f'<br><span class="muted">{_e(r["trace"])}</span>' if multi else ""
         )
         rows.append(
-            [
-                f'<span class="nowrap">{when}</span>',
-                f"{_e(r['process'])} ({_e(r['pid'])})",
-                _e(r["operation"]),
-                f'<span class="path">{_e(r["path"])}</span>{target}',
-                _e(r["result"]),
-                f'<span class="badge {_e(r["verdict"])}">{_e(r["verdict"])}</span>',
-                cell,
-                held,
-            ]
+            f'<tr id="{anchor}">'
+            f'<td class="c-time">{when}</td>'
+            f'<td class="c-proc">{_e(r["process"])} ({_e(r["pid"])})</td>'
+            f'<td class="c-op">{_camel_breaks(_e(r["operation"]))}<br><span class="muted">'
+            f"{_e(r['result'])}</span></td>"
+            f'<td class="c-path"><span class="path">{_path(r["path"])}</span>{target}</td>'
+            f'<td class="c-verdict"><span class="badge {_e(r["verdict"])}">'
+            f"{_e(r['verdict'])}</span></td>"
+            f'<td class="c-blockers">{cell}</td>'
+            f'<td class="c-held num">{held}</td></tr>'
         )
+        records.append(
+            {
+                "id": anchor,
+                "order": i,
+                "verdict": r["verdict"],
+                "process": r["process"],
+                "pid": r["pid"],
+                "path": r["path"] + (" → " + r["rename_target"] if r.get("rename_target") else ""),
+                "holders": _holders(r),
+                "held_ms": held_ms,
+                "censored": bool(r["censored"]),
+            }
+        )
+    choices = _choices(records)
+    out.append(_filters(choices, len(records), conflicts.height))
     out.append(
-        _table(
-            ["time", "process", "operation", "path", "result", "verdict", "blockers", "hold time"],
-            rows,
-            numeric={7},
-        )
+        '<div class="scroll"><table class="conflicts" id="conflicts-table"><thead><tr>'
+        '<th data-sort="order" aria-sort="ascending">time</th><th>process</th>'
+        "<th>operation, result</th><th>path</th><th>verdict</th><th>blockers</th>"
+        '<th class="num" data-sort="held">held for</th></tr></thead><tbody>'
+        + "".join(rows)
+        + "</tbody></table></div>"
+    )
+    out.append(
+        _json_block("conflict-data", {"total": conflicts.height, "conflicts": records, **choices})
     )
     if conflicts.height > limit:
         out.append(
@@ -395,31 +462,131 @@ def _conflicts(report: Report, limit: int) -> str:
     return "".join(out)
 
 
-def _timelines(report: Report, figures: list[tuple[data.BlockedPath, str]]) -> str:
+def _choices(records: list[dict[str, Any]]) -> dict[str, list[str]]:
+    """The values each filter offers; the options' values are indices into these lists."""
+    return {
+        "verdicts": list(dict.fromkeys(r["verdict"] for r in records)),
+        "holders": sorted({h for r in records for h in r["holders"]}, key=str.casefold),
+        "processes": sorted({r["process"] for r in records}, key=str.casefold),
+    }
+
+
+def _filters(choices: dict[str, list[str]], listed: int, total: int) -> str:
+    """The filter controls; hidden until the script shows them (they need it to work)."""
+
+    def select(label: str, name: str, values: list[str], extra: str = "") -> str:
+        options = "".join(f'<option value="{i}">{_e(v)}</option>' for i, v in enumerate(values))
+        return (
+            f'<label>{label}<select name="{name}"><option value="">any</option>{extra}'
+            f"{options}</select></label>"
+        )
+
+    more = f" ({total:,} in the trace)" if total > listed else ""
+    return (
+        '<form class="filters" id="conflict-filters" hidden>'
+        + select("verdict", "verdict", choices["verdicts"])
+        + select("holder", "holder", choices["holders"], '<option value="none">no holder</option>')
+        + select("process", "process", choices["processes"])
+        + '<label>path contains<input type="search" name="path" '
+        'placeholder="e.g. .dll or AppData" autocomplete="off"></label>'
+        '<button type="reset">clear</button>'
+        f'<output id="conflict-count" aria-live="polite">showing {listed:,} of {listed:,}'
+        f"{more}</output></form>"
+    )
+
+
+def _failure_anchors(
+    report: Report, td: data.TimelineData, key: str, anchors: dict[tuple[str, int], str]
+) -> list[str | None]:
+    """The table row of each failure mark of ``td`` (same order as ``td.failures``)."""
+    conflicts = report.conflicts
+    if "trace" not in conflicts.columns:
+        conflicts = conflicts.with_columns(trace=pl.lit("<memory>"))
+    folded = path_key("path")
+    prefix = key if key.endswith(SEP) else key + SEP
+    on_path = conflicts.filter(
+        ((folded == key) | folded.str.starts_with(prefix)) & (pl.col("trace") == td.trace)
+    ).sort("time")
+    return [
+        anchors.get((str(t), int(c))) for t, c in on_path.select("trace", "conflict").iter_rows()
+    ]
+
+
+def _timeline_in(report: Report, entry: data.BlockedPath) -> data.TimelineData | None:
+    """The timeline of ``entry``'s path in its own trace (a report may hold several)."""
+    if len(report.traces) > 1:
+
+        def only(frame: pl.DataFrame) -> pl.DataFrame:
+            return (
+                frame.filter(pl.col("trace") == entry.trace) if "trace" in frame.columns else frame
+            )
+
+        report = dataclasses.replace(
+            report,
+            traces=tuple(t for t in report.traces if t.name == entry.trace) or report.traces,
+            conflicts=only(report.conflicts),
+            handles=only(report.handles),
+            blocking=only(report.blocking),
+            chains=only(report.chains),
+        )
+    return data.timeline_data(report, entry.path)
+
+
+def _timelines(report: Report, limit: int, listed: int) -> str:
     out = ['<section id="timelines"><h2>Timelines of the blocked paths</h2>']
-    paths = data.blocked_paths(report, limit=MAX_TIMELINES)
+    paths = data.blocked_paths(report)
     if not paths:
         out.append("<p>No blocked path.</p></section>")
         return "".join(out)
     out.append(
         '<p class="note">One row per process, one bar per handle on the path or below it '
-        "(and every handle that blocked it): orange bars blocked a failure or a retry, blue "
-        "ones belong to the failing process. Hatched bars were open before the capture "
-        "started or still open when it ended. ✕ marks a failure, a green dot the retry that "
-        "worked; the shaded band is the time the file stayed held.</p>"
+        "(and every handle that blocked it). Hover over or tab to a bar for its access, "
+        "share mode and open and close times; click a ✕ to see its conflict in the table. "
+        "Zoom with the mouse wheel or the buttons, drag to pan. Time is in ms after the "
+        "first failure on the path.</p>"
+        '<ul class="legend"><li><span class="sw blocker"></span>blocked a failure</li>'
+        '<li><span class="sw failing"></span>the failing process\'s own handle</li>'
+        '<li><span class="sw other"></span>another handle</li>'
+        '<li><span class="sw edge"></span>open before the capture or no close in it</li>'
+        '<li><span class="sw held"></span>the file stayed held</li>'
+        '<li><span class="sw fail">✕</span>failure</li>'
+        '<li><span class="sw ok"></span>the retry that worked</li></ul>'
     )
-    total = len(data.blocked_paths(report))
-    for entry, fig in figures:
+    anchors = _anchors(_listed(report, listed))
+    drawn = 0
+    for n, entry in enumerate(paths[:limit], start=1):
+        td = _timeline_in(report, entry)
+        if td is None:
+            continue
+        drawn += 1
         who = ", ".join(entry.blockers) or "no holder in the trace"
         out.append(
-            f'<h3 class="path">{_e(entry.path)}</h3>'
+            f'<h3 class="path">{_path(entry.path)}</h3>'
             f'<p class="muted">{plural(entry.conflicts, "conflict")}, '
-            f"{entry.blocked_by_other:,} blocked by another process; held by {_e(who)}</p>"
+            f"{entry.blocked_by_other:,} blocked by another process; held by {_e(who)}"
+            + (
+                f"; {plural(td.hidden_processes, 'more process', 'more processes')} not shown"
+                if td.hidden_processes
+                else ""
+            )
+            + "</p>"
         )
-        out.append(fig)
-    if total > len(figures):
+        marks = _failure_anchors(report, td, fold(entry.path), anchors)
         out.append(
-            f'<p class="note">{total - len(figures)} more blocked paths are in the conflicts '
+            f'<div class="tl-wrap" data-timeline="tl-{n}">'
+            f'<div class="tl-controls" hidden><button type="button" data-zoom="in" '
+            'title="zoom in" aria-label="zoom in">+</button>'
+            '<button type="button" data-zoom="out" title="zoom out" aria-label="zoom out">−</button>'
+            '<button type="button" data-zoom="left" title="earlier" aria-label="earlier">←</button>'
+            '<button type="button" data-zoom="right" title="later" aria-label="later">→</button>'
+            '<button type="button" data-zoom="reset">reset</button>'
+            '<output class="tl-range"></output></div>'
+            + timeline_svg(td, anchors=marks, key=n)
+            + '<div class="tip" hidden role="tooltip"></div></div>'
+        )
+    if len(paths) > drawn:
+        out.append(
+            f'<p class="note">{len(paths) - drawn} more blocked paths are in the conflicts '
             "table; <code>traceaudit timeline TRACE PATH</code> shows any of them.</p>"
         )
     out.append("</section>")
@@ -536,57 +703,78 @@ def _replay_table(replay: pl.DataFrame) -> list[str]:
         "episodes whose outcome the trace decides; <i>censored</i> ones ran past its "
         "end. Jittered policies are averaged over seeded draws.</p>"
     )
+    head = [
+        "tool",
+        "version",
+        "retries on",
+        "episodes it retries",
+        "success",
+        "median wait",
+        "worst wait",
+        "mean attempts",
+        "censored",
+    ]
+    numeric = {3, 4, 5, 6, 7, 8}
     rows = []
     for r in replay.iter_rows(named=True):
-        rate = "-" if r["success_rate"] is None else f"{r['success_rate']:.0%}"
+        cells = [
+            _e(r["tool"]),
+            _e(r["version"]),
+            _e(r["triggers"]),
+            f"{r['triggered']:,} of {r['episodes']:,}",
+        ]
+        if not r["triggered"]:  # its runtime does not map these errors to a retryable one
+            cells.append('<td class="does-not-retry" colspan="4">does not retry this error</td>')
+        else:
+            rate = "-" if r["success_rate"] is None else f"{r['success_rate']:.0%}"
+            mean = "-" if r["mean_attempts"] is None else f"{r['mean_attempts']:.1f}"
+            cells += [_e(rate), _ms(r["median_wait_ms"]), _ms(r["worst_wait_ms"]), mean]
+        cells.append(f"{r['censored']:,}")
         rows.append(
-            [
-                _e(r["tool"]),
-                _e(r["version"]),
-                _e(r["triggers"]),
-                f"{r['triggered']:,} of {r['episodes']:,}",
-                _e(rate),
-                _ms(r["median_wait_ms"]),
-                _ms(r["worst_wait_ms"]),
-                "-" if r["mean_attempts"] is None else f"{r['mean_attempts']:.1f}",
-                f"{r['censored']:,}",
-            ]
+            "<tr>"
+            + "".join(
+                c if c.startswith("<td") else f"<td{_NUM if i in numeric else ''}>{c}</td>"
+                for i, c in enumerate(cells)
+            )
+            + "</tr>"
         )
     out.append(
-        _table(
-            [
-                "tool",
-                "version",
-                "retries on",
-                "episodes it retries",
-                "success",
-                "median wait",
-                "worst wait",
-                "mean attempts",
-                "censored",
-            ],  # fmt: skip
-            rows,
-            numeric={3, 4, 5, 6, 7, 8},
-        )
+        '<div class="scroll"><table class="replay"><thead><tr>'
+        + "".join(f"<th{_NUM if i in numeric else ''}>{h}</th>" for i, h in enumerate(head))
+        + "</tr></thead><tbody>"
+        + "".join(rows)
+        + "</tbody></table></div>"
     )
     return out
 
 
+_NUM = ' class="num"'
+
+_LANGUAGES = {
+    "rust": "Rust (backon)",
+    "python": "Python (tenacity)",
+    "go": "Go",
+    "dotnet": ".NET (Polly)",
+}
+
+
 def _snippet_blocks(code: dict[str, str]) -> list[str]:
-    """The suggested policy in code, one open ``<details>`` per language."""
-    names = {
-        "rust": "Rust (backon)",
-        "python": "Python (tenacity)",
-        "go": "Go",
-        "dotnet": ".NET (Polly)",
-    }
-    out = ["<h3>The suggested policy in code</h3>"]
-    for language, snippet in code.items():
-        out.append(
-            f"<details open><summary>{_e(names.get(language, language))}</summary>"
-            f"<pre><code>{_e(snippet.rstrip())}</code></pre></details>"
-        )
-    return out
+    """The suggested policy in code: a closed ``<details>``, one tab per language.
+
+    Without script every language is shown under its own heading once it is opened; the
+    script turns the headings into tabs.
+    """
+    panels = "".join(
+        f'<div class="snippet" id="snippet-{_e(lang)}" data-label="'
+        f'{_e(_LANGUAGES.get(lang, lang))}"><h4>{_e(_LANGUAGES.get(lang, lang))}</h4>'
+        f"<pre><code>{_e(text.rstrip())}</code></pre></div>"
+        for lang, text in code.items()
+    )
+    return [
+        '<details class="snippets" id="snippets"><summary>The suggested policy in code: '
+        + _e(", ".join(_LANGUAGES.get(lang, lang) for lang in code))
+        + f'</summary><div class="tabs" role="tablist" hidden></div>{panels}</details>'
+    ]
 
 
 def _retries(report: Report) -> str:
@@ -672,25 +860,19 @@ def render_html(
     """The whole report as one self-contained HTML document (a string).
 
     ``figures`` is ``"svg"`` (default: sharp at any zoom), ``"png"``, or None to leave the
-    figures out (no matplotlib needed). At most ``max_conflicts`` conflicts are listed and
+    one matplotlib figure (the blocked-time distribution) out: no matplotlib needed. The
+    timelines and the blockers' bars are the page's own SVG either way. At most ``max_conflicts`` conflicts are listed and
     ``max_timelines`` blocked paths drawn; the page says when it left some out.
     """
     from traceaudit._version import __version__
 
     if figures not in ("svg", "png", None):
         raise UsageError(f"figures={figures!r}: use 'svg', 'png' or None.")
-    blocker_fig = windows_fig = ""
-    timeline_figs: list[tuple[data.BlockedPath, str]] = []
+    windows_fig = ""
     if figures is not None:
         from traceaudit.report import plot
 
-        made = {name: fig for name, fig in plot.report_figures(report, max_timelines=0)}
-        blocker_fig = _figure(
-            made.get("blockers"),
-            "Bar chart: conflicts per blocking process",
-            "Conflicts per blocking process, each counted for the holder that let go last.",
-            figures,
-        )
+        made = dict(plot.report_figures(report, max_timelines=0))
         windows_fig = _figure(
             made.get("windows"),
             "Blocked times as a cumulative distribution, with retry schedules",
@@ -700,45 +882,34 @@ def render_html(
             "episodes still blocked when the trace ended.",
             figures,
         )
-        for entry, fig in plot.timeline_figures(report, max_timelines):
-            timeline_figs.append(
-                (
-                    entry,
-                    _figure(
-                        fig,
-                        f"Timeline of the handles on {entry.path}",
-                        "Time in ms after the first failure on this path.",
-                        figures,
-                    ),
-                )
-            )
-    else:
-        timeline_figs = [(entry, "") for entry in data.blocked_paths(report, limit=max_timelines)]
 
     names = ", ".join(t.name for t in report.traces) or "no trace"
     clocks = ", ".join(sorted({t.clock for t in report.traces})) or "local"
     body = "".join(
         [
             _header(report),
-            _verdicts(report, blocker_fig),
+            _verdicts(report),
             _conflicts(report, max_conflicts),
-            _timelines(report, timeline_figs),
+            _timelines(report, max_timelines, max_conflicts),
             _windows(report, windows_fig),
             _advice(report),
             _retries(report),
             _warnings(report),
         ]
     )
+    style, script = _asset("report.css"), _asset("report.js")
     return (
         "<!DOCTYPE html>\n"
         '<html lang="en"><head><meta charset="utf-8">'
-        f'<meta http-equiv="Content-Security-Policy" content="{_CSP}">'
+        f'<meta http-equiv="Content-Security-Policy" content="{_csp(style, script)}">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f'<meta name="generator" content="traceaudit {_e(__version__)}">'
         f"<title>traceaudit: {_e(names)}</title>"
-        f"<style>{_CSS}</style></head>\n<body>\n{body}\n"
+        f"<style>{style}</style></head>\n<body>\n{body}\n"
         f"<footer>Made by traceaudit {_e(__version__)}. Times are the trace's {_e(clocks)} "
-        "clock. This page is self-contained: no scripts, nothing loaded from elsewhere.</footer>"
+        "clock. This page is self-contained: its script and styles are inline and it loads "
+        "nothing from elsewhere; it reads without script too.</footer>\n"
+        f"<script>{script}</script>"
         "\n</body></html>\n"
     )
 
