@@ -175,16 +175,52 @@ def test_a_failure_with_no_holder_gets_a_timeline_but_no_window_or_blocker_figur
 # ---------------------------------------------------------------------------- windows
 
 
-def test_windows_draws_the_ecdf_and_one_line_per_policy():
+def legend_texts(ax: Axes) -> list[str]:
+    return [t.get_text() for t in ax.get_legend().get_texts()]
+
+
+def test_windows_draws_the_ecdf_and_a_line_per_tool_of_the_replay_table():
     report = report_of(uv_with_backoff(100))
     ax = plot.windows(report)
     assert len(lines(ax, plot.GID_ECDF)) == 1
-    # the suggested policy and the six default tools
-    assert len(lines(ax, plot.GID_POLICY)) == 1 + len(plot.DEFAULT_POLICIES)
     assert ax.get_xscale() == "log"
-    labels = [t.get_text() for t in ax.get_legend().get_texts()]
+    labels = legend_texts(ax)
     assert any(label.startswith("suggested (") for label in labels)
-    assert any(label.startswith("MSBuild Copy: 0/1, does not retry") for label in labels)
+    # every tool of the replay table has a line, or the legend says why it has none
+    tools = report.replay["tool"].to_list()
+    assert len(tools) == 13
+    drawn = [t for t in tools if any(label.startswith(f"{t}: ") for label in labels)]
+    (note,) = [label for label in labels if label.startswith("no line: ")]
+    left_out = [t for t in tools if t not in drawn]
+    assert left_out and all(t in note for t in left_out)
+    assert len(lines(ax, plot.GID_POLICY)) == 1 + len(drawn)
+    # uv saw ACCESS DENIED (5): MSBuild's Copy and rimraf retry only 32/33; Node's fs.rm never
+    assert "MSBuild Copy, rimraf (do not retry error 5)" in note
+    assert "Node.js fs.rm (never retry by default)" in note
+
+
+def test_windows_says_when_two_tools_share_one_curve_and_dashes_the_second():
+    report = report_of(uv_with_backoff(100))
+    ax = plot.windows(report, policies=["uv", ".NET SDK FileAccessRetrier"])
+    by_label = {line.get_label(): line for line in lines(ax, plot.GID_POLICY)}
+    (uv,) = [line for label, line in by_label.items() if label.startswith("uv: ")]
+    (dotnet,) = [line for label, line in by_label.items() if label.startswith(".NET SDK")]
+    # both retry at 10, 30, 70, 150 ms ...: the same step; the second one is dashed over it
+    assert dotnet.get_label().endswith("(same curve as uv)")
+    assert uv.get_linestyle() == "-" and dotnet.get_linestyle() == "--"
+    assert uv.get_color() != dotnet.get_color()
+
+
+def test_windows_draws_a_dense_run_of_retries_as_a_band():
+    report = report_of(uv_with_backoff(5000))  # held 5 s: the axis runs to 20 s
+    ax = plot.windows(report, policies=["graceful-fs", "uv"])
+    # graceful-fs retries at most 100 ms apart for 60 s: on a log axis those ticks would
+    # merge into a solid block; the dense run is one band, and the sparse start stays ticks
+    (band,) = [p for p in ax.patches if p.get_gid() == plot.GID_RETRY_BAND]
+    assert band.get_x() > 100  # where the retries come closer than a few points
+    assert band.get_x() + band.get_width() == pytest.approx(ax.get_xlim()[1], rel=0.01)
+    ticks = [c for c in ax.collections if c.get_gid() is None and hasattr(c, "get_positions")]
+    assert len(ticks) == 3  # the suggested, graceful-fs's first retries, uv's: no band
 
 
 def test_windows_accepts_policy_names_and_objects():
@@ -194,6 +230,9 @@ def test_windows_accepts_policy_names_and_objects():
     own = RetryPolicy(initial_delay_ms=50, multiplier=1, max_attempts=4)
     ax = plot.windows(report, policies=["uv", known_policy("conda"), own])
     assert len(lines(ax, plot.GID_POLICY)) == 1 + 3
+    ax = plot.windows(report, policies=["uv", "MSBuild Copy"])  # MSBuild: not on error 5
+    assert len(lines(ax, plot.GID_POLICY)) == 1 + 1
+    assert "no line: MSBuild Copy (do not retry error 5)" in legend_texts(ax)
 
 
 def test_windows_refuses_an_unknown_policy_name():

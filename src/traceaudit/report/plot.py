@@ -69,7 +69,14 @@ ROLE_LABELS = {
     "other": "other handle",
 }
 HELD_COLOR = "#D55E00"
-POLICY_COLORS = ("#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00", "#F0E442")
+POLICY_COLORS = (
+    "#0072B2", "#E69F00", "#009E73", "#CC79A7", "#56B4E9", "#D55E00",
+    "#882255", "#44AA99", "#999933", "#332288", "#AA4499", "#DDCC77", "#117733",
+)  # fmt: skip
+"""Okabe–Ito, then Paul Tol's muted colours: one per tool of the replay table.
+
+A tool keeps the colour of its place among the tools asked for, whether or not the tools
+before it get a line, so that one tool has one colour across the figures of a report."""
 GID_HANDLES = "traceaudit:handles"
 GID_FAILURES = "traceaudit:failures"
 GID_SUCCESSES = "traceaudit:successes"
@@ -78,6 +85,7 @@ GID_ECDF = "traceaudit:ecdf"
 GID_POLICY = "traceaudit:policy"
 GID_CENSORED = "traceaudit:censored"
 GID_BLOCKERS = "traceaudit:blockers"
+GID_RETRY_BAND = "traceaudit:retry-band"
 """Artists carry these gids (``artist.get_gid()``) so that tests and notebooks can find them."""
 
 MAX_BLOCKER_BARS = 25
@@ -92,19 +100,42 @@ def _safe(text: object) -> str:
     return str(text).replace("$", r"\$")
 
 
+_NON_INTERACTIVE = frozenset({"agg", "cairo", "pdf", "pgf", "ps", "svg", "template"})
+
+
+def _pyplot_shows_figures() -> bool:
+    """Whether a figure should go through pyplot: pyplot is in use with a GUI backend.
+
+    Not when pyplot was never imported (a script, a server), nor with the Jupyter inline
+    backend (it would show the figure once more after the cell's own PNG), nor with a
+    backend that only writes files.
+    """
+    if "matplotlib.pyplot" not in sys.modules:
+        return False
+    import matplotlib.pyplot as plt
+
+    backend = str(plt.get_backend()).lower()
+    return "inline" not in backend and backend not in _NON_INTERACTIVE
+
+
 def _new_axes(figsize: tuple[float, float], *, pyplot: bool | None = None) -> Axes:
-    """A fresh Axes on a new figure (through pyplot only when pyplot is already in use)."""
+    """A fresh :class:`~traceaudit.report._mpl.ReportAxes` on a new ``ReportFigure``.
+
+    The figure is made without pyplot, and shows itself in Jupyter as a PNG, once;
+    only when pyplot is in use with a GUI backend (a window, an ipympl widget) is it made
+    through pyplot, so that ``plt.show()`` shows it, and then it has no PNG of its own.
+    """
+    from traceaudit.report._mpl import ReportAxes, ReportFigure
+
     if pyplot is None:
-        pyplot = "matplotlib.pyplot" in sys.modules
+        pyplot = _pyplot_shows_figures()
     if pyplot:
         import matplotlib.pyplot as plt
 
-        fig = plt.figure(figsize=figsize, layout="constrained")
+        fig = plt.figure(figsize=figsize, layout="constrained", FigureClass=ReportFigure)
     else:
-        from matplotlib.figure import Figure
-
-        fig = Figure(figsize=figsize, layout="constrained")
-    return fig.add_subplot()
+        fig = ReportFigure(figsize=figsize, layout="constrained")
+    return fig.add_subplot(axes_class=ReportAxes)
 
 
 def _nothing(ax: Axes, message: str) -> Axes:
@@ -206,12 +237,16 @@ def _draw_handle_bars(ax: Axes, bars: pl.DataFrame) -> list[Artist]:
     """One bar per handle in its process's row and lane, coloured by role; legend entries.
 
     A bar whose open or close the capture does not show (it stands in at the trace edge)
-    is hatched and faded: its true extent is unknown.
+    is hatched and faded: its true extent is unknown. Each handle is its own bar: one that
+    ends where the next handle of its lane opens is drawn a few pixels short of it
+    (:class:`~traceaudit.report._mpl.HandleBars`), so that two handles never read as one.
     """
-    from matplotlib.collections import PolyCollection
     from matplotlib.patches import Patch
 
+    from traceaudit.report._mpl import HandleBars
+
     legend: list[Artist] = []
+    bars = _with_next_start(bars)
     for role in ("other", "failing", "blocker"):
         of_role = bars.filter(pl.col("role") == role)
         if of_role.is_empty():
@@ -221,8 +256,9 @@ def _draw_handle_bars(ax: Axes, bars: pl.DataFrame) -> list[Artist]:
             part = of_role.filter((pl.col("open_before_capture") | pl.col("open_at_end")) == edge)
             if part.is_empty():
                 continue
-            collection = PolyCollection(
-                _bar_vertices(part),
+            collection = HandleBars(
+                _bar_rects(part),
+                part["next_start_ms"].to_numpy(),
                 facecolors=ROLE_COLORS[role],
                 edgecolors=ROLE_COLORS[role],
                 linewidths=0.6,
@@ -244,18 +280,31 @@ def _draw_handle_bars(ax: Axes, bars: pl.DataFrame) -> list[Artist]:
     return legend
 
 
-def _bar_vertices(part: pl.DataFrame) -> list[list[tuple[float, float]]]:
-    """The corners of each bar: its lane's slice of the row, from ``start_ms`` to ``end_ms``."""
-    verts = []
-    for r in part.iter_rows(named=True):
-        height = 0.8 / r["lanes"]
-        y0 = r["row"] - 0.4 + r["lane"] * height + 0.05 * height
-        y1 = y0 + 0.9 * height
-        x0, x1 = r["start_ms"], r["end_ms"]
-        if x1 - x0 < 1e-9:  # an instant: still visible
-            x1 = x0 + 1e-9
-        verts.append([(x0, y0), (x1, y0), (x1, y1), (x0, y1)])
-    return verts
+def _with_next_start(bars: pl.DataFrame) -> pl.DataFrame:
+    """``next_start_ms``: where the next handle in the same row and lane opens (inf: none)."""
+    return (
+        bars.with_columns(_i=pl.int_range(pl.len()))
+        .sort("row", "lane", "start_ms", "end_ms")
+        .with_columns(
+            next_start_ms=pl.col("start_ms")
+            .shift(-1)
+            .over("row", "lane")
+            .fill_null(float("inf"))
+            .cast(pl.Float64)
+        )
+        .sort("_i")
+        .drop("_i")
+    )
+
+
+def _bar_rects(part: pl.DataFrame) -> np.ndarray:
+    """``(x0, x1, y0, y1)`` of each bar: its lane's slice of the row, open to close."""
+    lanes = part["lanes"].to_numpy().astype(float)
+    height = 0.8 / lanes
+    y0 = part["row"].to_numpy() - 0.4 + part["lane"].to_numpy() * height + 0.05 * height
+    x0 = part["start_ms"].to_numpy().astype(float)
+    x1 = np.maximum(part["end_ms"].to_numpy().astype(float), x0 + 1e-9)  # an instant shows
+    return np.column_stack([x0, x1, y0, y0 + 0.9 * height])
 
 
 def _draw_held(ax: Axes, held: tuple[tuple[float, float, bool], ...]) -> list[Artist]:
@@ -366,7 +415,7 @@ def _draw_capture_edges(ax: Axes, d: data.TimelineData, lo: float, hi: float) ->
             ax.axvline(edge, color="#555555", linestyle=":", linewidth=1, zorder=1)
             ax.annotate(
                 word, (edge, 0), xycoords=("data", "axes fraction"), xytext=(2 * side, 2),
-                textcoords="offset points", fontsize=7, color="#555555",
+                textcoords="offset points", fontsize=8, color="#555555",
                 ha="left" if side > 0 else "right",
             )  # fmt: skip
 
@@ -376,7 +425,7 @@ def _finish_timeline_axes(
 ) -> None:
     """Process rows (failing ones in bold), limits, grid, axis label, title and legend."""
     n = max(len(d.rows), 1)
-    ax.set_yticks(range(len(d.rows)), [_safe(r) for r in d.rows])
+    ax.set_yticks(range(len(d.rows)), [_safe(_row_label(r)) for r in d.rows])
     for i, label in enumerate(ax.get_yticklabels()):
         if i in d.failing_rows:
             label.set_fontweight("bold")
@@ -396,46 +445,104 @@ def _finish_timeline_axes(
     )
 
 
+ROW_NAME_WIDTH = 28
+"""A process name longer than this is shortened in its middle, at word breaks, on a row."""
+
+
+def _row_label(row: str) -> str:
+    """``process (pid)`` with a very long process name shortened (the pid is kept whole)."""
+    match = re.fullmatch(r"(.*) \((\d+)\)", row)
+    name, pid = (match.group(1), match.group(2)) if match else (row, None)
+    name = _shorten_name(name, ROW_NAME_WIDTH)
+    return f"{name} ({pid})" if pid is not None else name
+
+
+def _shorten_name(name: str, width: int) -> str:
+    """``name`` cut to ``width`` characters by dropping whole words from its middle.
+
+    Words end at ``.``, ``-``, ``_`` and spaces, so ``Microsoft.VisualStudio.Code.
+    ServiceHub.Host.exe`` becomes ``Microsoft.…ServiceHub.Host.exe``; a name made of one
+    long word is cut in its middle.
+    """
+    if len(name) <= width:
+        return name
+    words = re.findall(r"[^.\-_ ]*[.\-_ ]?", name)
+    words = [w for w in words if w]
+    head: list[str] = []
+    tail: list[str] = []
+    i, j = 0, len(words) - 1
+    room = width - 1  # for "…"
+    while i <= j:
+        take_tail = len(tail) <= len(head)  # alternate, the end (".exe") first
+        if len(words[j] if take_tail else words[i]) > room:
+            take_tail = not take_tail  # that side's next word is too long: try the other
+            if len(words[j] if take_tail else words[i]) > room:
+                break
+        if take_tail:
+            room -= len(words[j])
+            tail.insert(0, words[j])
+            j -= 1
+        else:
+            room -= len(words[i])
+            head.append(words[i])
+            i += 1
+    if not head or not tail:
+        return shorten_middle(name, width)
+    return "".join(head) + "…" + "".join(tail)
+
+
 def _annotate_blockers(ax: Axes, d: data.TimelineData, lo: float, hi: float) -> None:
-    """Name the file and share mode on each blocker bar, when there are few bars."""
+    """Name the file and share mode inside each blocker bar, when there are few bars.
+
+    Each label is a :class:`~traceaudit.report._mpl.FittedLabel`: at draw time it writes
+    the longest of ``…\\dir\\file.dll  share Read, Write``, ``file.dll  share Read,
+    Write`` and ``file.dll`` that fits inside its bar, and nothing when not even the file
+    name fits: a name is never cut, and a label never runs over the next bar.
+    """
+    from traceaudit.report._mpl import FittedLabel
 
     prefix = d.path.lower().rstrip("\\") + "\\"
-    # Labels go inside their bars; a label that would run into the next one in the same
-    # lane is cut to fit, or left out when not even a short name fits.
-    width_px = max(ax.get_window_extent().width, 1.0)
-    ms_per_char = (hi - lo) / width_px * 7 * 0.72 * ax.figure.dpi / 72  # 7 pt bold, ~0.72 em/char
-    last_end: dict[tuple[int, int], float] = {}
     for r in d.bars.filter(pl.col("role") == "blocker").sort("start_ms").iter_rows(named=True):
         start, end = max(r["start_ms"], lo), min(r["end_ms"], hi)
         if end <= lo or start >= hi:
             continue
-        lane = (r["row"], r["lane"])
-        if start < last_end.get(lane, lo - 1):
-            continue
-        where = r["path"] or ""
-        if where.lower().startswith(prefix):
-            where = "…\\" + where[len(prefix) :]
-        elif where.lower() == prefix[:-1]:
-            where = ""
-        if r["relation"] == "target":
-            where = f"rename target {where}"
-        text = f"{where}  share {share_text(r['share_mode'])}".strip()
-        room = int((end - start) / ms_per_char) - 1 if ms_per_char > 0 else len(text)
-        if room < 12:
-            continue
-        text = shorten_middle(text, min(60, room))
-        last_end[lane] = start + (len(text) + 2) * ms_per_char
         height = 0.8 / r["lanes"]
+        y0 = r["row"] - 0.4 + r["lane"] * height + 0.05 * height
+        y1 = y0 + 0.9 * height
         if r["row"] in d.failing_rows:  # failure markers sit mid-row: write below them
             y, va = r["row"] - 0.4 + (r["lane"] + 0.95) * height, "bottom"
         else:
             y, va = r["row"] - 0.4 + (r["lane"] + 0.5) * height, "center"
-        ax.annotate(
-            _safe(shorten_middle(text, 60)), (start, y), xytext=(4, 0),
-            textcoords="offset points", va=va, fontsize=7,
+        label = FittedLabel(
+            start, end, y, y0, y1, [_safe(t) for t in _bar_texts(r, prefix)],
+            va=va, ha="left", fontsize=8, fontweight="bold", zorder=4,
             color="#4a1f00" if r["open_before_capture"] or r["open_at_end"] else "white",
-            fontweight="bold", clip_on=True, zorder=4,
         )  # fmt: skip
+        ax.add_artist(label)
+
+
+def _bar_texts(r: dict[str, Any], prefix: str) -> list[str]:
+    """What a blocker bar can say, longest first: where below the path, the share mode."""
+    path = r["path"] or ""
+    name = re.split(r"[\\/]", path.rstrip("\\/"))[-1] if path else ""
+    where = path
+    if path.lower().startswith(prefix):
+        where = "…\\" + path[len(prefix) :]
+    elif path.lower() == prefix[:-1]:
+        where = name = ""
+    share = f"share {share_text(r['share_mode'])}"
+    target = "rename target " if r["relation"] == "target" else ""
+    texts = [
+        f"{target}{shorten_middle(where, 60)}  {share}".strip(),
+        f"{target}{name}  {share}".strip(),
+        f"{target}{name}".strip(),
+        name,
+    ]
+    out: list[str] = []
+    for text in texts:
+        if text and text not in out:
+            out.append(text)
+    return out
 
 
 # ---------------------------------------------------------------------------- windows
@@ -445,7 +552,7 @@ def windows(
     report: Report,
     *,
     ax: Axes | None = None,
-    policies: Sequence[Any] = DEFAULT_POLICIES,
+    policies: Sequence[Any] | None = None,
 ) -> Axes:
     """The blocked times as an ECDF on a log time axis, with retry schedules over it.
 
@@ -459,16 +566,32 @@ def windows(
     Over it, each policy is a step that climbs at its retry times (one seeded draw for
     jittered ones) to the share of windows it would have ridden out by then, and ends at
     its last retry: where it gives up. The suggested policy (``report.policy``) is drawn
-    thick and dark, real tools (``policies``: names from
-    :data:`traceaudit.policy.KNOWN_POLICIES` or policy objects) in colour; a tool that does
-    not retry on the error the application saw stays at 0. The legend says how many
-    windows each made it through. The report's replay table gives the exact averages.
+    thick and dark, real tools in colour. ``policies``: names from
+    :data:`traceaudit.policy.KNOWN_POLICIES` or policy objects; by default the tools of
+    the report's replay table (``report.replay``), so that the figure and the table speak
+    of the same tools (:data:`DEFAULT_POLICIES` when the report has no replay table).
+
+    A tool that does not retry on any error the application saw, or never retries at all,
+    would only be a line along 0: it gets no line, and a last legend entry names it and
+    says why. Tools whose curves coincide (the same retry times over these episodes) are
+    drawn dashed over one another, and their legend entries say which share a curve. Under
+    the 0 % line each tool's schedule is a row of ticks, one per retry; where retries come
+    closer than a few points apart they are drawn as a band. The legend says how many
+    windows each made it through; the replay table gives the exact averages.
     """
+    return _windows(report, policies, ax)
+
+
+def _windows(
+    report: Report, policies: Sequence[Any] | None, ax: Axes | None, *, pyplot: bool | None = None
+) -> Axes:
     sample = data.window_sample(report)
+    if policies is None:
+        policies = _replay_tools(report)
     resolved = data.resolve_policies(policies)
-    if ax is None:
-        ax = _new_axes(_windows_size(len(resolved) + (report.policy is not None)))
     if sample is None or sample.n == 0:
+        if ax is None:
+            ax = _new_axes(_windows_size(0), pyplot=pyplot)
         return _nothing(
             ax,
             "No blocked time to show: no failure was blocked by a handle whose release "
@@ -478,13 +601,52 @@ def windows(
     if report.policy is not None:
         curves.append((data.policy_curve(sample, report.policy, "suggested"), True))
     curves += [(data.policy_curve(sample, p), False) for p in resolved]
-    _draw_windows(ax, sample, curves, report)
+    colors = {id(c): POLICY_COLORS[i % len(POLICY_COLORS)] for i, (c, s) in enumerate(
+        [cs for cs in curves if not cs[1]]
+    )}  # fmt: skip
+    drawn, left_out = _split_curves(curves)
+    if ax is None:
+        ax = _new_axes(_windows_size(len(drawn)), pyplot=pyplot)
+    _draw_windows(ax, sample, drawn, report, left_out, colors)
     return ax
+
+
+def _replay_tools(report: Report) -> list[Any]:
+    """The tools of the report's replay table, as known policies, in its order."""
+    from traceaudit.policy import KNOWN_POLICIES
+
+    replay = report.replay
+    if replay.is_empty() or "tool" not in replay.columns:
+        return list(DEFAULT_POLICIES)
+    known = {p.tool: p for p in KNOWN_POLICIES}
+    tools = [known.get(t, t) for t in replay["tool"].to_list()]
+    return [t for t in tools if not isinstance(t, str)] or list(DEFAULT_POLICIES)
+
+
+def _split_curves(
+    curves: list[tuple[data.PolicyCurve, bool]],
+) -> tuple[list[tuple[data.PolicyCurve, bool]], list[tuple[data.PolicyCurve, str]]]:
+    """The curves worth a line, and the tools left out with the reason why.
+
+    Left out: a tool that retries on none of the sample's errors (``does not retry``) or
+    never retries at all (``never retries``); its line would lie along 0. The suggested
+    policy is always drawn.
+    """
+    drawn: list[tuple[data.PolicyCurve, bool]] = []
+    left_out: list[tuple[data.PolicyCurve, str]] = []
+    for curve, suggested in curves:
+        if not suggested and curve.n and curve.triggered == 0:
+            left_out.append((curve, "does not retry"))
+        elif not suggested and not len(curve.attempt_ms):
+            left_out.append((curve, "never retries"))
+        else:
+            drawn.append((curve, suggested))
+    return drawn, left_out
 
 
 def _windows_size(curves: int) -> tuple[float, float]:
     """Room for the plot, one schedule row per curve and a legend line per curve."""
-    return 11.0, 5.0 + 0.38 * curves
+    return 11.0, 5.2 + 0.42 * curves
 
 
 def _draw_windows(
@@ -492,21 +654,23 @@ def _draw_windows(
     sample: data.WindowSample,
     curves: list[tuple[data.PolicyCurve, bool]],
     report: Report,
+    left_out: Sequence[tuple[data.PolicyCurve, str]] = (),
+    colors: dict[int, str] | None = None,
 ) -> None:
     lo, hi = _windows_range(sample, curves)
     top = _draw_ecdf(ax, sample, lo, hi)
     if sample.n_censored:
         _draw_censored(ax, sample, lo, hi, top)
     rug_step = 0.045
-    rug_ticks, rug_names = _draw_policy_curves(ax, curves, report, lo, hi, rug_step)
+    rug_ticks, rug_names = _draw_policy_curves(ax, curves, report, lo, hi, rug_step, colors)
     if report.policy is not None and report.policy.target:
         ax.axhline(report.policy.target, color="#777777", linewidth=0.8, linestyle=":")
         ax.annotate(
             f"target {report.policy.target:.0%}", (0, report.policy.target),
             xycoords=("axes fraction", "data"), xytext=(3, 2), textcoords="offset points",
-            fontsize=7, color="#555555",
+            fontsize=8, color="#555555",
         )  # fmt: skip
-    _finish_windows_axes(ax, sample, lo, hi, rug_step, rug_ticks, rug_names)
+    _finish_windows_axes(ax, sample, lo, hi, rug_step, rug_ticks, rug_names, left_out)
 
 
 def _windows_range(
@@ -566,46 +730,141 @@ def _draw_policy_curves(
     lo: float,
     hi: float,
     rug_step: float,
+    colors: dict[int, str] | None = None,
 ) -> tuple[list[float], list[str]]:
     """Each policy's step over the ECDF, and its retry times in a row of its own below 0 %.
 
+    A curve that coincides with one drawn before it is dashed, so that both colours show
+    along the shared stretch, and its legend entry names the tool it shares it with.
     Returns the y of each schedule row and its label, for the y axis.
     """
     rug_ticks: list[float] = []
     rug_names: list[str] = []
     color_at = 0
+    shared = _shared_curves([c for c, _ in curves], hi)
     for k, (curve, suggested) in enumerate(curves):
         style: str | tuple[int, tuple[int, int]]
         if suggested:
             color, width, style = "#333333", 2.0, (0, (5, 2))
         else:
-            color = POLICY_COLORS[color_at % len(POLICY_COLORS)]
+            color = (colors or {}).get(id(curve), POLICY_COLORS[color_at % len(POLICY_COLORS)])
             color_at += 1
-            width, style = 1.5, "-"
+            width, style = 1.6, "-"
+        same_as = shared.get(k)
+        if same_as is not None and not suggested:
+            # dashed over the earlier curve: both colours show along the shared stretch
+            place, size = same_as[1], same_as[2]
+            style = ((3 * place) % (3 * size), (3, 3 * (size - 1)))
         t, x, y, off_edge = _policy_steps(curve, lo, hi)
+        label = _policy_label(curve, report, suggested)
+        if same_as is not None:
+            label += f" (same curve as {_safe(curves[same_as[0]][0].label)})"
         ax.plot(
             x, y, drawstyle="steps-post", color=color, linewidth=width, linestyle=style,
-            zorder=5 if suggested else 3, gid=GID_POLICY, label=_policy_label(curve, report, suggested),
+            zorder=5 if suggested else 3 + 0.01 * k, gid=GID_POLICY, label=label,
         )  # fmt: skip
         if len(t) and not off_edge:  # where it gives up
             ax.plot([x[-1]], [y[-1]], marker="o", markersize=4, color=color, zorder=6)
-        # The schedule itself: one tick per retry, in a row of its own below 0 %.
         row_y = -rug_step * (k + 1.2)
-        shown = t[t <= hi]
-        if len(shown):
-            ax.eventplot(
-                shown, lineoffsets=row_y, linelengths=rug_step * 0.7, colors=color,
-                linewidths=1.0, zorder=3,
-            )  # fmt: skip
+        _draw_schedule_row(ax, t[t <= hi], row_y, rug_step * 0.7, color, lo, hi)
         if off_edge:
             ax.annotate(
                 f"→ {fmt_duration(curve.gives_up_ms)}", (1, row_y), xycoords=("axes fraction", "data"),
                 xytext=(3, 0), textcoords="offset points", ha="left", va="center",
-                fontsize=6.5, color=color,
+                fontsize=8, color=color,
             )  # fmt: skip
         rug_ticks.append(row_y)
         rug_names.append("suggested" if suggested else _safe(curve.label))
     return rug_ticks, rug_names
+
+
+def _shared_curves(curves: list[data.PolicyCurve], hi: float) -> dict[int, tuple[int, int, int]]:
+    """For each curve that coincides with an earlier one: ``(first, place, size)``.
+
+    Two curves coincide when their steps are the same up to where the shorter one gives
+    up, and they got somewhere (a share above 0) by then: drawn plainly, the later one
+    would hide the earlier. ``first`` is the index of the first curve of the group,
+    ``place`` this curve's position in it, ``size`` the group's size.
+    """
+    groups: list[list[int]] = []
+    for k, curve in enumerate(curves):
+        for group in groups:
+            if _same_steps(curves[group[0]], curve, hi):
+                group.append(k)
+                break
+        else:
+            groups.append([k])
+    out: dict[int, tuple[int, int, int]] = {}
+    for group in groups:
+        for place, k in enumerate(group[1:], start=1):
+            out[k] = (group[0], place, len(group))
+    return out
+
+
+def _same_steps(a: data.PolicyCurve, b: data.PolicyCurve, hi: float) -> bool:
+    """Whether two policy steps coincide up to the shorter one's end (and rise above 0)."""
+    if not len(a.attempt_ms) or not len(b.attempt_ms):
+        return False
+    end = min(a.gives_up_ms, b.gives_up_ms, hi)
+    points = np.union1d(a.attempt_ms, b.attempt_ms)
+    points = points[points <= end]
+
+    def value(c: data.PolicyCurve) -> np.ndarray:
+        at = np.searchsorted(c.attempt_ms, points, side="right") - 1
+        return np.where(at >= 0, c.covered[np.clip(at, 0, None)], 0.0)
+
+    va, vb = value(a), value(b)
+    return bool(len(points)) and bool(np.allclose(va, vb)) and float(va.max()) > 0
+
+
+DENSE_TICKS_PT = 3.0
+"""Retries closer than this on the page are drawn as a band, not as separate ticks."""
+
+
+def _draw_schedule_row(
+    ax: Axes, t: np.ndarray, row_y: float, length: float, color: str, lo: float, hi: float
+) -> None:
+    """One tick per retry at ``row_y``; runs of ticks closer than a few points: a band."""
+    from matplotlib.patches import Rectangle
+
+    if not len(t):
+        return
+    t = np.sort(np.clip(t, lo, hi))
+    # the gap between neighbours in points, on the log axis of the Axes' width
+    width_pt = ax.get_position().width * ax.figure.get_figwidth() * 72  # type: ignore[union-attr]
+    gap_pt = np.diff(np.log10(t)) / np.log10(hi / lo) * width_pt
+    dense = gap_pt < DENSE_TICKS_PT
+    lone = np.ones(len(t), dtype=bool)
+    i = 0
+    while i < len(dense):
+        if not dense[i]:
+            i += 1
+            continue
+        j = i
+        while j < len(dense) and dense[j]:
+            j += 1
+        # retries i .. j are a dense run: a band from the first to the last
+        if j - i >= 2:
+            lone[i : j + 1] = False
+            ax.add_patch(
+                Rectangle(
+                    (t[i], row_y - length * 0.3),
+                    t[j] - t[i],
+                    length * 0.6,
+                    facecolor=color,
+                    edgecolor=color,
+                    linewidth=0.8,
+                    alpha=0.55,
+                    gid=GID_RETRY_BAND,
+                    zorder=3,
+                )  # fmt: skip
+            )
+        i = j
+    if lone.any():
+        ax.eventplot(
+            t[lone], lineoffsets=row_y, linelengths=length, colors=color,
+            linewidths=1.0, zorder=3,
+        )  # fmt: skip
 
 
 def _policy_steps(
@@ -633,8 +892,11 @@ def _finish_windows_axes(
     rug_step: float,
     rug_ticks: list[float],
     rug_names: list[str],
+    left_out: Sequence[tuple[data.PolicyCurve, str]] = (),
 ) -> None:
     """Log time axis, percent ticks plus one tick per schedule row, grid, labels, legend."""
+    from matplotlib.lines import Line2D
+
     ax.set_xscale("log")
     ax.set_xlim(lo, hi)
     bottom = (rug_ticks[-1] - rug_step) if rug_ticks else -0.02
@@ -644,7 +906,7 @@ def _finish_windows_axes(
         percents + rug_ticks, [f"{p:.0%}" for p in percents] + [f"{n} retries" for n in rug_names]
     )
     for label in ax.get_yticklabels()[len(percents) :]:
-        label.set_fontsize(7)
+        label.set_fontsize(8)
     if rug_ticks:
         ax.axhline(-rug_step * 0.4, color="#bbbbbb", linewidth=0.8)
     ax.xaxis.set_major_formatter(_ms_formatter())
@@ -660,7 +922,33 @@ def _finish_windows_axes(
         + ", and how far each retry policy gets through them (a dot: where it gives up)",
         fontsize=10,
     )
-    ax.legend(loc="upper left", bbox_to_anchor=(0.0, -0.1), fontsize=7.5, frameon=False)
+    handles, labels = ax.get_legend_handles_labels()
+    note = _left_out_note(sample, left_out)
+    if note:
+        handles.append(Line2D([], [], linestyle="none"))
+        labels.append(note)
+    ax.legend(
+        handles, labels, loc="upper left", bbox_to_anchor=(0.0, -0.1), fontsize=8, frameon=False
+    )
+
+
+def _left_out_note(
+    sample: data.WindowSample, left_out: Sequence[tuple[data.PolicyCurve, str]]
+) -> str:
+    """``no line: MSBuild Copy, rimraf (do not retry error 5); Node.js fs.rm (never retries)``."""
+    if not left_out:
+        return ""
+    codes = sorted({int(c) for c in sample.error_code if c >= 0})
+    errors = "error " + ", ".join(str(c) for c in codes) if codes else "these errors"
+    parts = []
+    for why, text in (
+        ("does not retry", f"do not retry {errors}"),
+        ("never retries", "never retry by default"),
+    ):
+        names = [_safe(c.label) for c, reason in left_out if reason == why]
+        if names:
+            parts.append(f"{', '.join(names)} ({text})")
+    return "no line: " + "; ".join(parts)
 
 
 def _policy_label(curve: data.PolicyCurve, report: Report, suggested: bool) -> str:
@@ -787,7 +1075,7 @@ def timeline_figures(report: Report, limit: int = 5) -> Iterator[tuple[data.Bloc
 
 
 def report_figures(
-    report: Report, *, max_timelines: int = 5, policies: Sequence[Any] = DEFAULT_POLICIES
+    report: Report, *, max_timelines: int = 5, policies: Sequence[Any] | None = None
 ) -> Iterator[tuple[str, Figure]]:
     """``(name, figure)`` for every figure that has something to show, made without pyplot.
 
@@ -801,9 +1089,8 @@ def report_figures(
     for i, (entry, figure) in enumerate(timeline_figures(report, max_timelines), start=1):
         yield f"timeline-{i}-{_slug(entry.path)}", figure
     if data.window_sample(report) is not None:
-        curves = len(policies) + (report.policy is not None)
-        ax = _new_axes(_windows_size(curves), pyplot=False)
-        yield "windows", windows(report, ax=ax, policies=policies).figure  # type: ignore[misc]
+        ax = _windows(report, policies, None, pyplot=False)
+        yield "windows", ax.figure  # type: ignore[misc]
 
 
 def save_all(
