@@ -14,7 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date as Date
 from datetime import datetime
@@ -114,7 +114,7 @@ def analyze_trace(trace: Trace) -> _Parts:
 
 
 def _analyze_file(
-    path: PathLike,
+    path: PathLike | Sequence[Path],
     *,
     format: str | None,
     date: Date | None,
@@ -122,18 +122,29 @@ def _analyze_file(
     tz: str | None,
     batch_rows: int | None = None,
 ) -> _Parts:
-    """Read a trace file in batches, in one pass, and run every stage on what it kept."""
-    from traceaudit.formats.batches import BATCH_ROWS
-    from traceaudit.formats.load import open_batches, refuse_if_nothing_read
+    """Read a trace file in batches, in one pass, and run every stage on what it kept.
 
-    batches = open_batches(
-        Path(path),
-        format=format,
-        date=date,
-        strict=strict,
-        columns=PASS_COLUMNS,
-        batch_rows=BATCH_ROWS if batch_rows is None else batch_rows,
-    )
+    ``path`` may be the files of one rolled-over PML capture, in order
+    (:mod:`traceaudit.formats.pml.rollover`): they are read as one trace.
+    """
+    from traceaudit.formats.batches import BATCH_ROWS, TraceBatches
+    from traceaudit.formats.load import open_batches, refuse_if_nothing_read
+    from traceaudit.formats.pml.rollover import chain_batches
+
+    def open_part(part: Path) -> TraceBatches:
+        return open_batches(
+            part,
+            format=format,
+            date=date,
+            strict=strict,
+            columns=PASS_COLUMNS,
+            batch_rows=BATCH_ROWS if batch_rows is None else batch_rows,
+        )
+
+    if isinstance(path, (str, os.PathLike)):
+        batches = open_part(Path(path))
+    else:
+        batches = chain_batches(list(path), open_part) if len(path) > 1 else open_part(path[0])
     zone = zone_name(tz) if tz is not None and batches.clock == "utc" else None
     with EventPass() as event_pass:
         for frame in batches.frames:
@@ -188,6 +199,32 @@ def _analyze_kept(trace: Trace, events: pl.DataFrame, tally: EventTally) -> _Par
         headline=headline,
         last=last,
     )
+
+
+def _captures(
+    sources: Sequence[PathLike | Trace],
+) -> tuple[dict[int, tuple[Path, ...]], dict[int, tuple[str, ...]]]:
+    """The files each trace file reads (keyed by its position in ``sources``), and notes.
+
+    Files of one rolled-over PML capture (``Log.PML``, ``Log-1.PML``…) are one trace, read
+    at the position of the first of them given; the others map to nothing. Notes say that
+    the files were joined, that files named like parts were kept apart and why, or that
+    parts of a capture lie beside a file that was given alone.
+    """
+    from traceaudit.formats.pml.rollover import group_parts, sibling_parts
+
+    at = [k for k, item in enumerate(sources) if not isinstance(item, Trace)]
+    groups, _ = group_parts([sources[k] for k in at])  # type: ignore[misc]
+    captures: dict[int, tuple[Path, ...]] = {}
+    notes: dict[int, tuple[str, ...]] = {}
+    for group in groups:
+        first = at[group.positions[0]]
+        captures[first] = group.paths
+        said = [group.note()] if group.rolled_over else []
+        said += [*group.kept_apart, *sibling_parts(group.paths)]
+        if said:
+            notes[first] = tuple(said)
+    return captures, notes
 
 
 def _distinct_names(parts: list[_Parts]) -> list[_Parts]:
@@ -284,18 +321,24 @@ def analyze(
     (:mod:`traceaudit.analysis.event_pass`), so memory follows the failures and the handles
     on the failing files, not the size of the trace. ``report.events`` holds those events.
     """
-    sources: Iterable[PathLike | Trace]
-    sources = [source] if isinstance(source, (str, os.PathLike, Trace)) else source
+    sources: Sequence[PathLike | Trace]
+    sources = [source] if isinstance(source, (str, os.PathLike, Trace)) else list(source)
+    captures, capture_notes = _captures(sources)
     parts: list[_Parts] = []
-    for item in sources:
+    for position, item in enumerate(sources):
         if isinstance(item, Trace):
             parts.append(analyze_trace(to_timezone(item, tz)))
-        else:
-            parts.append(
-                _analyze_file(
-                    item, format=format, date=date, strict=strict, tz=tz, batch_rows=batch_rows
-                )
-            )
+            continue
+        files = captures.get(position)
+        if files is None:  # a later file of a rolled-over capture: read with the first
+            continue
+        part = _analyze_file(
+            files, format=format, date=date, strict=strict, tz=tz, batch_rows=batch_rows
+        )
+        notes = capture_notes.get(position, ())
+        if notes:
+            part = dataclasses.replace(part, warnings=(*part.warnings, *notes))
+        parts.append(part)
 
     parts = _distinct_names(parts)
 

@@ -12,6 +12,7 @@ import polars as pl
 import pytest
 
 from pml_parts import pml_bytes, split_pml, write_parts
+from traceaudit import analyze
 from traceaudit.formats.load import open_batches
 from traceaudit.formats.pml.reader import read_pml
 from traceaudit.formats.pml.rollover import chain_batches, group_parts, part_name, sibling_parts
@@ -110,3 +111,26 @@ def test_parts_beside_a_single_file_are_pointed_out(parts):
         "it over); give them all to read the whole capture as one trace: Log.PML Log-1.PML "
         "Log-2.PML."
     ]
+
+
+def test_analyze_reads_the_parts_as_the_whole_capture(corpus, tmp_path):
+    """Cut between a handle's open (rows 353-354) and the failures on its file (1233-1250)."""
+    source = corpus / "procmon-pml" / "ron-crash-a.pml"
+    parts = write_parts(pml_bytes(source), [600, 1240], tmp_path)
+    whole = analyze(source)
+    joined = analyze([parts[2], parts[0], parts[1]])
+    assert len(joined.traces) == 1
+    assert (joined.traces[0].events, joined.traces[0].processes) == (
+        1_250,
+        whole.traces[0].processes,
+    )
+    for frame in ("conflicts", "blocking", "chains", "handles", "episodes"):
+        assert getattr(joined, frame).drop("trace").equals(getattr(whole, frame).drop("trace"))
+    assert joined.warnings[-1].startswith("Log.PML: read Log.PML, Log-1.PML, Log-2.PML as one")
+    alone = analyze(parts[2])
+    assert alone.conflicts.height == 2  # the file holds only the last part's failures
+    assert alone.warnings[-1] == (
+        "Log-2.PML: Log.PML, Log-1.PML beside it are parts of the same capture (Process Monitor "
+        "rolled it over); give them all to read the whole capture as one trace: Log.PML "
+        "Log-1.PML Log-2.PML."
+    )

@@ -64,6 +64,10 @@ class CaptureParts:
 
     paths: tuple[Path, ...]
     numbers: tuple[int, ...] = ()
+    positions: tuple[int, ...] = ()
+    """Where the files were in the list given to :func:`group_parts`."""
+    kept_apart: tuple[str, ...] = ()
+    """Why files named like further parts of this capture were not read with it."""
 
     @property
     def rolled_over(self) -> bool:
@@ -191,6 +195,7 @@ def group_parts(paths: Sequence[PathLike]) -> tuple[list[CaptureParts], list[str
     joined: dict[int, list[int]] = {}  # first position -> positions of its group
     member_of: dict[int, int] = {}
     notes: list[str] = []
+    apart: dict[int, list[str]] = {}  # position -> notes on files kept apart from it
     for positions in families.values():
         if len(positions) < 2:
             continue
@@ -204,24 +209,29 @@ def group_parts(paths: Sequence[PathLike]) -> tuple[list[CaptureParts], list[str
             if why is None:
                 run.append(position)
                 continue
-            notes.append(
-                f"{previous.path.name} and {parts[position].path.name} are named like parts of "
-                f"one rolled-over capture, but {why}: analysed as separate traces."
-            )
+            if not previous.path.samefile(parts[position].path):  # a file given twice
+                note = (
+                    f"{previous.path.name} and {parts[position].path.name} are named like parts "
+                    f"of one rolled-over capture, but {why}: analysed as separate traces."
+                )
+                notes.append(note)
+                apart.setdefault(run[-1], []).append(note)
             _close_run(run, joined, member_of)
             run = [position]
         _close_run(run, joined, member_of)
     out: list[CaptureParts] = []
-    for position, path in enumerate(given):
-        if position in joined:
-            group = joined[position]
-            out.append(
-                CaptureParts(
-                    tuple(parts[k].path for k in group), tuple(parts[k].number for k in group)
-                )
+    for position in range(len(given)):
+        group = joined.get(position, [] if position in member_of else [position])
+        if not group:
+            continue  # read with the first part of its capture
+        out.append(
+            CaptureParts(
+                tuple(given[k] for k in group),
+                tuple(parts[k].number for k in group if k in parts),
+                tuple(group),
+                tuple(note for k in group for note in apart.get(k, ())),
             )
-        elif position not in member_of:
-            out.append(CaptureParts((path,)))
+        )
     return out, notes
 
 
