@@ -390,7 +390,7 @@ def analyze(
 
 
 def timeline(
-    source: PathLike | Trace | pl.DataFrame,
+    source: PathLike | Sequence[PathLike] | Trace | pl.DataFrame,
     path: str,
     *,
     format: str | None = None,
@@ -401,16 +401,25 @@ def timeline(
     handle each belongs to (:func:`traceaudit.analysis.timeline.timeline`).
 
     ``source`` is a trace file, read in batches and keeping only that path's events (so a
-    trace of any size fits), a :class:`~traceaudit.schema.Trace`, or an event frame.
+    trace of any size fits), the files of one rolled-over PML capture (read as one trace,
+    in part order), a :class:`~traceaudit.schema.Trace`, or an event frame.
     """
     if isinstance(source, pl.DataFrame):
         return path_timeline(source, path)
     if isinstance(source, Trace):
         return path_timeline(source.events, path)
     from traceaudit.analysis.spill import detach
+    from traceaudit.formats.batches import TraceBatches
     from traceaudit.formats.load import open_batches, refuse_if_nothing_read
+    from traceaudit.formats.pml.rollover import chain_batches, one_capture
 
-    batches = open_batches(Path(source), format=format, date=date, strict=strict)
+    def open_part(part: Path) -> TraceBatches:
+        return open_batches(part, format=format, date=date, strict=strict)
+
+    if isinstance(source, (str, os.PathLike)):
+        batches = open_part(Path(source))
+    else:
+        batches = chain_batches(one_capture(source), open_part)
     wanted = on_path(path)
     read = 0
     frames = []

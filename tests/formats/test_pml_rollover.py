@@ -12,10 +12,18 @@ import polars as pl
 import pytest
 
 from pml_parts import pml_bytes, split_pml, write_parts
-from traceaudit import analyze
+from traceaudit import analyze, timeline
+from traceaudit.errors import UsageError
+from traceaudit.formats.convert import convert
 from traceaudit.formats.load import open_batches
 from traceaudit.formats.pml.reader import read_pml
-from traceaudit.formats.pml.rollover import chain_batches, group_parts, part_name, sibling_parts
+from traceaudit.formats.pml.rollover import (
+    chain_batches,
+    group_parts,
+    one_capture,
+    part_name,
+    sibling_parts,
+)
 
 
 @pytest.fixture
@@ -134,3 +142,33 @@ def test_analyze_reads_the_parts_as_the_whole_capture(corpus, tmp_path):
         "rolled it over); give them all to read the whole capture as one trace: Log.PML "
         "Log-1.PML Log-2.PML."
     )
+
+
+def test_timeline_and_convert_read_the_parts_as_one_trace(corpus, tmp_path):
+    source = corpus / "procmon-pml" / "ron-crash-a.pml"
+    parts = write_parts(pml_bytes(source), [600, 1240], tmp_path)
+    path = whole_report_path(source)
+    assert timeline(parts, path).equals(timeline(source, path))
+    _, written = convert(parts, tmp_path / "events.parquet")
+    assert pl.read_parquet(written).equals(
+        pl.read_parquet(convert(source, tmp_path / "w.parquet")[1])
+    )
+
+
+def whole_report_path(source):
+    """The folder of the failures in ron-crash-a (the handles' file is below it)."""
+    failing = analyze(source).conflicts["path"][0]
+    return failing.rsplit("\\", 1)[0]
+
+
+def test_error_files_of_different_captures_are_not_one_trace(corpus, tmp_path):
+    parts = write_parts(pml_bytes(corpus / "procmon-pml" / "ron-crash-a.pml"), [600], tmp_path)
+    other = tmp_path / "other.pml"
+    shutil.copyfile(corpus / "procmon-pml" / "crysis-nanny.pml", other)
+    with pytest.raises(UsageError) as caught:
+        one_capture([parts[0], other])
+    assert str(caught.value) == (
+        "Log.PML, other.pml: these are not the files of one rolled-over Process Monitor "
+        "capture. Give one trace, or the files Log.PML, Log-1.PML… of one capture."
+    )
+    assert one_capture(parts[::-1]) == parts

@@ -15,6 +15,7 @@ are written with a leading apostrophe (the OWASP advice for CSV injection); ``ra
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from datetime import date as Date
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def write_events(
 
 
 def convert(
-    source: str | os.PathLike[str],
+    source: str | os.PathLike[str] | Sequence[str | os.PathLike[str]],
     out: str | os.PathLike[str],
     *,
     to: str | None = None,
@@ -110,9 +111,23 @@ def convert(
     strict: bool = False,
     raw: bool = False,
 ) -> tuple[Trace, Path]:
-    """Read any supported trace and write its normalised events; returns (trace, path)."""
+    """Read any supported trace and write its normalised events; returns (trace, path).
+
+    ``source`` may be the files of one rolled-over PML capture (``Log.PML``,
+    ``Log-1.PML``…): they are written as one trace, rows numbered on across them.
+    """
     from traceaudit.formats import load_trace
 
     output_format(out, to)  # a wrong --to or extension is reported before reading
-    trace = load_trace(Path(source), date=date, strict=strict)
+    if isinstance(source, (str, os.PathLike)):
+        trace = load_trace(Path(source), date=date, strict=strict)
+    else:
+        from traceaudit.formats.pml.reader import read_pml
+        from traceaudit.formats.pml.rollover import one_capture
+
+        parts = one_capture(source)
+        if len(parts) == 1:
+            trace = load_trace(parts[0], date=date, strict=strict)
+        else:
+            trace = read_pml(parts, strict=strict)
     return trace, write_events(trace, out, format=to, raw=raw)

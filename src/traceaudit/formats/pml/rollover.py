@@ -32,13 +32,21 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 
+from traceaudit.errors import UsageError
 from traceaudit.formats.batches import TraceBatches
 from traceaudit.formats.input import open_input
 from traceaudit.formats.pml.events import index_offsets
 from traceaudit.formats.pml.layout import HEADER_DTYPE, HEADER_SIZE
 from traceaudit.formats.pml.tables import PmlHeader
 
-__all__ = ["CaptureParts", "chain_batches", "group_parts", "part_name", "sibling_parts"]
+__all__ = [
+    "CaptureParts",
+    "chain_batches",
+    "group_parts",
+    "one_capture",
+    "part_name",
+    "sibling_parts",
+]
 
 PathLike = str | os.PathLike[str]
 
@@ -233,6 +241,21 @@ def group_parts(paths: Sequence[PathLike]) -> tuple[list[CaptureParts], list[str
             )
         )
     return out, notes
+
+
+def one_capture(paths: Sequence[PathLike]) -> list[Path]:
+    """The files of the one trace ``paths`` must be: a single file, or the parts of one
+    rolled-over capture in part order. Anything else is a :class:`UsageError` saying why
+    (for commands that read one trace: ``timeline``, ``convert``)."""
+    groups, notes = group_parts(paths)
+    if len(groups) == 1:
+        return list(groups[0].paths)
+    names = ", ".join(p.name for g in groups for p in g.paths)
+    why = f" ({notes[0]})" if notes else ""
+    raise UsageError(
+        f"{names}: these are not the files of one rolled-over Process Monitor capture{why}. "
+        "Give one trace, or the files Log.PML, Log-1.PML… of one capture."
+    )
 
 
 def _close_run(run: list[int], joined: dict[int, list[int]], member_of: dict[int, int]) -> None:
