@@ -701,7 +701,8 @@ def _replay_table(replay: pl.DataFrame) -> list[str]:
         '<p class="note">Each tool retries only on its own error codes (Rust maps only '
         "5 to PermissionDenied; libuv maps 32 and 33 to EBUSY). Success is over the "
         "episodes whose outcome the trace decides; <i>censored</i> ones ran past its "
-        "end. Jittered policies are averaged over seeded draws.</p>"
+        "end. An episode a tool does not retry fails at once: it counts as a failure with "
+        "no wait. Jittered policies are averaged over seeded draws.</p>"
     )
     head = [
         "tool",
@@ -721,7 +722,13 @@ def _replay_table(replay: pl.DataFrame) -> list[str]:
             _e(r["tool"]),
             _e(r["version"]),
             _e(r["triggers"]),
-            f"{r['triggered']:,} of {r['episodes']:,}",
+            f"{r['triggered']:,} of {r['episodes']:,}"
+            + (
+                f'<br><span class="muted">the other {r["episodes"] - r["triggered"]:,} '
+                "fail at once</span>"
+                if 0 < r["triggered"] < r["episodes"]
+                else ""
+            ),
         ]
         if not r["triggered"]:  # its runtime does not map these errors to a retryable one
             cells.append('<td class="does-not-retry" colspan="4">does not retry this error</td>')
