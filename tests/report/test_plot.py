@@ -399,3 +399,128 @@ def test_blocked_paths_puts_other_process_blocks_first():
     paths = data.blocked_paths(report_of(story))
     assert [p.path for p in paths] == [DOC, r"C:\own.txt"]
     assert paths[0].blockers == ("OneDrive.exe",)
+
+
+# ---------------------------------------------------------------------------- stories
+
+
+def test_two_handles_of_one_process_one_after_the_other_are_two_bars_with_a_gap():
+    """The scanner opens the DLL, closes it, and opens it again 0.3 ms later: two handles.
+
+    Drawn edge to edge they read as one long hold; each must be its own bar, with a gap
+    a reader can see between them.
+    """
+    story = Story().open_(0, 20, DLL, process="MsMpEng.exe").close(40, 20, DLL)
+    story.open_(40.3, 20, DLL).close(90, 20, DLL)
+    story.rename(5, 10, TMP, r"C:\cache\x", process="uv.exe")
+    story.rename(60, 10, TMP, r"C:\cache\x")
+    d = data.timeline_data(report_of(story))
+    scanner = d.bars.filter(pl.col("process") == "MsMpEng.exe").sort("start_ms")
+    assert scanner.height == 2 and scanner["lane"].to_list() == [0, 0]
+    ax = plot.timeline(report_of(story))
+    assert handle_bars(ax) == 2
+    ax.figure.draw_without_rendering()  # the bars are cut back for the screen at draw time
+    corners = sorted(
+        (path.vertices[:, 0].min(), path.vertices[:, 0].max())
+        for c in ax.collections
+        if c.get_gid() == plot.GID_HANDLES
+        for path in c.get_paths()
+    )
+    (first_start, first_end), (second_start, _) = corners
+    to_px = ax.transData.transform
+    gap_px = to_px((second_start, 0))[0] - to_px((first_end, 0))[0]
+    assert gap_px >= 2.0  # visible, though the trace has 0.3 ms between them
+    assert first_start == pytest.approx(scanner["start_ms"][0])
+
+
+def test_a_long_process_name_is_whole_in_the_margin_and_a_very_long_one_loses_whole_words():
+    story = uv_with_backoff(100)
+    story.processes[10] = "SearchProtocolHost.exe"  # 22 characters: shown whole
+    for row in story.rows:
+        if row["pid"] == 10:
+            row["process"] = "SearchProtocolHost.exe"
+        if row["pid"] == 20:
+            row["process"] = "Microsoft.VisualStudio.Code.ServiceHub.Host.exe"
+    ax = plot.timeline(report_of(story))
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels == ["SearchProtocolHost.exe (10)", "Microsoft.…Host.exe (20)"]
+    # drawn in the left margin: never over the bars, never off the figure
+    ax.figure.draw_without_rendering()
+    box = ax.get_window_extent()
+    for label in ax.get_yticklabels():
+        extent = label.get_window_extent()
+        assert extent.x1 <= box.x0 and extent.x0 >= 0
+
+
+def test_labels_inside_bars_name_whole_files_and_stay_inside_their_bar():
+    ax = plot.timeline(report_of(uv_with_backoff(100)))
+    ax.figure.draw_without_rendering()
+    from traceaudit.report._mpl import FittedLabel
+
+    (label,) = [t for t in ax.texts if isinstance(t, FittedLabel)]  # the scanner's DLL
+    assert label.candidates == (
+        "…\\a.dll  share Read, Write, Delete",
+        "a.dll  share Read, Write, Delete",
+        "a.dll",
+    )
+    text = label.get_text()
+    assert text in label.candidates and "a.dll" in text  # the file, never cut
+    x0, x1, *_ = label._span
+    extent = label.get_window_extent()
+    assert extent.x1 <= ax.transData.transform((x1, 0))[0] + 0.5
+
+
+def test_every_text_on_every_figure_is_at_least_8_points():
+    from matplotlib.text import Text
+
+    report = report_of(two_blockers())
+    for _name, figure in plot.report_figures(report):
+        figure.draw_without_rendering()
+        small = [
+            (t.get_text(), t.get_fontsize())
+            for t in figure.findobj(Text)
+            if t.get_visible() and t.get_text() and t.get_fontsize() < 8
+        ]
+        assert small == [], _name
+
+
+# ---------------------------------------------------------------------------- notebooks
+
+
+def _formatted(obj):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    data, _metadata = InteractiveShell.instance().display_formatter.format(obj)
+    return data
+
+
+@pytest.mark.parametrize("draw", [plot.timeline, plot.windows, plot.blockers])
+def test_what_a_plot_function_returns_shows_as_exactly_one_image_in_jupyter(draw):
+    ax = draw(report_of(uv_with_backoff(100)))
+    for shown in (ax, ax.figure):  # the cell's value, or ax.figure as the old notebooks had
+        data = _formatted(shown)
+        images = [k for k in data if k.startswith("image/")]
+        assert images == ["image/png"]
+        assert data["image/png"].startswith(b"\x89PNG")
+
+
+def test_an_axes_of_your_own_is_drawn_into_and_gets_nothing_new():
+    fig = Figure()
+    given = fig.add_subplot()
+    assert plot.timeline(report_of(uv_with_backoff(100)), ax=given) is given
+    assert type(given) is Axes and fig.axes == [given]  # nothing added, no repr of ours
+
+
+def test_figures_are_not_registered_with_pyplot_so_the_inline_backend_never_shows_them():
+    code = (
+        "import matplotlib; matplotlib.use('Agg'); import sys;"
+        "import matplotlib.pyplot as plt;"
+        f"sys.path[:0] = [{str(TESTS / 'report')!r}, {str(TESTS / 'support')!r}];"
+        "from test_plot import report_of, uv_with_backoff;"
+        "from traceaudit import plot;"
+        "ax = plot.timeline(report_of(uv_with_backoff(100)));"
+        "assert plt.get_fignums() == [], plt.get_fignums();"
+        "assert ax.figure._repr_png_().startswith(b'\\x89PNG')"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -5,16 +5,22 @@
     from traceaudit import analyze, plot
 
     report = analyze("Logfile.CSV")
-    ax = plot.timeline(report)        # handles on the blocked path, failures, what was held
-    ax = plot.windows(report)         # blocked times as an ECDF, real tools' retries over it
-    ax = plot.blockers(report)        # conflicts per blocking process
+    plot.timeline(report)             # handles on the blocked path, failures, what was held
+    plot.windows(report)              # blocked times as an ECDF, the replay table's tools over it
+    plot.blockers(report)             # conflicts per blocking process
     plot.save_all(report, "plots/")   # every figure as PNG and SVG
 
-Every function takes ``ax=None`` and returns the Axes it drew on. Without ``ax`` it makes a
-new :class:`matplotlib.figure.Figure` (no pyplot state, so it works headless); if pyplot
-has been imported already (a notebook, an interactive session) the figure is made through
-pyplot instead so that it shows up the usual way. Importing :mod:`traceaudit` does not
-import this module or matplotlib; this module imports matplotlib only when a function runs.
+Every function takes ``ax=None`` and returns the Axes it drew on. With ``ax`` it draws into
+that Axes and makes nothing new (the figure is yours, shown the way you show it). Without
+``ax`` it makes a new :class:`~traceaudit.report._mpl.ReportFigure` and returns its
+:class:`~traceaudit.report._mpl.ReportAxes` (an :class:`~matplotlib.axes.Axes` like any
+other). Neither is registered with pyplot, so it works headless and Jupyter's inline
+backend never shows it by itself; instead both have a ``_repr_png_``, so that in a notebook
+``plot.timeline(report)`` (or ``ax.figure``) as the last line of a cell shows the figure,
+exactly once. Only when pyplot is in use with a GUI backend (a window, an ipympl widget) is
+the figure made through pyplot, to show the usual way (``plt.show()``); it then has no PNG
+of its own, so it is not shown twice either. Importing :mod:`traceaudit` does not import
+this module or matplotlib; this module imports matplotlib only when a function runs.
 
 A figure with nothing to show (no conflicts, no windows) says so in the Axes instead of
 raising; :func:`save_all` skips such figures.
