@@ -134,13 +134,15 @@ def _table(
     head: Sequence[str],
     rows: Iterable[Sequence[str]],
     numeric: frozenset[int] | set[int] = frozenset(),
+    css_class: str | None = None,
 ) -> str:
     """A table from already-escaped cells; columns in ``numeric`` are right-aligned."""
 
     def cls(i: int) -> str:
         return ' class="num"' if i in numeric else ""
 
-    out = ['<div class="scroll"><table><thead><tr>']
+    attrs = f' class="{css_class}"' if css_class else ""
+    out = [f'<div class="scroll"><table{attrs}><thead><tr>']
     out += [f"<th{cls(i)}>{h}</th>" for i, h in enumerate(head)]
     out.append("</tr></thead><tbody>")
     for row in rows:
@@ -809,8 +811,8 @@ def _retries(report: Report) -> str:
         rows.append(
             [
                 f"{_e(r['process'])} ({_e(r['pid'])})",
-                _e(r["operation"]),
-                f'<span class="path">{_e(r["path"])}</span>',
+                _camel_breaks(_e(r["operation"])),
+                f'<span class="path">{_path(r["path"])}</span>',
                 f"{r['attempts']:,}",
                 _e(delays + " ms" if delays else "-"),
                 _ms(r["total_ms"]),
@@ -834,6 +836,7 @@ def _retries(report: Report) -> str:
             ],  # fmt: skip
             rows,
             numeric={3, 5},
+            css_class="retries",
         )
     )
     out.append(not_retried + "</section>")
