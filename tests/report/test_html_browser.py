@@ -311,6 +311,8 @@ def test_the_layout_reads_at_1280_pixels(mixed, tmp_path):
             By.CSS_SELECTOR, "svg.plot"
         )
         assert box["x"] + box["width"] <= plot.rect["x"] + 1  # labels never spill over bars
+        outer = label.find_element(By.XPATH, "ancestor::*[name()='svg'][last()]")
+        assert box["x"] >= outer.rect["x"] - 1, label.text  # nor are cut at the left edge
     height = mixed.execute_script("return document.documentElement.scrollHeight")
     mixed.set_window_size(1280, min(height, 16000))
     shot = tmp_path / "mixed-small-1280.png"

@@ -34,7 +34,10 @@ WIDTH = 1000
 LABEL_CHARS = 34
 """Process labels longer than this end in ``…``; the full label is in their ``<title>``."""
 
-_CHAR_W = 6.9  # average width of a 12 px system-ui character, in SVG units
+_CHAR_W = {"upper": 8.6, "lower": 6.7, "digit": 7.0, "other": 4.6}
+"""Widths of 12 px system-ui characters, in SVG units: generous, because a label that
+comes out wider than its gutter is cut at the SVG's left edge (``WINWORD.EXE``)."""
+_BOLD = 1.08  # the failing process's label is bold
 _LANE_H = 14
 _BAR_H = 10
 _ROW_PAD = 8
@@ -81,6 +84,21 @@ def _clock(origin: datetime, ms: float) -> str:
     return (origin + timedelta(milliseconds=ms)).strftime("%H:%M:%S.%f")
 
 
+def _text_width(text: str, *, bold: bool = False) -> float:
+    """An upper estimate of the width of ``text`` as a label, in SVG units."""
+    width = 0.0
+    for ch in text:
+        if ch.isupper() or ch in "MW@%&":
+            width += _CHAR_W["upper"]
+        elif ch.isdigit():
+            width += _CHAR_W["digit"]
+        elif ch.isalpha():
+            width += _CHAR_W["lower"]
+        else:
+            width += _CHAR_W["other"]
+    return width * (_BOLD if bold else 1.0)
+
+
 def _label(text: str) -> str:
     if len(text) <= LABEL_CHARS:
         return text
@@ -99,7 +117,8 @@ def timeline_svg(
     """
     lo, hi = td.focus()
     labels = [_label(r) for r in td.rows]
-    gutter = min(max((max((len(t) for t in labels), default=8)) * _CHAR_W + 20, 110), 280)
+    widest = max((_text_width(t, bold=True) for t in labels), default=60.0)
+    gutter = min(max(widest + 20, 110), 330)
     plot_w = WIDTH - gutter - _RIGHT
 
     lanes = {int(r): int(n) for r, n in td.bars.select("row", "lanes").unique().iter_rows()}
