@@ -78,8 +78,8 @@ def test_a_max_wait_too_short_to_cover_anything_gives_no_policy():
     doc = json.loads(run("analyze", UV, "--json", "--max-wait", "100ms").output)
     assert doc["policy"] is None and doc["snippets"] == {}
     assert doc["policy_withheld"] == (
-        "No retry advice: no retry policy within --max-wait 100.0 ms would have ridden out "
-        "any of the 1 lock episodes. Allow a longer wait, or capture more failures."
+        "No retry advice: no retry policy within the 100.0 ms budget would have ridden out "
+        "the one lock episode. Allow a longer wait (--max-wait), or capture more failures."
     )
 
 
@@ -130,7 +130,10 @@ def test_error_missing_file():
 def test_error_bad_date():
     result = run("analyze", PASTED, "--date", "15/07/2024")
     assert result.exit_code == 2
-    assert result.stderr == "error: --date '15/07/2024': expected YYYY-MM-DD, e.g. 2024-07-15.\n"
+    assert result.stderr == (
+        "error: analyze: --date '15/07/2024': expected YYYY-MM-DD, e.g. 2024-07-15. "
+        "See 'traceaudit analyze --help'.\n"
+    )
 
 
 @pytest.mark.parametrize("command", ["analyze", "convert", "timeline"])
@@ -141,8 +144,9 @@ def test_error_a_date_no_trace_can_hold_is_a_usage_error(tmp_path, command, day)
     result = run(command, *args, "--date", day)
     assert result.exit_code == 2
     assert result.stderr == (
-        f"error: --date {day}: a trace's times can only fall between 1677-09-22 and "
-        "2262-04-10; give the day the capture was taken.\n"
+        f"error: {command}: --date {day}: a trace's times can only fall between 1677-09-22 "
+        f"and 2262-04-10; give the day the capture was taken. See 'traceaudit {command} "
+        "--help'.\n"
     )
     assert not (tmp_path / "x.parquet").exists()
 
@@ -150,8 +154,9 @@ def test_error_a_date_no_trace_can_hold_is_a_usage_error(tmp_path, command, day)
 def test_error_bad_max_wait():
     result = run("analyze", UV, "--max-wait", "soon")
     assert result.exit_code == 2
-    assert (
-        result.stderr == "error: --max-wait 'soon': expected a duration such as 500ms, 10s or 2m.\n"
+    assert result.stderr == (
+        "error: analyze: --max-wait 'soon': expected a duration: ms, s or m (min), e.g. 500ms, "
+        "10s or 2m. See 'traceaudit analyze --help'.\n"
     )
 
 
@@ -193,3 +198,314 @@ def test_progress_line_shows_only_on_a_terminal_and_after_a_delay(monkeypatch):
     with _progress.progress("reading small.csv", stream=fast, force=True):
         pass
     assert fast.getvalue() == ""  # done before the delay: silent
+
+
+# --- usage errors: one line, exit 2 ---------------------------------------------------
+
+
+def _help(command: str) -> str:
+    return f" See 'traceaudit {command} --help'.\n" if command else " See 'traceaudit --help'.\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (
+            ["analyze", UV, "--target", "abc"],
+            "error: analyze: --target 'abc': expected a share above 0 and at most 1, e.g. 0.99.",
+        ),
+        (
+            ["analyze", UV, "--target", "1.5"],
+            "error: analyze: --target '1.5': expected a share above 0 and at most 1, e.g. 0.99.",
+        ),
+        (["analyze"], "error: analyze: missing argument 'TRACES...'."),
+        (["analyze", UV, "--bogus"], "error: analyze: no such option '--bogus'."),
+        (["analyze", UV, "--limit"], "error: analyze: option '--limit' requires an argument."),
+        (
+            ["analyze", UV, "--limit", "-3"],
+            "error: analyze: --limit '-3': expected a whole number, 0 or more.",
+        ),
+        (
+            ["analyze", UV, "--max-wait", "10"],
+            "error: analyze: --max-wait '10': give a unit: ms, s or m (min), e.g. 500ms, 10s or 2m.",
+        ),
+        (
+            ["analyze", UV, "--max-wait", "-5s"],
+            "error: analyze: --max-wait '-5s': expected a duration: ms, s or m (min), e.g. "
+            "500ms, 10s or 2m.",
+        ),
+        (
+            ["analyze", UV, "--tz", "Mars/Olympus"],
+            "error: analyze: --tz 'Mars/Olympus': unknown time zone; use an IANA name such as "
+            "Europe/Berlin or America/New_York, or 'local'.",
+        ),
+        (
+            ["analyze", UV, "--json", "--text"],
+            "error: analyze: --json and --text both print to standard output; choose one.",
+        ),
+        (["timeline", UV], "error: timeline: missing argument 'PATH'."),
+        (
+            ["convert", UV, "-o", "out.csv", "--to", "xml"],
+            "error: convert: --to: 'xml' is not one of 'parquet', 'csv'.",
+        ),
+        (["convert", UV], "error: convert: missing option '-o' / '--output'."),
+        (
+            ["fleet", UV, "-o", "dataset", "--workers", "0"],
+            "error: fleet: --workers '0': expected a whole number, 1 or more.",
+        ),
+        (["bogus"], "error: no such command 'bogus'."),
+        (
+            ["--color", "sometimes", "formats"],
+            "error: --color: 'sometimes' is not one of 'auto', 'always', 'never'.",
+        ),
+    ],
+)
+def test_error_usage_is_one_line_and_exit_2(args, message):
+    result = run(*args)
+    assert result.exit_code == 2
+    command = args[0] if args[0] in main.commands else ""
+    assert result.stderr == message[:-1] + "." + _help(command)
+    assert result.stdout == ""
+
+
+def test_error_output_folder_missing_is_refused_before_any_output(tmp_path):
+    html = tmp_path / "missing" / "r.html"
+    result = run("analyze", UV, "--html", str(html))
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {html.parent}: no such folder for the HTML report. Create it first.\n"
+    )
+    assert result.stdout == ""
+
+
+def test_error_plots_folder_under_a_file_is_refused(tmp_path):
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("x", encoding="utf-8")
+    result = run("analyze", UV, "--plots", str(blocker / "plots"))
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {blocker}: is a file, so the plots folder {blocker / 'plots'} cannot be "
+        "created in it.\n"
+    )
+
+
+def test_error_key_file_that_is_the_output(tmp_path):
+    out = tmp_path / "out.csv"
+    result = run("redact", UV, "-o", str(out), "--key-file", str(out))
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"error: {out}: given as both the key file and the redacted trace; give two names.\n"
+    )
+    assert not out.exists()
+
+
+# --- options that do not apply say so -------------------------------------------------
+
+
+def test_tz_on_a_trace_with_local_times_is_noted():
+    result = run("analyze", UV, "--tz", "Europe/Berlin")
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "note: --tz applies to traces with UTC times (PML, ETW); uv-extract-rename.csv has "
+        "local times, so it was not used.\n"
+    )
+
+
+def test_date_on_a_trace_with_full_dates_is_noted(tmp_path):
+    parquet = tmp_path / "uv.parquet"
+    assert run("convert", UV, "-o", str(parquet)).exit_code == 0
+    result = run("analyze", str(parquet), "--date", "2024-07-15")
+    assert result.exit_code == 0
+    assert result.stderr == (
+        "note: --date applies to traces whose rows carry only a time of day (pasted rows, "
+        "exports without a Date & Time column); uv.parquet has full dates, so it was not "
+        "used.\n"
+    )
+
+
+def test_limit_with_json_is_noted():
+    result = run("analyze", UV, "--json", "--limit", "3")
+    assert json.loads(result.stdout)["trace"]["name"] == "uv-extract-rename.csv"
+    assert result.stderr == "note: --limit applies to the text report, not to --json.\n"
+
+
+# --- --html and --plots print where they wrote ----------------------------------------
+
+
+def test_html_prints_where_it_wrote_and_the_answer_not_the_report(tmp_path):
+    html = tmp_path / "report.html"
+    result = run("analyze", UV, "--html", str(html))
+    assert result.exit_code == 0
+    assert result.stdout == ""
+    assert result.stderr == (
+        f"wrote {html}\n"
+        "answer: 5 conflicts; held by MsMpEng.exe, blocking uv.exe: 5 failures on 1 path\n"
+    )
+
+
+def test_text_prints_the_report_as_well(tmp_path):
+    html = tmp_path / "report.html"
+    result = run("analyze", UV, "--html", str(html), "--text")
+    assert result.stdout.startswith("Trace uv-extract-rename.csv: procmon-csv, 287 events")
+    assert result.stderr == f"wrote {html}\n"
+
+
+# --- help, version, colour ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("flag", ["-V", "--version"])
+def test_version(flag):
+    from traceaudit import __version__
+
+    result = run(flag)
+    assert result.exit_code == 0 and result.stdout == f"traceaudit, version {__version__}\n"
+
+
+def test_help_lists_formats_examples_exit_codes_and_whole_summaries():
+    text = run("--help").stdout
+    for words in (
+        "(.PML)",
+        "CSV and XML",
+        "pasted",
+        "ETW traces (.etl",
+        "Parquet",
+        "Examples:",
+        "traceaudit analyze Logfile.PML",
+        "0  done",
+        "2  wrong usage",
+        "3  bad input",
+        "4  analyze --check",
+        "NO_COLOR",
+        "-V, --version",
+        "--color WHEN",
+    ):
+        assert words in text, words
+    commands = text.split("Commands:")[1].split("Exit status:")[0]
+    assert "..." not in commands
+    assert "Who held the failing files, for how long; how long to retry." in " ".join(
+        commands.split()
+    )
+
+
+def test_analyze_help_documents_units_and_html_output():
+    text = " ".join(run("analyze", "--help").stdout.split())
+    assert "with its unit (500ms, 10s, 2m)" in text
+    assert "--text prints the text report too" in text
+
+
+def test_colour_only_when_asked_or_on_a_terminal(monkeypatch):
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    plain = run("analyze", UV).stdout
+    assert "\x1b[" not in plain  # CliRunner's output is not a terminal
+    coloured = run("--color", "always", "analyze", UV).stdout
+    assert "\x1b[1mAnswer:\x1b[0m" in coloured
+    assert "\x1b[31m\x1b[1mblocked by another process\x1b[0m" in coloured
+    assert click_unstyle(coloured) == plain
+    assert "\x1b[" not in run("--color", "never", "analyze", UV).stdout
+    error = run("--color", "always", "analyze", "no-such.csv").stderr
+    assert error.startswith("\x1b[31m\x1b[1merror:\x1b[0m no-such.csv")
+
+
+def test_no_color_turns_colour_off_on_a_terminal(monkeypatch):
+    from traceaudit import _cli_options
+
+    monkeypatch.setenv("NO_COLOR", "1")
+    _cli_options.set_color("auto")
+    assert _cli_options.style("x", bold=True) == "x"
+    monkeypatch.setenv("NO_COLOR", "")  # empty: as if unset
+    _cli_options.set_color("auto")
+    assert _cli_options.style("x", bold=True) == "\x1b[1mx\x1b[0m"
+    monkeypatch.setenv("NO_COLOR", "1")
+    _cli_options.set_color("always")  # the flag wins over the environment
+    assert _cli_options.style("x", bold=True) == "\x1b[1mx\x1b[0m"
+
+
+def click_unstyle(text: str) -> str:
+    import click
+
+    return click.unstyle(text)
+
+
+def test_a_cp1252_console_does_not_crash_on_the_report():
+    proc = subprocess.run(
+        [sys.executable, "-m", "traceaudit", "--color", "always", "analyze", INDEXER],
+        capture_output=True,
+        env={**__import__("os").environ, "PYTHONIOENCODING": "cp1252"},
+    )
+    assert proc.returncode == 0
+    assert b"Answer:" in proc.stdout
+
+
+# --- timeline ---------------------------------------------------------------------------
+
+NOTES = r"C:\Users\alice\Documents\notes"
+
+
+def test_timeline_columns_are_aligned_and_handles_explained():
+    lines = run("timeline", INDEXER, NOTES).stdout.splitlines()
+    assert lines[0] == rf"31 events on {NOTES} and below it."
+    assert lines[1].startswith("Handles: h5 is the 5th handle opened on these paths")
+    table = lines[3:]
+    assert table[0].split() == ["time", "process", "(pid)", "handle", "operation", "result", "path"]
+    start = table[0].index("path")
+    assert all(line[start:].startswith("C:\\Users\\alice") for line in table[1:])
+    handle_end = table[0].index("handle") + len("handle")
+    assert all(line[handle_end - 1] != " " for line in table[1:])
+
+
+def test_timeline_takes_forward_slashes():
+    slashed = run("timeline", INDEXER, NOTES.replace("\\", "/")).stdout
+    assert slashed == run("timeline", INDEXER, NOTES).stdout
+    records = json.loads(
+        run("timeline", INDEXER, "c:/users/alice/documents/notes", "--json").stdout
+    )
+    assert len(records) == 31
+
+
+# --- the text report --------------------------------------------------------------------
+
+
+def test_pooled_report_names_the_trace_of_each_path_and_retry():
+    text = run("analyze", UV, INDEXER).stdout
+    assert (
+        "C:\\Users\\username\\AppData\\Local\\uv\\cache\\.tmp4abXBU\\numpy-1.26.4  "
+        "(trace uv-extract-rename.csv)\n" in text
+    )
+    assert (
+        "C:\\Users\\alice\\Documents\\notes\\file.txt.tmp  (trace replace-under-indexer.csv)\n"
+        in text
+    )
+    assert "\n  replace-under-indexer.csv: Code.exe (19944) SetRenameInformationFile" in text
+    assert "(trace " not in run("analyze", UV).stdout
+
+
+def test_replay_table_says_when_a_tool_does_not_retry_the_error():
+    text = run("analyze", UV).stdout
+    assert "  MSBuild Copy                       32,33      does not retry this error\n" in text
+    assert "  uv                                 5                1/1     100%" in text
+
+
+@pytest.mark.parametrize(
+    ("n", "word", "many", "text"),
+    [
+        (0, "process", "processes", "0 processes"),
+        (1, "process", "processes", "1 process"),
+        (2, "failure", None, "2 failures"),
+        (1, "more failure", None, "1 more failure"),
+        (11813, "conflict", None, "11,813 conflicts"),
+        (2479, "process", "processes", "2,479 processes"),
+    ],
+)
+def test_plural(n, word, many, text):
+    from traceaudit.display import plural
+
+    assert plural(n, word, many) == text
+
+
+def test_no_text_report_says_n_things_without_a_plural_or_separator():
+    import re
+
+    text = run("analyze", str(SAMPLES / "mixed-small.csv"), "--limit", "0").stdout
+    assert [w for w in re.findall(r"\b1 ([a-z]+s)\b", text) if w not in ("ms", "its")] == []
+    assert "(s)" not in text and "()" not in text and "=" not in text.replace("==", "")
+    assert re.findall(r"\b\d{4,} [a-z]", text) == []  # 1,000 and up carry a separator

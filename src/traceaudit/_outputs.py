@@ -62,6 +62,12 @@ def check_plots_dir(
     out = Path(directory)
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out}: exists and is not a folder; give a folder for the plots.")
+    # The folder is created with its parents: the nearest one that exists must be a folder.
+    ancestor = next((p for p in Path(os.path.abspath(out)).parents if p.exists()), None)
+    if ancestor is not None and not ancestor.is_dir():
+        raise UsageError(
+            f"{ancestor}: is a file, so the plots folder {out} cannot be created in it."
+        )
     for source in _real_inputs(inputs):
         if FIGURE_NAME.match(source.name) and same_file(source.parent, out):
             raise UsageError(

@@ -22,21 +22,35 @@ import re
 import signal
 import sys
 from collections.abc import Callable
-from datetime import date as Date
-from datetime import datetime
 from functools import wraps
 from pathlib import Path
 from typing import Any
 
 import click
 
-from traceaudit._outputs import check_output_file, check_plots_dir
+from traceaudit._cli_options import (
+    COUNT,
+    EXIT_USAGE,
+    POSITIVE_COUNT,
+    SHARE,
+    Group,
+    color_report,
+    echo,
+    one_stdin,
+    parse_date,
+    parse_duration,
+    parse_zone,
+    set_color,
+    style,
+    usage_fail,
+)
+from traceaudit._outputs import check_output_file, check_plots_dir, same_file
 from traceaudit._progress import progress
-from traceaudit._safe_text import error_text, printable, quoted
+from traceaudit._safe_text import error_text, printable
 from traceaudit._version import __version__
+from traceaudit.display import plural
 from traceaudit.errors import TraceauditError, UsageError
 
-EXIT_USAGE = 2
 EXIT_BAD_INPUT = 3
 EXIT_CHECK_FAILED = 4
 
@@ -66,7 +80,7 @@ def _configure_output() -> None:
 
 def _say(text: str, *, err: bool = False, nl: bool = True) -> None:
     """Print text that holds strings from a trace: control characters escaped."""
-    click.echo(printable(text), err=err, nl=nl)
+    echo(printable(text), err=err, nl=nl)
 
 
 def _say_json(text: str, *, nl: bool = True) -> None:
@@ -100,8 +114,16 @@ class _JsonOut:
 
 
 def _fail(message: str, status: int = EXIT_BAD_INPUT) -> None:
-    click.echo(f"error: {error_text(message)}", err=True)
+    echo(style("error:", fg="red", bold=True) + f" {error_text(message)}", err=True)
     sys.exit(status)
+
+
+def _usage(message: str) -> None:
+    """A usage error from traceaudit: one line, exit 2; one about an option's value (its
+    message starts with the option) also says where the options are explained."""
+    if message.startswith("--"):
+        usage_fail(message)
+    _fail(message, EXIT_USAGE)
 
 
 def _guard(command: Callable[..., Any]) -> Callable[..., Any]:
@@ -112,7 +134,7 @@ def _guard(command: Callable[..., Any]) -> Callable[..., Any]:
         try:
             return command(*args, **kwargs)
         except UsageError as exc:
-            _fail(str(exc), EXIT_USAGE)
+            _usage(str(exc))
         except TraceauditError as exc:
             _fail(str(exc))
         except FileNotFoundError as exc:
@@ -138,51 +160,6 @@ def _guard(command: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-# Nanosecond timestamps (the event schema's) hold these days and no others.
-_FIRST_DAY, _LAST_DAY = Date(1677, 9, 22), Date(2262, 4, 10)
-
-
-def _parse_date(value: str | Date | None) -> Date | None:
-    if value is None or isinstance(value, Date):
-        return value
-    try:
-        day = datetime.strptime(value, "%Y-%m-%d").date()
-    except ValueError:
-        raise UsageError(f"--date {quoted(value)}: expected YYYY-MM-DD, e.g. 2024-07-15.") from None
-    if not _FIRST_DAY <= day <= _LAST_DAY:
-        raise UsageError(
-            f"--date {value}: a trace's times can only fall between {_FIRST_DAY} and "
-            f"{_LAST_DAY}; give the day the capture was taken."
-        )
-    return day
-
-
-_UNITS_MS = {"ms": 1.0, "s": 1000.0, "m": 60_000.0, "min": 60_000.0}
-
-
-def _parse_duration(value: str | None) -> float | None:
-    """``10s``, ``500ms``, ``2m`` or a bare number of milliseconds, as milliseconds."""
-    if value is None:
-        return None
-    text = value.strip().lower()
-    number = text.rstrip("abcdefghijklmnopqrstuvwxyz")
-    unit = text[len(number) :] or "ms"
-    try:
-        amount = float(number)
-    except ValueError:
-        amount = -1.0
-    if unit not in _UNITS_MS or amount < 0:
-        raise UsageError(
-            f"--max-wait {quoted(value)}: expected a duration such as 500ms, 10s or 2m."
-        )
-    return amount * _UNITS_MS[unit]
-
-
-def _one_stdin(traces: tuple[Path, ...]) -> None:
-    if sum(str(t) == "-" for t in traces) > 1:
-        raise UsageError("'-' (standard input) can be given once only.")
-
-
 def _reading_options(command: Callable[..., Any]) -> Callable[..., Any]:
     """``--date`` and ``--strict``, shared by every command that reads a trace."""
     command = click.option(
@@ -196,21 +173,68 @@ def _reading_options(command: Callable[..., Any]) -> Callable[..., Any]:
     )(command)
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(version=__version__, prog_name="traceaudit")
-def main() -> None:
+_EPILOG = """\b
+Exit status:
+  0  done (analyze: the report was printed, whatever it found)
+  2  wrong usage: a missing argument, an unknown option, a bad option value or output path
+  3  bad input: a file that is missing, unreadable or not a trace
+  4  analyze --check: another process's handle or mapped section blocked an operation
+
+\b
+Environment:
+  NO_COLOR   set to anything: no colour (as --color never)
+"""
+
+
+@click.group(
+    cls=Group,
+    context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100},
+    epilog=_EPILOG,
+)
+@click.version_option(__version__, "-V", "--version", prog_name="traceaudit")
+@click.option(
+    "--color",
+    "color",
+    type=click.Choice(["auto", "always", "never"]),
+    metavar="WHEN",
+    default="auto",
+    show_default=True,
+    help="Colour: auto (on terminals, unless NO_COLOR is set), always or never.",
+)
+def main(color: str) -> None:
     """Find which process held a file, for how long, and how long to retry.
 
-    Reads Process Monitor's PML, CSV and XML, rows pasted from its window, ETW .etl
-    traces, and traceaudit's own Parquet; '-' reads standard input.
+    \b
+    Reads (detected from the content; gzip and zip too):
+      Process Monitor's native log (.PML)
+      Process Monitor's CSV and XML exports (File > Save)
+      rows pasted from Process Monitor's window (Ctrl+C)
+      ETW traces (.etl: xperf, WPR, logman, PerfView)
+      traceaudit's own Parquet (traceaudit convert)
+      '-' reads standard input.
+
+    \b
+    Examples:
+      traceaudit analyze Logfile.PML
+      traceaudit analyze Logfile.CSV --process uv.exe --max-wait 10s
+      traceaudit analyze Logfile.CSV --html report.html
+      traceaudit timeline Logfile.CSV "C:\\Users\\me\\AppData\\Local\\Temp\\file.txt"
+      traceaudit capture-profile > traceaudit.wprp
     """
+    set_color(color)
     _configure_output()
     install_signal_handlers()
 
 
-@main.command()
+@main.command(short_help="Who held the failing files, for how long; how long to retry.")
 @click.argument("traces", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--json", "as_json", is_flag=True, help="Print the report as one JSON object.")
+@click.option(
+    "--text",
+    "as_text",
+    is_flag=True,
+    help="Print the text report also when writing --html or --plots (not with --json).",
+)
 @click.option(
     "--path",
     "path_glob",
@@ -228,7 +252,7 @@ def main() -> None:
 )
 @click.option(
     "--target",
-    type=click.FloatRange(0, 1, min_open=True),
+    type=SHARE,
     default=0.99,
     show_default=True,
     help="Share of lock episodes the suggested retry policy must ride out.",
@@ -237,16 +261,18 @@ def main() -> None:
     "--max-wait",
     "max_wait",
     metavar="DURATION",
-    help="A retry budget not to exceed (e.g. 10s, 500ms); report the best coverage within it.",
+    help="A retry budget not to exceed, with its unit (500ms, 10s, 2m); report the best "
+    "coverage within it.",
 )
 @click.option(
     "--tz",
     metavar="ZONE",
-    help="Show UTC traces (PML) in this time zone: an IANA name (Europe/Berlin) or 'local'.",
+    help="Show traces with UTC times (PML, ETW) in this time zone: an IANA name "
+    "(Europe/Berlin) or 'local'.",
 )
 @click.option(
     "--limit",
-    type=click.IntRange(min=0),
+    type=COUNT,
     default=10,
     show_default=True,
     metavar="N",
@@ -261,18 +287,19 @@ def main() -> None:
     "--html",
     "html_path",
     type=click.Path(path_type=Path, dir_okay=False),
-    help="Also write a self-contained HTML report (figures inline) to this file.",
+    help="Write a self-contained HTML report (figures inline) to this file.",
 )
 @click.option(
     "--plots",
     "plots_dir",
     type=click.Path(path_type=Path, file_okay=False),
-    help="Also write the figures as PNG and SVG into this directory.",
+    help="Write the figures as PNG and SVG into this folder (created if missing).",
 )
 @_guard
 def analyze(
     traces: tuple[Path, ...],
     as_json: bool,
+    as_text: bool,
     path_glob: str | None,
     process: str | None,
     date_text: str | None,
@@ -289,26 +316,36 @@ def analyze(
     """Find the failed file operations in TRACES and the handles that blocked them.
 
     The report opens with the answer: who held what, how long operations stayed blocked,
-    the retry advice (or why there is none) and the warning that matters most.
+    the retry advice (or why there is none) and the warning that matters most. With
+    --html or --plots it is written there, and the terminal shows only what was written
+    and a one-line answer (--text prints the text report too, --json the JSON).
 
     \b
-    Example:
+    Examples:
         traceaudit analyze Logfile.CSV
+        traceaudit analyze Logfile.PML --tz Europe/Berlin
         traceaudit analyze Logfile.CSV --process uv.exe --json > report.json
         traceaudit analyze Logfile.CSV --check || echo "a lock got in the way"
         traceaudit analyze Logfile.CSV --limit 0 --snippets
+        traceaudit analyze Logfile.CSV --html report.html --plots figures
         traceaudit analyze machine1.csv machine2.csv --target 0.999 --max-wait 10s
     """
+    from traceaudit._cli_options import analyze_notes, summary_line
     from traceaudit.pipeline import analyze as run
 
     # Every option and output is checked before the first byte of a trace is read.
-    date = _parse_date(date_text)
-    max_wait_ms = _parse_duration(max_wait)
+    date = parse_date(date_text)
+    max_wait_ms = parse_duration(max_wait)
+    parse_zone(tz)
     if html_path is not None:
         check_output_file(html_path, traces, "HTML report")
     if plots_dir is not None:
         check_plots_dir(plots_dir, traces)
-    _one_stdin(traces)
+    one_stdin(traces)
+    if as_json and as_text:
+        raise UsageError("--json and --text both print to standard output; choose one.")
+    written_elsewhere = html_path is not None or plots_dir is not None
+    ctx = click.get_current_context()
     names = ", ".join(t.name or str(t) for t in traces)
     with progress(f"analysing {names}"):
         report = run(
@@ -321,12 +358,23 @@ def analyze(
             max_wait_ms=max_wait_ms,
             tz=tz,
         )
+    given = {
+        name
+        for name in ("limit", "snippets")
+        if ctx.get_parameter_source(name) is not click.core.ParameterSource.DEFAULT
+    }
+    text_shown = as_text or not (as_json or written_elsewhere)
+    for note in analyze_notes(report, tz=tz, date=date, given=given, text=text_shown, json=as_json):
+        _note(note)
     if as_json:
         out = _JsonOut()
         report.write_json(out.write)
         out.flush(end="\n")
-    else:
-        _say(report.to_text(limit=limit, snippets=snippets), nl=False)
+    if text_shown:
+        from traceaudit.report.text import VERDICT_WORDS, render_text
+
+        text = printable(render_text(report, limit=limit, snippets=snippets))
+        echo(color_report(text, VERDICT_WORDS), nl=False)
     if html_path is not None:
         from traceaudit.report.html import write_html
 
@@ -337,11 +385,18 @@ def analyze(
 
         for figure in save_all(report, plots_dir, inputs=traces):
             _say(f"wrote {figure}", err=True)
+    if written_elsewhere and not text_shown:
+        _say(summary_line(report), err=True)
     if check and report.blocked_by_other():
         sys.exit(EXIT_CHECK_FAILED)
 
 
-@main.command()
+def _note(text: str) -> None:
+    """``note: …`` on stderr: something the user should know that is not an error."""
+    echo(style("note:", fg="cyan", bold=True) + " " + error_text(text), err=True)
+
+
+@main.command(short_help="Every operation on one path (and below it), in order.")
 @click.argument("trace", type=click.Path(path_type=Path))
 @click.argument("path")
 @click.option("--json", "as_json", is_flag=True, help="Print the timeline as a JSON list.")
@@ -357,14 +412,14 @@ def timeline(trace: Path, path: str, as_json: bool, date_text: str | None, stric
     from traceaudit.pipeline import timeline as build
     from traceaudit.report.timeline_text import timeline_records, timeline_text
 
-    frame = build(trace, path, date=_parse_date(date_text), strict=strict)
+    frame = build(trace, path, date=parse_date(date_text), strict=strict)
     if as_json:
         _say_json(json.dumps(timeline_records(frame), indent=2, ensure_ascii=False))
     else:
         _say(timeline_text(frame, path), nl=False)
 
 
-@main.command()
+@main.command(short_help="Write a trace as Parquet or CSV.")
 @click.argument("trace", type=click.Path(path_type=Path))
 @click.option(
     "-o",
@@ -406,14 +461,22 @@ def convert(
     from traceaudit.formats.convert import convert as run
     from traceaudit.formats.convert import output_format
 
-    date = _parse_date(date_text)
+    date = parse_date(date_text)
     output_format(out, to)
     check_output_file(out, [trace], "converted trace")
     source, written = run(trace, out, to=to, date=date, strict=strict, raw=raw)
-    _say(f"wrote {written}: {source.events.height:,} events from {source.format}", err=True)
+    if date is not None:
+        from traceaudit._cli_options import date_note
+
+        for note in date_note([(source.name, source.format)]):
+            _note(note)
+    _say(
+        f"wrote {written}: {plural(source.events.height, 'event')} from {source.format}",
+        err=True,
+    )
 
 
-@main.command()
+@main.command(short_help="List the trace formats traceaudit reads.")
 def formats() -> None:
     """List the trace formats traceaudit reads (detected from the content).
 
@@ -424,10 +487,10 @@ def formats() -> None:
     from traceaudit.formats import FORMATS
 
     for trace_format in FORMATS:
-        click.echo(f"{trace_format.name:<20} {trace_format.description}")
+        _say(f"{trace_format.name:<20} {trace_format.description}")
 
 
-@main.command()
+@main.command(short_help="Replace user, computer and other names with pseudonyms.")
 @click.argument("trace", type=click.Path(path_type=Path))
 @click.option(
     "-o",
@@ -491,34 +554,41 @@ def redact(
     check_output_file(out, [trace], "redacted trace")
     if map_path is not None:
         check_output_file(map_path, [trace, out], "pseudonym map")
+    if key_file is not None:
+        for other, what in ((out, "redacted trace"), (map_path, "pseudonym map")):
+            if other is not None and same_file(key_file, other):
+                raise UsageError(
+                    f"{key_file}: given as both the key file and the {what}; give two names."
+                )
     secrets = list(words) + (read_secret_file(secret_file) if secret_file else [])
     result = run(trace, out, key=key_file, secrets=secrets, keep=keep, map_path=map_path)
     if result.key_created:
-        click.echo(
+        _say(
             f"created key file {key_file}: keep it private; reuse it to redact other traces "
             "so their pseudonyms line up.",
             err=True,
         )
     elif key_file is None:
-        click.echo(
+        _note(
             "no --key-file: used a one-off random key, so these pseudonyms will not line up "
-            "with other redacted traces.",
-            err=True,
+            "with other redacted traces."
         )
     for note in result.notes:
-        _say(f"note: {note}", err=True)
+        _note(note)
     if as_json:
         _say_json(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return
-    counts = ", ".join(f"{n} {cls}" for cls, n in result.counts.items()) or "nothing"
-    click.echo(
-        f"wrote {result.output} ({result.format}, {result.rows:,} rows); replaced: {counts}; "
-        "leak check passed.",
+    counts = ", ".join(f"{n:,} {cls}" for cls, n in result.counts.items()) or "nothing"
+    _say(
+        f"wrote {result.output} ({result.format}, {plural(result.rows, 'row')}); replaced: "
+        f"{counts}; leak check passed.",
         err=True,
     )
 
 
-@main.command("capture-profile")
+@main.command(
+    "capture-profile", short_help="Print how to record an ETW trace (WPR, xperf, logman)."
+)
 @click.option("--wpr", "tool", flag_value="wpr", default=True, help="A WPR profile (default).")
 @click.option("--xperf", "tool", flag_value="xperf", help="xperf command lines.")
 @click.option("--logman", "tool", flag_value="logman", help="logman command lines.")
@@ -537,7 +607,7 @@ def capture_profile(tool: str) -> None:
     click.echo(build(tool), nl=False)
 
 
-@main.command()
+@main.command(short_help="Analyse many traces on Dask into one dataset, pooled.")
 @click.argument("paths", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "-o",
@@ -549,7 +619,7 @@ def capture_profile(tool: str) -> None:
 )
 @click.option(
     "--workers",
-    type=click.IntRange(min=1),
+    type=POSITIVE_COUNT,
     metavar="N",
     help="Worker processes of the local Dask cluster (default: one per core).",
 )
@@ -560,7 +630,7 @@ def capture_profile(tool: str) -> None:
 )
 @click.option(
     "--target",
-    type=click.FloatRange(0, 1, min_open=True),
+    type=SHARE,
     default=0.99,
     show_default=True,
     help="Share of the fleet's lock episodes the suggested retry policy must ride out.",
@@ -569,7 +639,8 @@ def capture_profile(tool: str) -> None:
     "--max-wait",
     "max_wait",
     metavar="DURATION",
-    help="A retry budget not to exceed (e.g. 10s, 500ms); report the best coverage within it.",
+    help="A retry budget not to exceed, with its unit (500ms, 10s, 2m); report the best "
+    "coverage within it.",
 )
 @click.option("--json", "as_json", is_flag=True, help="Print the fleet summary as one JSON object.")
 @_reading_options
@@ -602,8 +673,8 @@ def fleet(
     """
     from traceaudit.fleet.driver import fleet as run
 
-    date = _parse_date(date_text)
-    max_wait_ms = _parse_duration(max_wait)
+    date = parse_date(date_text)
+    max_wait_ms = parse_duration(max_wait)
     summary = run(
         list(paths),
         dataset,

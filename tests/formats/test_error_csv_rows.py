@@ -135,9 +135,7 @@ def test_binary_junk_inside_a_quoted_field(tmp_path: Path, line: int) -> None:
     junk = path_field[:5] + b"\x00\x01\xff\xfe" + path_field[5:]
     path = damaged(tmp_path, "junk.csv", replace_in_line(line, path_field, junk))
     trace = check_one_row_lost(path, "NUL bytes", line=line)
-    assert (
-        trace.warnings[0] == "junk.csv: damaged UTF-8; 2 undecodable byte(s) replaced with U+FFFD."
-    )
+    assert trace.warnings[0] == "junk.csv: damaged UTF-8; 2 undecodable bytes replaced with U+FFFD."
 
 
 def test_duplicated_row_is_read_twice(tmp_path: Path) -> None:

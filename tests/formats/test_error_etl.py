@@ -88,8 +88,8 @@ def test_damaged_buffer_is_skipped_with_a_warning(tmp_path):
     assert 0 < trace.events.height < whole
     assert trace.skipped == {"damaged buffer": 1}
     assert trace.warnings[0] == (
-        f"trace.etl: 1 damaged buffer(s) skipped (first: buffer at 0x{offset:X}, record at "
-        "body offset 0x0: marker 0xC013FFF0, size 65520); the events in them are lost."
+        f"trace.etl: 1 damaged buffer skipped (first: buffer at 0x{offset:X}, record at "
+        "body offset 0x0: marker 0xC013FFF0, size 65520); the events in it are lost."
     )
     with pytest.raises(DamagedRowError, match=r"damaged trace: buffer at 0x20000, record"):
         read_etl(path, strict=True)

@@ -255,7 +255,7 @@ def test_error_duplicate_episode_ids():
 
 def test_error_blocked_interval_for_unknown_episode():
     ep, bl = frames_from_windows([10, 20])
-    with pytest.raises(UsageError, match=r"intervals for 1 episode\(s\) missing .*\[1\]"):
+    with pytest.raises(UsageError, match=r"intervals for 1 episode missing .*\[1\]"):
         replay(ep.head(1), bl, known_policy("uv"))
 
 

@@ -1,8 +1,9 @@
 """Golden reports: ``traceaudit analyze --json`` on every sample, compared with the file kept
-in tests/golden/. A change in any figure shows up here as a diff to review.
+in tests/report/golden/ (the JSON, and the text report as .txt). A change in any figure or
+word shows up here as a diff to review.
 
 After an intended change, regenerate with ``TRACEAUDIT_UPDATE_GOLDEN=1 python -m pytest
-tests/test_golden.py`` and review the diff before committing it.
+tests/report/test_golden.py`` and review the diff before committing it.
 """
 
 from __future__ import annotations
@@ -33,3 +34,13 @@ def test_report_matches_golden(sample):
     if os.environ.get("TRACEAUDIT_UPDATE_GOLDEN"):
         golden.write_text(text, encoding="utf-8", newline="\n")
     assert json.loads(golden.read_text(encoding="utf-8")) == json.loads(text)
+
+
+@pytest.mark.parametrize("sample", SAMPLES)
+def test_text_report_matches_golden(sample):
+    """The terminal report (``traceaudit analyze``), whole: wording, plurals, alignment."""
+    text = analyze(ROOT / "samples" / sample).to_text()
+    golden = GOLDEN / (sample + ".txt")
+    if os.environ.get("TRACEAUDIT_UPDATE_GOLDEN"):
+        golden.write_text(text, encoding="utf-8", newline="\n")
+    assert golden.read_text(encoding="utf-8") == text

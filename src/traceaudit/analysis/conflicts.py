@@ -708,8 +708,8 @@ def _holder_reasons(verdict: pl.Expr) -> list[tuple[pl.Expr, pl.Expr]]:
             verdict == "incomplete-capture",
             format_expr(
                 "the capture cannot show the holder: no handle whose open and close it shows "
-                "explains the failure; {} handle(s) look open only because the capture cannot "
-                "show them close, and are listed as candidates",
+                "explains the failure; the handles that look open only because the capture "
+                "cannot show them close are listed as candidates ({} in all)",
                 pl.col("n_candidates"),
             ),
         ),

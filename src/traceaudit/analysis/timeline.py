@@ -80,8 +80,9 @@ def assign_handles(events: pl.DataFrame, handle_frame: pl.DataFrame) -> pl.DataF
 
 
 def on_path(path: str) -> pl.Expr:
-    """Whether an event is on ``path`` or below it (case-insensitive)."""
-    key = fold(path)
+    """Whether an event is on ``path`` or below it (case-insensitive; ``/`` in ``path``
+    stands for ``\\``, as Windows takes either)."""
+    key = fold(path.replace("/", SEP))
     return (path_key("path") == key) | path_key("path").str.starts_with(key + SEP)
 
 

@@ -101,15 +101,19 @@ def retry_advice(
         )
     suggestion = suggest(episodes, blocked, target=target, max_wait_ms=max_wait_ms)
     if not suggestion.coverage:
-        budget = "" if max_wait_ms is None else f" within --max-wait {fmt_ms(max_wait_ms)}"
+        budget = "" if max_wait_ms is None else f" within the {fmt_ms(max_wait_ms)} budget"
         return Advice(
             policy=None,
             replay=replay,
             app_retries=app,
             withheld=(
-                f"No retry advice: no retry policy{budget} would have ridden out any of the "
-                f"{windows.height} lock episodes. Allow a longer wait, or capture more "
-                "failures."
+                f"No retry advice: no retry policy{budget} would have ridden out "
+                + (
+                    "the one lock episode"
+                    if windows.height == 1
+                    else f"any of the {windows.height:,} lock episodes"
+                )
+                + ". Allow a longer wait (--max-wait), or capture more failures."
             ),
         )
     return Advice(policy=suggestion, replay=replay, app_retries=app)

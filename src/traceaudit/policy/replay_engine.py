@@ -29,6 +29,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
+from traceaudit.display import plural
 from traceaudit.errors import UsageError
 from traceaudit.policy.known import KNOWN_POLICIES, format_triggers
 from traceaudit.policy.schedule import ReplayablePolicy, stack_schedules
@@ -166,7 +167,7 @@ def _validated_frames(
     orphans = bl.join(ep, on="episode", how="anti")["episode"].unique().sort()
     if len(orphans):
         raise UsageError(
-            f"blocked frame: intervals for {len(orphans)} episode(s) missing from the "
+            f"blocked frame: intervals for {plural(len(orphans), 'episode')} missing from the "
             f"episodes frame (e.g. {orphans.head(5).to_list()}). Pass matching frames."
         )
     return ep, bl

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from traceaudit.display import fmt_duration
+from traceaudit.display import fmt_duration, plural
 from traceaudit.errors import UsageError
 from traceaudit.policy.replay_engine import SUCCESS, Timeline, build_timeline, first_outcomes
 from traceaudit.policy.schedule import Schedule
@@ -283,8 +283,8 @@ def suggest(
     tl = build_timeline(episodes, blocked)
     if tl.n == 0:
         raise UsageError(
-            "suggest(): no lock episodes to learn from; capture a trace in which the "
-            "operation fails because another process holds the file"
+            "No lock episodes to learn a retry policy from; capture a trace in which the "
+            "operation fails because another process holds the file."
         )
     # Retry exactly the codes the application saw for these locks: the snippets then match
     # the failures in the trace, not a guess (5, 32 and 33 when none is known).
@@ -437,21 +437,25 @@ def _sample_notes(n: int, cov: float, target: float) -> list[str]:
     covered = round(cov * n)
     if n < SMALL_SAMPLE:
         notes.append(
-            f"Only {n} lock episode{'s' if n != 1 else ''}: the policy covers what was seen, "
-            "not what will happen. Percentiles like p99 need ~100 episodes or more; capture "
-            "more traces and pool() them."
+            f"Only {plural(n, 'lock episode')}: the policy covers what was seen, not what "
+            "will happen. Percentiles like p99 need ~100 episodes or more; capture more "
+            "traces and analyse them together."
         )
     if n < math.ceil(1 / max(1 - target, 1e-12)) and target < 1:
         notes.append(
-            f"A {target:.0%} target needs at least {math.ceil(1 / (1 - target))} episodes to "
-            f"check empirically; with {n} it is an in-sample figure."
+            f"A {target:.0%} target needs at least {math.ceil(1 / (1 - target)):,} episodes "
+            f"to check empirically; with {n:,} it is an in-sample figure."
         )
     lower = _wilson_lower(covered, n)
     notes.append(
-        f"In-sample coverage {covered}/{n} ({cov:.1%}); the 95% lower confidence bound on "
+        f"In-sample coverage {covered:,}/{n:,} ({cov:.1%}); the 95% lower confidence bound on "
         f"the coverage of future locks is {lower:.1%}."
     )
     return notes
+
+
+def _still_blocked(n: int) -> str:
+    return f"{plural(n, 'episode')} {'was' if n == 1 else 'were'} still blocked"
 
 
 def _coverage_notes(
@@ -461,22 +465,21 @@ def _coverage_notes(
     still blocked at trace end, which count as not covered."""
     notes: list[str] = []
     if cov < target:
-        why = f" within max_wait_ms={max_wait_ms:g}" if max_wait_ms is not None else ""
+        why = f" within the {fmt_duration(max_wait_ms)} budget" if max_wait_ms is not None else ""
         notes.append(
             f"Target {target:.1%} is not reachable{why}: best coverage is {cov:.1%}"
             + (
-                f"; {n_cens} episode(s) were still blocked when the trace ended and count as "
-                "not covered."
+                f"; {_still_blocked(n_cens)} when the trace ended and count as not covered."
                 if n_cens
                 else "."
             )
         )
     elif max_wait_ms is not None:
-        notes.append(f"Within max_wait_ms={max_wait_ms:g} the target is met.")
+        notes.append(f"Within the {fmt_duration(max_wait_ms)} budget the target is met.")
     if n_cens:
         longest = float(np.max(tl.horizon[~np.isfinite(tl.window)]))
         notes.append(
-            f"{n_cens} episode(s) were still blocked when the trace ended (observed up to "
+            f"{_still_blocked(n_cens)} when the trace ended (observed up to "
             f"{fmt_duration(longest)}): they count as not covered, and the tail fit treats them as "
             "right-censored. Record longer traces to see them end."
         )

@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from traceaudit.display import plural
 from traceaudit.redaction.context import CLASSES, IDENTITY_CLASSES, Secret, word_pattern
 from traceaudit.redaction.handlers import Source
 
@@ -169,7 +170,7 @@ def _search(
 
 
 def leak_message(name: str, leaks: Sequence[Leak]) -> str:
-    """``out.csv: redaction check failed: 2 secret(s) of class user, computer leaked
+    """``out.csv: redaction check failed: 2 secrets of class user, computer leaked
     ('bob' on line 3, …). The output was removed.``"""
     kinds = sorted({leak.kind for leak in leaks}, key=lambda k: (_ORDER.index(k), k))
     shown = ", ".join(
@@ -178,6 +179,6 @@ def leak_message(name: str, leaks: Sequence[Leak]) -> str:
     )
     more = ", …" if len(leaks) > 3 else ""
     return (
-        f"{name}: redaction check failed: {len(leaks)} secret(s) of class "
+        f"{name}: redaction check failed: {plural(len(leaks), 'secret')} of class "
         f"{', '.join(kinds)} leaked ({shown}{more}). The output was removed."
     )

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Protocol
 
+from traceaudit.display import plural
 from traceaudit.errors import TraceFormatError, UnknownFormatError
 from traceaudit.formats import (
     decode,
@@ -124,8 +125,8 @@ def open_source(path: Path) -> Source:
             )
     if decoded.replaced:
         source.notes.append(
-            f"{name}: {decoded.replaced} undecodable byte(s) in the input were written as "
-            "replacement characters."
+            f"{name}: {plural(decoded.replaced, 'undecodable byte')} in the input "
+            f"{'was' if decoded.replaced == 1 else 'were'} written as replacement characters."
         )
     return source
 

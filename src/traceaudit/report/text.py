@@ -53,8 +53,8 @@ def _header(report: Report) -> list[str]:
             else "no events"
         )
         lines.append(
-            f"Trace {t.name}: {t.format}, {t.events:,} events, {t.processes} processes, "
-            f"{span} ({t.clock} time)"
+            f"Trace {t.name}: {t.format}, {plural(t.events, 'event')}, "
+            f"{plural(t.processes, 'process', 'processes')}, {span} ({t.clock} time)"
         )
     return lines
 
@@ -166,7 +166,12 @@ def _conflict_groups(report: Report, limit: int | None) -> list[str]:
     if conflicts.is_empty():
         return []
     lines = ["", "Conflicts by path: " + _verdict_counts(conflicts)]
-    keyed = conflicts.with_columns(key=pl.col("path").str.to_lowercase())
+    pooled = len(report.traces) > 1 and "trace" in conflicts.columns
+    # Pooled traces: each path of each trace is a group, named with its trace.
+    key = pl.col("path").str.to_lowercase()
+    keyed = conflicts.with_columns(
+        key=pl.concat_str(pl.col("trace"), pl.lit("\x00"), key) if pooled else key
+    )
     keys = keyed["key"].unique(maintain_order=True)
     # Only the paths shown are grouped and formatted: a big trace has 100,000s of conflicts.
     shown_keys = keys if not limit else keys.head(limit)
@@ -179,7 +184,7 @@ def _conflict_groups(report: Report, limit: int | None) -> list[str]:
         ops = ", ".join(sorted(set(group["operation"].fill_null("?"))))
         target = f" -> {first['rename_target']}" if first["rename_target"] else ""
         lines.append("")
-        lines.append(f"{first['path']}")
+        lines.append(f"{first['path']}" + (f"  (trace {first['trace']})" if pooled else ""))
         lines.append(
             f"  {ops}{target}: {plural(group.height, 'failed attempt')} by "
             f"{', '.join(sorted(set(group['process'].fill_null('?'))))}"
@@ -192,19 +197,18 @@ def _conflict_groups(report: Report, limit: int | None) -> list[str]:
                 + (f"; {outcome}" if outcome else "")
             )
             role = "prevented the oplock:" if row["kind"] == "oplock" else "held by"
-            lines += _listed(row["blockers"], lambda b, r=role: _handle_line(b, r), "handles")
+            lines += _listed(row["blockers"], lambda b, r=role: _handle_line(b, r), "handle")
             lines += _listed(
                 row["candidates"],
                 lambda b: _handle_line(b, "candidate (cannot show it closed):"),
-                "candidates",
+                "candidate",
             )
-            lines += _listed(row["sections"], _section_line, "sections")
+            lines += _listed(row["sections"], _section_line, "section")
             if row["verdict"] not in ("blocked-by-other-process",):
                 lines.append(f"      {row['verdict_reason']}")
         if group.height > MAX_CONFLICTS_PER_PATH:
-            lines.append(
-                f"    ... {group.height - MAX_CONFLICTS_PER_PATH} more failures on this path"
-            )
+            more = plural(group.height - MAX_CONFLICTS_PER_PATH, "more failure")
+            lines.append(f"    ... {more} on this path")
     hidden = len(keys) - len(shown)
     if hidden:
         lines += [
@@ -218,7 +222,7 @@ def _conflict_groups(report: Report, limit: int | None) -> list[str]:
 def _listed(items: list[dict[str, Any]], render: Any, what: str) -> list[str]:
     lines = [render(item) for item in items[:MAX_BLOCKERS_SHOWN]]
     if len(items) > MAX_BLOCKERS_SHOWN:
-        lines.append(f"      ... and {len(items) - MAX_BLOCKERS_SHOWN} more {what}")
+        lines.append(f"      ... and {plural(len(items) - MAX_BLOCKERS_SHOWN, 'more ' + what)}")
     return lines
 
 
@@ -245,13 +249,16 @@ def _retries(report: Report, limit: int | None) -> list[str]:
         }
     retried = chains.filter(pl.col("attempts") > 1)
     shown = retried if not limit else retried.head(limit)
+    pooled = len(report.traces) > 1 and "trace" in chains.columns
     for r in shown.iter_rows(named=True):
-        delays = ", ".join(f"{d:.0f}" for d in r["delays_ms"][:12])
+        delays = ", ".join(f"{d:,.0f}" for d in r["delays_ms"][:12])
         more = ", ..." if len(r["delays_ms"]) > 12 else ""
         outcome = "then succeeded" if r["succeeded"] else "then gave up"
+        where = f"{r['trace']}: " if pooled else ""
         lines.append(
-            f"  {r['process']} ({r['pid']}) {r['operation']} {r['path']}: {r['attempts']} attempts "
-            f"over {fmt_ms(r['total_ms'])} (delays {delays}{more} ms), {outcome}"
+            f"  {where}{r['process']} ({r['pid']}) {r['operation']} {r['path']}: "
+            f"{plural(r['attempts'], 'attempt')} over {fmt_ms(r['total_ms'])} "
+            f"(delays {delays}{more} ms), {outcome}"
         )
         if advice.get((r.get("trace"), r["chain"])):
             lines.append(f"    {advice[(r.get('trace'), r['chain'])]}")
@@ -275,12 +282,13 @@ def _table(title: str, table: pl.DataFrame, key: str, unit: str) -> list[str]:
     )
     for r in table.head(MAX_TABLE_ROWS + 1).iter_rows(named=True):
         lines.append(
-            f"  {str(r[key])[:28]:<28} {r['count']:>8} {r['censored']:>9} "
+            f"  {str(r[key])[:28]:<28} {r['count']:>8,} {r['censored']:>9,} "
             f"{fmt_ms(r['p50_ms']):>11} {fmt_ms(r['p90_ms']):>11} {fmt_ms(r['p99_ms']):>11} "
             f"{fmt_ms(r['max_ms']):>11}"
         )
     if table.height > MAX_TABLE_ROWS + 1:
-        lines.append(f"  ... and {table.height - MAX_TABLE_ROWS - 1} more processes")
+        more = plural(table.height - MAX_TABLE_ROWS - 1, "more process", "more processes")
+        lines.append(f"  ... and {more}")
     return lines
 
 
@@ -313,17 +321,7 @@ def _advice(report: Report, snippets: bool) -> list[str]:
     )
     for note in policy.notes:
         lines.append(f"  - {note}")
-    if report.replay.height:
-        lines += ["", "How real tools' retry policies would have fared on these lock episodes:"]
-        lines.append(
-            f"  {'tool':<34} {'retries on':<10} {'success':>8} {'median wait':>12} {'worst wait':>12}"
-        )
-        for r in report.replay.iter_rows(named=True):
-            rate = "-" if r["success_rate"] is None else f"{r['success_rate']:.0%}"
-            lines.append(
-                f"  {r['tool'][:34]:<34} {r['triggers']:<10} {rate:>8} "
-                f"{fmt_ms(r['median_wait_ms']):>12} {fmt_ms(r['worst_wait_ms']):>12}"
-            )
+    lines += _replay(report)
     code = report.snippets()
     if code and snippets:
         lines += ["", "The suggested policy in code:"]
@@ -332,6 +330,34 @@ def _advice(report: Report, snippets: bool) -> list[str]:
             lines += [f"  {line}" for line in snippet.rstrip().splitlines()]
     elif code:
         lines += ["", "  (--snippets prints this policy as Rust, Python, Go and .NET code.)"]
+    return lines
+
+
+NOT_RETRIED = "does not retry this error"
+
+
+def _replay(report: Report) -> list[str]:
+    """How known tools' policies would have fared; a tool that retries none of these
+    episodes' errors says so instead of 0% success and no wait."""
+    if not report.replay.height:
+        return []
+    lines = ["", "How real tools' retry policies would have fared on these lock episodes:"]
+    lines.append(
+        f"  {'tool':<34} {'retries on':<10} {'retried':>9} {'success':>8} {'median wait':>12} "
+        f"{'worst wait':>12}"
+    )
+    for r in report.replay.iter_rows(named=True):
+        head = f"  {r['tool'][:34]:<34} {r['triggers']:<10}"
+        triggered, episodes = r.get("triggered"), r.get("episodes")
+        if triggered == 0:
+            lines.append(f"{head} {NOT_RETRIED}")
+            continue
+        tried = "-" if triggered is None else f"{triggered:,}/{episodes:,}"
+        rate = "-" if r["success_rate"] is None else f"{r['success_rate']:.0%}"
+        lines.append(
+            f"{head} {tried:>9} {rate:>8} {fmt_ms(r['median_wait_ms']):>12} "
+            f"{fmt_ms(r['worst_wait_ms']):>12}"
+        )
     return lines
 
 

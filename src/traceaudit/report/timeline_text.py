@@ -6,7 +6,7 @@ from typing import Any
 
 import polars as pl
 
-from traceaudit.display import access_text, clock_expr, iso_expr, share_text
+from traceaudit.display import access_text, clock_expr, iso_expr, plural, share_text
 
 
 def timeline_records(frame: pl.DataFrame) -> list[dict[str, Any]]:
@@ -23,25 +23,81 @@ def timeline_records(frame: pl.DataFrame) -> list[dict[str, Any]]:
     return records
 
 
+_MAX_WIDTH = {"process": 32, "operation": 28, "result": 26}
+LEGEND = (
+    "Handles: h5 is the 5th handle opened on these paths in the trace, numbered in the "
+    "order they were opened; the same id marks its open, every operation made through it "
+    "and its close. '-': no handle (a failed open, or an operation the trace cannot tie "
+    "to one)."
+)
+
+
+def _cut(text: str, width: int) -> str:
+    """``text`` at most ``width`` characters, cut in the middle: ``SearchPro…Host.exe``."""
+    if len(text) <= width:
+        return text
+    head = (width - 1) // 2
+    return text[:head] + "…" + text[len(text) - (width - 1 - head) :]
+
+
+def _cells(r: dict[str, Any]) -> dict[str, str]:
+    extras = []
+    if r["access_mask"] is not None:
+        extras.append(f"access {access_text(r['access_mask'])}")
+    if r["share_mode"] is not None:
+        extras.append(f"share {share_text(r['share_mode'])}")
+    if r["rename_target"]:
+        extras.append(f"-> {r['rename_target']}")
+    if r["duration"] is not None:
+        extras.append(f"{r['duration'].total_seconds() * 1000:,.3f} ms")
+    return {
+        "time": r["time_text"] or "-",
+        "process": f"{r['process'] or '?'} ({r['pid']})",
+        "handle": f"h{r['handle']}" if r["handle"] is not None else "-",
+        "operation": r["operation"] or "?",
+        "result": r["result"] or "?",
+        "path": r["path"] or "?",
+        "extras": f"  [{'; '.join(extras)}]" if extras else "",
+    }
+
+
 def timeline_text(frame: pl.DataFrame, path: str) -> str:
-    """One line per event: time, process, operation, result, handle and what matters."""
+    """One line per event, in aligned columns: time, process (pid), handle, operation,
+    result, path and what matters (access, share mode, rename target, duration); a
+    legend for the handle ids first. ``/`` in ``path`` is shown as ``\\``."""
+    path = path.replace("/", "\\")
     if frame.is_empty():
         return f"No events on {path} or below it in this trace.\n"
-    lines = [f"{frame.height:,} events on {path} and below:"]
-    for r in frame.with_columns(time_text=clock_expr(pl.col("time"))).iter_rows(named=True):
-        extras = []
-        if r["access_mask"] is not None:
-            extras.append(f"access {access_text(r['access_mask'])}")
-        if r["share_mode"] is not None:
-            extras.append(f"share {share_text(r['share_mode'])}")
-        if r["rename_target"]:
-            extras.append(f"-> {r['rename_target']}")
-        if r["duration"] is not None:
-            extras.append(f"{r['duration'].total_seconds() * 1000:.3f} ms")
-        handle = f"h{r['handle']}" if r["handle"] is not None else "-"
-        lines.append(
-            f"{r['time_text']}  {r['process']} ({r['pid']})  {handle:>6}  "
-            f"{r['operation']}  {r['path']}  {r['result']}"
-            + (f"  [{'; '.join(extras)}]" if extras else "")
-        )
+    rows = [
+        _cells(r)
+        for r in frame.with_columns(time_text=clock_expr(pl.col("time"))).iter_rows(named=True)
+    ]
+    header = {
+        "time": "time",
+        "process": "process (pid)",
+        "handle": "handle",
+        "operation": "operation",
+        "result": "result",
+    }
+    width = {
+        key: min(max(len(r[key]) for r in [*rows, header]), _MAX_WIDTH.get(key, 1_000))
+        for key in header
+    }
+
+    def line(cells: dict[str, str], tail: str) -> str:
+        return (
+            f"{_cut(cells['time'], width['time']):<{width['time']}}  "
+            f"{_cut(cells['process'], width['process']):<{width['process']}}  "
+            f"{cells['handle']:>{width['handle']}}  "
+            f"{_cut(cells['operation'], width['operation']):<{width['operation']}}  "
+            f"{_cut(cells['result'], width['result']):<{width['result']}}  {tail}"
+        ).rstrip()
+
+    lines = [
+        f"{plural(frame.height, 'event')} on {path} and below it.",
+        LEGEND,
+        "",
+        line(header, "path"),
+    ]
+    lines += [line(r, r["path"] + r["extras"]) for r in rows]
     return "\n".join(lines) + "\n"

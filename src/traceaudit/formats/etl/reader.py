@@ -47,6 +47,7 @@ from pathlib import Path
 
 import polars as pl
 
+from traceaudit.display import plural
 from traceaudit.errors import DamagedRowError, TraceFormatError
 from traceaudit.formats.binary import mapped_content
 from traceaudit.formats.etl.buffers import (
@@ -179,15 +180,16 @@ def _warnings(read: _Read, counts: dict[str, int], volumes: bool) -> list[str]:
     out: list[str] = []
     if damage.buffers:
         out.append(
-            f"{name}: {damage.buffers:,} damaged buffer(s) skipped (first: {damage.where[0]}); "
-            "the events in them are lost."
+            f"{name}: {plural(damage.buffers, 'damaged buffer')} skipped (first: "
+            f"{damage.where[0]}); the events in {'it' if damage.buffers == 1 else 'them'} "
+            "are lost."
         )
     if damage.cut_short:
         out.append(f"{name}: {damage.cut_short}; the events after it are lost.")
     if read.decoded.too_short:
         rows = ", ".join(str(r) for r in read.decoded.too_short_rows)
         out.append(
-            f"{name}: {read.decoded.too_short:,} file event(s) shorter than their layout "
+            f"{name}: {plural(read.decoded.too_short, 'file event')} shorter than their layout "
             f"skipped (records {rows})."
         )
     if header.events_lost or header.buffers_lost:

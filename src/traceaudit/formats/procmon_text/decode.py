@@ -22,6 +22,8 @@ import codecs
 import re
 from dataclasses import dataclass
 
+from traceaudit.display import plural
+
 __all__ = ["Decoded", "decode", "decode_head", "head_is_utf8", "looks_binary", "encoding_note"]
 
 _LABELS = {
@@ -190,5 +192,5 @@ def encoding_note(name: str, decoded: Decoded) -> str | None:
         guess = " (guessed from the content)" if decoded.guessed else ""
         note = f"{name}: not UTF-8; read as {decoded.label}{guess}"
     if decoded.replaced:
-        note += f"; {decoded.replaced} undecodable byte(s) replaced with U+FFFD"
+        note += f"; {plural(decoded.replaced, 'undecodable byte')} replaced with U+FFFD"
     return note + "."

@@ -265,8 +265,8 @@ def _time_warnings(
     if assembly.placeholder_date and events:
         warnings.append(
             f"{name}: the export has no Date & Time column, so events are dated "
-            f"{PLACEHOLDER_DATE.isoformat()} (a placeholder). Pass the capture day "
-            "(date=, --date YYYY-MM-DD) to date them."
+            f"{PLACEHOLDER_DATE.isoformat()} (a placeholder). Give the capture day to date "
+            "them (--date YYYY-MM-DD in the CLI, date= in Python)."
         )
     if assembly.seconds_only and events:
         warnings.append(
