@@ -256,6 +256,15 @@ class Context:
                     found[lower] = Secret(cls, original)
         return list(found.values()) + [Secret("secret", s) for s in self.custom]
 
+    def kind_of(self, text: str) -> str | None:
+        """The class of ``text`` when it is, as a whole, a secret (after freezing)."""
+        lower = text.lower()
+        secret = self._final.get(lower) or self._late.get(lower)
+        if secret is not None:
+            return secret.kind
+        entry = self._text.get(lower)
+        return None if entry is None else entry[0].kind
+
     def identity(self, text: str) -> str | None:
         """The pseudonym of ``text`` when it is, as a whole, a searchable identity secret."""
         if self.discovering:

@@ -14,8 +14,10 @@ output is the same kind of file as the input, only with other names in it:
 * **gzip / zip**: the same compression around the redacted content (a zip keeps only
   the trace member: other members were not redacted, so they are left out, with a note).
 
-PML logs (and traceaudit's own Parquet) are refused with what to do instead: rewriting
-PML means re-encoding its binary tables, which this version does not do.
+* **Procmon PML**: the same bytes with same-length pseudonyms written over the names
+  (:mod:`.pml`); gzip and zip wrapping kept as for the text formats.
+
+traceaudit's own Parquet (and the other formats) are refused with what to do instead.
 
 Each format has a handler with two passes over the same text: ``discover()`` runs the
 rewriters so the context learns every secret, ``write(stream)`` writes the result.
@@ -47,10 +49,11 @@ from traceaudit.formats import (
     unknown_format_message,
 )
 from traceaudit.redaction.context import Context
+from traceaudit.redaction.pml import PmlHandler
 from traceaudit.redaction.rows import CLIPBOARD_COLUMNS, RowRewriter
 from traceaudit.redaction.xml_handler import XmlHandler
 
-__all__ = ["Handler", "Source", "handler_for", "open_source", "write_output"]
+__all__ = ["PML", "Handler", "Source", "handler_for", "open_source", "write_binary", "write_output"]
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
@@ -61,6 +64,7 @@ _FIELD_LIMIT = 2**31 - 1
 _CSV = "procmon-csv"
 _CLIPBOARD = "procmon-clipboard"
 _XML = "procmon-xml"
+PML = "procmon-pml"
 
 
 @dataclass
@@ -76,6 +80,8 @@ class Source:
     compression: str | None = None
     member: zipfile.ZipInfo | None = None
     notes: list[str] = field(default_factory=list)
+    data: bytes = b""
+    """The whole (decompressed) content of a binary format (PML); empty for text."""
 
     @property
     def label(self) -> str:
@@ -91,10 +97,9 @@ def open_source(path: Path) -> Source:
     name = trace_input.name
     head = trace_input.head
     if head.startswith(b"PML_"):
-        raise TraceFormatError(
-            f"{name}: a Process Monitor PML log, which redact cannot rewrite. Open it in "
-            "Process Monitor, save the events with File > Save > CSV, and redact that CSV."
-        )
+        source = Source(path, name, PML, "", "binary", b"", data=trace_input.read_bytes())
+        _compression(source)
+        return source
     trace_format = sniff_format(head)
     if trace_format is None:
         raise UnknownFormatError(unknown_format_message(name, head))
@@ -111,24 +116,30 @@ def open_source(path: Path) -> Source:
     decoded = decode(data)
     encoding, bom = _codec(data, decoded.encoding)
     source = Source(path, name, trace_format.name, decoded.text, encoding, bom)
-    with path.open("rb") as raw:
-        magic = raw.read(4)
-    if magic.startswith(_GZIP_MAGIC):
-        source.compression = "gzip"
-    elif magic.startswith(_ZIP_MAGIC):
-        source.compression = "zip"
-        source.member, others = _member(path, name)
-        if others:
-            source.notes.append(
-                f"{path.name}: only the trace {source.member.filename} was redacted and "
-                f"written; left out: {', '.join(others)}."
-            )
+    _compression(source)
     if decoded.replaced:
         source.notes.append(
             f"{name}: {plural(decoded.replaced, 'undecodable byte')} in the input "
             f"{'was' if decoded.replaced == 1 else 'were'} written as replacement characters."
         )
     return source
+
+
+def _compression(source: Source) -> None:
+    """Note the gzip or zip wrapping of ``source`` (and a zip's other members)."""
+    path = source.path
+    with path.open("rb") as raw:
+        magic = raw.read(4)
+    if magic.startswith(_GZIP_MAGIC):
+        source.compression = "gzip"
+    elif magic.startswith(_ZIP_MAGIC):
+        source.compression = "zip"
+        source.member, others = _member(path, source.name)
+        if others:
+            source.notes.append(
+                f"{path.name}: only the trace {source.member.filename} was redacted and "
+                f"written; left out: {', '.join(others)}."
+            )
 
 
 def _codec(data: bytes, encoding: str) -> tuple[str, bytes]:
@@ -317,8 +328,10 @@ class Handler(Protocol):
     def write(self, stream: IO[str]) -> int: ...
 
 
-def handler_for(source: Source, ctx: Context) -> Handler:
+def handler_for(source: Source, ctx: Context) -> Handler | PmlHandler:
     """The reader/writer for the source's format."""
+    if source.format == PML:
+        return PmlHandler(source.data, source.name, ctx)
     if source.format == _CSV:
         return _Csv(source.text, ctx, source.name)
     if source.format == _XML:
@@ -349,6 +362,22 @@ def write_output(raw: IO[bytes], source: Source, member_name: str) -> Iterator[I
     else:
         with _text(raw, source) as stream:
             yield stream
+
+
+@contextmanager
+def write_binary(raw: IO[bytes], source: Source, member_name: str) -> Iterator[IO[bytes]]:
+    """A binary stream that compresses and writes to ``raw`` as the source was."""
+    if source.compression == "gzip":
+        with gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0, compresslevel=6) as packed:
+            yield packed  # type: ignore[misc]
+    elif source.compression == "zip":
+        assert source.member is not None
+        info = zipfile.ZipInfo(member_name, date_time=source.member.date_time)
+        info.compress_type = zipfile.ZIP_DEFLATED
+        with zipfile.ZipFile(raw, "w") as archive, archive.open(info, "w") as member:
+            yield member
+    else:
+        yield raw
 
 
 @contextmanager

@@ -46,8 +46,11 @@ The ``--map`` file is private: it is written atomically and readable by its owne
 file).
 
 Formats: Procmon CSV (any columns, dialect and encoding), rows pasted from Procmon's
-clipboard and Procmon XML, each written back in its own format; ``.gz``/``.zip`` stay
-compressed. PML is refused: save it as CSV in Process Monitor first.
+clipboard, Procmon XML and Procmon PML, each written back in its own format;
+``.gz``/``.zip`` stay compressed. A PML log is redacted in place with same-length
+pseudonyms (``WChen`` → ``Qmxaz``, not ``user_3f2a9c81``: every string keeps its bytes,
+so no offset in the file moves), and its leak check searches every byte as UTF-16 and
+as ANSI text (:mod:`.pml`, :mod:`.pml_check`).
 
 Limits: free text is searched for the secrets found in structured places, not for
 arbitrary personal data (a full name in a registry value stays unless named with
@@ -60,8 +63,10 @@ that are well-known words, or that the trace itself keeps elsewhere (a folder na
 
 from __future__ import annotations
 
+import gzip
 import json
 import os
+import zipfile
 import secrets as _secrets
 import time
 import unicodedata
@@ -73,8 +78,17 @@ from typing import Any
 from traceaudit.errors import RedactionLeakError, UsageError
 from traceaudit.redaction.check import find_leaks_in_file, leak_message
 from traceaudit.redaction.context import CLASSES, Context
-from traceaudit.redaction.handlers import Handler, Source, handler_for, open_source, write_output
+from traceaudit.redaction.handlers import (
+    Handler,
+    Source,
+    handler_for,
+    open_source,
+    write_binary,
+    write_output,
+)
 from traceaudit.redaction.keys import load_key, new_key
+from traceaudit.redaction.pml import PmlHandler
+from traceaudit.redaction.pml_check import find_pml_leaks, pml_leak_message
 
 __all__ = [
     "CLASSES",
@@ -187,7 +201,10 @@ def redact(
     ctx.freeze()
     handler.reset()
     member_name = _member_name(source, ctx)
-    rows = _write(source, handler, out_path, ctx, key_bytes, member_name)
+    if isinstance(handler, PmlHandler):
+        rows = _write_pml(source, handler, out_path, ctx, key_bytes, member_name)
+    else:
+        rows = _write(source, handler, out_path, ctx, key_bytes, member_name)
     if map_path is not None:
         _write_map(Path(map_path), ctx)
     return RedactionResult(
@@ -206,6 +223,48 @@ def redact(
         seconds=time.perf_counter() - started,
         notes=tuple(source.notes),
     )
+
+
+def _read_back(path: Path, source: Source) -> bytes:
+    """The written output, decompressed as it was compressed."""
+    if source.compression == "gzip":
+        with gzip.open(path, "rb") as packed:
+            return packed.read()
+    if source.compression == "zip":
+        with zipfile.ZipFile(path) as archive:
+            return archive.read(archive.namelist()[0])
+    return path.read_bytes()
+
+
+def _write_pml(
+    source: Source,
+    handler: PmlHandler,
+    out: Path,
+    ctx: Context,
+    key: bytes,
+    member_name: str,
+) -> int:
+    """:func:`_write` for a PML log: bytes, and the leak check over every byte."""
+    data, rows = handler.render()
+    source.notes.extend(handler.notes)
+    tmp = out.with_name(f".{out.name}.{_secrets.token_hex(4)}.tmp")
+    try:
+        with tmp.open("xb") as raw:
+            with write_binary(raw, source, member_name) as stream:
+                stream.write(data)
+            raw.flush()
+            os.fsync(raw.fileno())
+        secrets = ctx.secrets()
+        ctx.pseudo.table = handler.table  # the map lists the same-length pseudonyms
+        secrets += [s for s in ctx.secrets() if s not in secrets]
+        leaks = find_pml_leaks(_read_back(tmp, source), secrets, key.hex(), handler.one_byte)
+        if leaks:
+            raise RedactionLeakError(pml_leak_message(out.name, leaks))
+        os.replace(tmp, out)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return rows
 
 
 def _check_keep(keep: Iterable[str]) -> frozenset[str]:

@@ -44,6 +44,7 @@ __all__ = [
     "locate_events",
     "read_u16",
     "read_u32",
+    "walk_events",
 ]
 
 STATUS_PENDING = 0x103
@@ -203,6 +204,14 @@ def _resync(data: np.ndarray, pos: int, end: int, previous: int, deferred: dict[
         if at in deferred or (at + _HEADER <= end and _event_at(data, at, previous)):
             return at
     return -1
+
+
+def walk_events(header: PmlHeader, data: np.ndarray) -> tuple[np.ndarray, int]:
+    """The offsets of every event stored back to back from the first one, in file order,
+    listed in the index or not, and where the last intact one ends (the walk that reads
+    a damaged file; the redactor uses it to reach events the index does not list)."""
+    offsets, _times, last = _walk(header, data)
+    return offsets, last
 
 
 def index_offsets(header: PmlHeader, data: np.ndarray, start: int, stop: int) -> np.ndarray:
