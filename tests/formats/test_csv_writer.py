@@ -184,7 +184,7 @@ def test_error_unknown_column(tmp_path: Path) -> None:
         write_procmon_csv(ROWS, tmp_path / "t.csv", columns=("PID", "Handle"))
     assert (
         str(info.value)
-        == f"cannot write this column: 'Handle'; supported: {', '.join(SUPPORTED_COLUMNS)}"
+        == f"cannot write column 'Handle'; supported: {', '.join(SUPPORTED_COLUMNS)}"
     )
     assert not list(tmp_path.iterdir())
 

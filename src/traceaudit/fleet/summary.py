@@ -297,7 +297,7 @@ class FleetSummary:
         if groups:
             total = sum(len(paths) for _, paths, _ in groups)
             reasons = ", ".join(f"{reason} ({len(paths):,})" for reason, paths, _ in groups[:3])
-            others = f", {len(groups) - 3:,} other reasons" if len(groups) > 3 else ""
+            others = f", {plural(len(groups) - 3, 'other reason')}" if len(groups) > 3 else ""
             out.append(
                 (
                     "Unread",
@@ -360,7 +360,8 @@ class FleetSummary:
                 f"{fmt_ms(r['hold_max_ms']):>11}"
             )
         if self.holders.height > MAX_ROWS:
-            lines.append(f"  ... and {self.holders.height - MAX_ROWS:,} more processes")
+            more = plural(self.holders.height - MAX_ROWS, "more process", "more processes")
+            lines.append(f"  ... and {more}")
         return lines
 
     @staticmethod
@@ -380,7 +381,8 @@ class FleetSummary:
                 f"{fmt_ms(r['max_ms']):>11}"
             )
         if table.height > MAX_ROWS + 1:
-            lines.append(f"  ... and {table.height - MAX_ROWS - 1:,} more processes")
+            more = plural(table.height - MAX_ROWS - 1, "more process", "more processes")
+            lines.append(f"  ... and {more}")
         return lines
 
     def _times(self) -> list[str]:
@@ -412,20 +414,9 @@ class FleetSummary:
             "Win32 errors " + ", ".join(str(c) for c in policy.error_codes),
         ]
         lines += [f"  - {note}" for note in policy.notes]
-        if self.replay.height:
-            lines += [
-                "",
-                "How real tools' retry policies would have fared on the fleet's lock episodes:",
-                f"  {'tool':<34} {'retries on':<10} {'success':>8} {'median wait':>12} "
-                f"{'worst wait':>12}",
-            ]
-            for r in self.replay.iter_rows(named=True):
-                rate = "-" if r["success_rate"] is None else f"{r['success_rate']:.0%}"
-                lines.append(
-                    f"  {r['tool'][:34]:<34} {r['triggers']:<10} {rate:>8} "
-                    f"{fmt_ms(r['median_wait_ms']):>12} {fmt_ms(r['worst_wait_ms']):>12}"
-                )
-        return lines
+        from traceaudit.report.text import replay_table
+
+        return lines + replay_table(self.replay, "the fleet's lock episodes")
 
     def _failed(self) -> list[str]:
         """Each reason once, with what to do (the first trace's full error), then its

@@ -10,7 +10,7 @@ from __future__ import annotations
 import html
 from dataclasses import dataclass
 
-from traceaudit.display import access_text, iso_time, share_text
+from traceaudit.display import access_text, iso_time, plural, share_text
 from traceaudit.report.answer import answer
 from traceaudit.report.data import FilterOutcome, ReportData, TraceSummary
 from traceaudit.report.text import render_text
@@ -49,9 +49,10 @@ class Report(ReportData):
         table = self.windows.to_pandas().to_html(index=False) if self.windows.height else ""
         return (
             f"<div><b>traceaudit</b>: {html.escape(t['name'])} ({html.escape(t['format'])}, "
-            f"{t['events']:,} events, {t['processes']} processes)<br>"
+            f"{plural(t['events'], 'event')}, {plural(t['processes'], 'process', 'processes')})"
+            "<br>"
             f"<table>{lines}</table>"
-            f"{self.conflicts.height} conflicts<ul>{items}</ul>{table}"
+            f"{plural(self.conflicts.height, 'conflict')}<ul>{items}</ul>{table}"
             + (f"<b>Warnings</b><ul>{warn}</ul>" if warn else "")
             + "</div>"
         )

@@ -23,7 +23,7 @@ from traceaudit.report.answer import answer
 if TYPE_CHECKING:
     from traceaudit.report.data import ReportData as Report
 
-__all__ = ["render_text", "VERDICT_WORDS", "DEFAULT_LIMIT"]
+__all__ = ["render_text", "replay_table", "VERDICT_WORDS", "DEFAULT_LIMIT", "NOT_RETRIED"]
 
 DEFAULT_LIMIT = 10
 MAX_CONFLICTS_PER_PATH = 5
@@ -337,16 +337,20 @@ NOT_RETRIED = "does not retry this error"
 
 
 def _replay(report: Report) -> list[str]:
-    """How known tools' policies would have fared; a tool that retries none of these
-    episodes' errors says so instead of 0% success and no wait."""
-    if not report.replay.height:
+    return replay_table(report.replay, "these lock episodes")
+
+
+def replay_table(replay: pl.DataFrame, episodes_of: str) -> list[str]:
+    """How known tools' policies would have fared on ``episodes_of``; a tool that retries
+    none of these episodes' errors says so instead of 0% success and no wait."""
+    if not replay.height:
         return []
-    lines = ["", "How real tools' retry policies would have fared on these lock episodes:"]
+    lines = ["", f"How real tools' retry policies would have fared on {episodes_of}:"]
     lines.append(
         f"  {'tool':<34} {'retries on':<10} {'retried':>9} {'success':>8} {'median wait':>12} "
         f"{'worst wait':>12}"
     )
-    for r in report.replay.iter_rows(named=True):
+    for r in replay.iter_rows(named=True):
         head = f"  {r['tool'][:34]:<34} {r['triggers']:<10}"
         triggered, episodes = r.get("triggered"), r.get("episodes")
         if triggered == 0:

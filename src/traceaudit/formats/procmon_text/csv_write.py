@@ -543,7 +543,7 @@ def _check_columns(columns: Sequence[str]) -> None:
     unknown = [c for c in columns if c not in SUPPORTED_COLUMNS]
     if unknown:
         raise UsageError(
-            f"cannot write {'this column' if len(unknown) == 1 else 'these columns'}: "
+            f"cannot write {'column' if len(unknown) == 1 else 'columns'} "
             f"{', '.join(map(repr, unknown))}; "
             f"supported: {', '.join(SUPPORTED_COLUMNS)}"
         )
