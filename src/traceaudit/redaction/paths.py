@@ -211,6 +211,7 @@ def _tail(ctx: Context, names: list[str], *, rooted: bool, system: bool = False)
                 ctx.system_images.update((lowers[index], lowers[index][:-4]))
             out.append(_kept(ctx, name))
         elif index < well_known:  # Windows\Temp, Windows\ServiceProfiles…
+            ctx.public(name)  # kept as it is here: not a secret elsewhere either
             out.append(name)
         elif index == user_slot and name and lowers[index] not in ACCOUNTS:
             out.append(ctx.structural("user", name))

@@ -96,8 +96,9 @@ from traceaudit.redaction.paths import (
     rewrite_path,
     rewrite_process,
 )
+from traceaudit.redaction.pml_check import ANSI_EVERYWHERE
 from traceaudit.redaction.samelength import WORD, SameLength
-from traceaudit.redaction.vocab import split_ext
+from traceaudit.redaction.vocab import AUTHORITIES, split_ext
 
 __all__ = ["FORMAT", "Field", "PmlHandler"]
 
@@ -113,7 +114,9 @@ _STRING_REFS = (  # process record: offset of the u32 string index -> kind
     (84, "company"),  # description
 )
 _KIND_RANK = ("path", "user", "process", "cmdline", "company", "text", "keep")
-_RUN = re.compile(rb"(?:[\x20-\x7e\xa0-\xff]\x00){3,}")
+_RUN = re.compile(rb"(?:[\x20-\x7e\xa0-\xff]\x00|[\x00-\xff][\x01-\x06]){3,}")
+"""UTF-16LE text of Latin, Greek, Cyrillic, Armenian, Hebrew or Arabic letters."""
+_ANSI_RUN = re.compile(rb"[\x20-\x7e\xa0-\xff]{%d,}" % ANSI_EVERYWHERE)
 _RENAME_SUBS = (0x0A, 0x0B, 0x41, 0x42)
 _SET_INFORMATION, _DIRECTORY_CONTROL = 26, 32
 _PROCESS_DEFINED, _PROCESS_CREATE, _PROCESS_START, _LOAD_IMAGE = 0, 1, 7, 5
@@ -174,6 +177,7 @@ class PmlHandler:
         self.table: dict[str, dict[str, str]] = {}
         self._same: SameLength | None = None
         self._words: re.Pattern[str] | None = None
+        self._long: re.Pattern[str] | None = None
         self._anywhere: re.Pattern[str] | None = None
         self._kinds: dict[str, str] = {}
         self._cache: dict[tuple[str, str], str] = {}
@@ -410,6 +414,8 @@ class PmlHandler:
             rewrite_component(ctx, text)
         elif kind == "user":
             rewrite_account(ctx, text)
+            if text.partition("\\")[0].strip().lower() in AUTHORITIES:
+                ctx.public(text)  # NT AUTHORITY\SYSTEM: its words are no secrets
         elif kind == "process":
             rewrite_process(ctx, text)
         elif kind == "cmdline":
@@ -449,12 +455,20 @@ class PmlHandler:
         return bytes(out), self.rows
 
     def _runs(self, out: bytearray, start: int, end: int) -> None:
-        """Second tier: Latin UTF-16 runs inside an event's details."""
+        """Second tier: text runs inside an event's details: UTF-16 (secrets of any
+        length) and one byte per character (secrets the leak check looks for there)."""
         for m in _RUN.finditer(out, start, end):
-            text = m.group(0).decode("utf-16-le")
+            text = m.group(0).decode("utf-16-le", "surrogatepass")
             new = self._substitute(text)
             if new != text:
-                out[m.start() : m.end()] = new.encode("utf-16-le")
+                out[m.start() : m.end()] = new.encode("utf-16-le", "surrogatepass")
+        if self._long is None and self._anywhere is None:
+            return
+        for m in _ANSI_RUN.finditer(out, start, end):
+            text = m.group(0).decode("latin-1")
+            new = self._substitute(text, self._long)
+            if new != text:
+                out[m.start() : m.end()] = new.encode("latin-1")
 
     # ------------------------------------------------------------------ rewriting
     _DECIDERS: dict[str, Callable[[Context, str], str]] = {
@@ -488,6 +502,9 @@ class PmlHandler:
         words = [t for t, k in self._kinds.items() if k != "secret"]
         custom = [t for t, k in self._kinds.items() if k == "secret"]
         self._words = word_pattern(words, whole_word=True, ignore_case=True)
+        self._long = word_pattern(
+            [w for w in words if len(w) >= ANSI_EVERYWHERE], whole_word=True, ignore_case=True
+        )
         self._anywhere = word_pattern(custom, whole_word=False, ignore_case=True)
         forbidden = {w.lower() for s in secrets for w in WORD.findall(s.original)}
         forbidden |= ctx.grammar
@@ -509,11 +526,12 @@ class PmlHandler:
     def _class(self, text: str, default: str = "path") -> str:
         return self._kinds.get(text.lower()) or self.ctx.kind_of(text) or default
 
-    def _substitute(self, text: str) -> str:
+    def _substitute(self, text: str, words: re.Pattern[str] | None | bool = True) -> str:
         """Searchable secrets replaced where they stand as a word (``--secret`` words
-        anywhere), by same-length pseudonyms."""
-        if self._words is not None and self._words.search(text):
-            text = self._words.sub(
+        anywhere), by same-length pseudonyms; ``words``: another matcher of secrets."""
+        pattern = self._words if words is True else words or None
+        if pattern is not None and pattern.search(text):
+            text = pattern.sub(
                 lambda m: self._pseudo(self._class(m.group(0)), m.group(0)), text
             )
         return self._custom(text)

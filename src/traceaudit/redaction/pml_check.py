@@ -16,6 +16,9 @@ found (:meth:`Context.secrets`), every ``--secret`` word and the key:
   text; at six letters a false match is about once per 10 TB (``(2/256)**6``, less in
   practice because binary bytes are seldom letters), so a hit is a real leak.
 
+Originals with control characters are not searched for: they are binary data read as
+text, not names (the rewriting still replaces their words where it reads them).
+
 A secret counts where it stands as a word: not next to a Latin letter or digit (``bob``
 in ``bob-notes``, not in ``bobcat``); ``--secret`` words and the key count anywhere.
 Characters that decode binary bytes (CJK, symbols) count as word boundaries, so a name
@@ -28,6 +31,8 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from traceaudit.redaction.context import Secret, word_pattern
 
 __all__ = ["ANSI_EVERYWHERE", "PmlLeak", "find_pml_leaks", "pml_leak_message"]
@@ -36,6 +41,9 @@ ANSI_EVERYWHERE = 6
 """Secrets at least this long are searched for as one-byte text in every byte."""
 _LEFT = r"(?<![0-9a-z\u00c0-\u024f])"
 _RIGHT = r"(?![0-9a-z\u00c0-\u024f])"
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ufffd]")
+"""Characters no name holds: an "original" with one is binary data read as text (a
+damaged or misread field), and its bytes recur in binary data by chance."""
 _ORDER = ("sid", "email", "ip", "user", "computer", "unc", "domain", "cmdline", "env", "path")
 
 
@@ -56,6 +64,23 @@ def _pattern(words: Iterable[str], *, whole: bool) -> re.Pattern[str] | None:
     return re.compile(f"{_LEFT}{base.pattern}{_RIGHT}" if whole else base.pattern)
 
 
+def _units(data: bytes, align: int) -> str:
+    """``data[align:]`` as UTF-16LE text, one character per code unit (surrogates become
+    U+FFFD, so a character's index times two is its byte offset)."""
+    end = len(data) - (len(data) - align) % 2
+    units = np.frombuffer(data, dtype="<u2", count=(end - align) // 2, offset=align).copy()
+    units[(units >= 0xD800) & (units < 0xE000)] = 0xFFFD
+    return units.tobytes().decode("utf-16-le")
+
+
+def _lower(text: str) -> str:
+    """``text`` lower-cased character by character (same length: offsets stay true)."""
+    lowered = text.lower()
+    if len(lowered) == len(text):
+        return lowered
+    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+
+
 def find_pml_leaks(
     data: bytes,
     secrets: Sequence[Secret],
@@ -64,7 +89,9 @@ def find_pml_leaks(
 ) -> list[PmlLeak]:
     """Each secret of ``secrets`` found in ``data`` (first occurrence per encoding),
     and the key. ``one_byte`` are the (start, end) of the ANSI string fields."""
-    by_text = {s.original.lower(): s for s in secrets if s.original}
+    by_text = {
+        s.original.lower(): s for s in secrets if s.original and not _CONTROL.search(s.original)
+    }
     if key_hex:
         by_text.setdefault(key_hex.lower(), Secret("key", key_hex))
     anywhere = [t for t, s in by_text.items() if s.kind in ("secret", "key")]
@@ -74,7 +101,7 @@ def find_pml_leaks(
     found: dict[tuple[str, str], PmlLeak] = {}
 
     def sweep(text: str, scale: int, base: int, encoding: str, patterns: list) -> None:
-        lowered = text.lower()
+        lowered = _lower(text)
         for pattern in patterns:
             if pattern is None:
                 continue
@@ -88,8 +115,7 @@ def find_pml_leaks(
 
     wide = [_pattern(words, whole=True), _pattern(anywhere, whole=False)]
     for align in (0, 1):
-        end = len(data) - (len(data) - align) % 2
-        sweep(data[align:end].decode("utf-16-le", "replace"), 2, align, "UTF-16", wide)
+        sweep(_units(data, align), 2, align, "UTF-16", wide)
     narrow = [_pattern(long_words, whole=True), _pattern(anywhere, whole=False)]
     sweep(data.decode("latin-1"), 1, 0, "ANSI", narrow)
     short = [_pattern(short_words, whole=True)]

@@ -114,6 +114,8 @@ class SameLength:
                 continue
             break
         else:
+            if fallback is None and len(lower) <= 2:
+                fallback = self._any_free(lower)
             if fallback is None:
                 raise UsageError(
                     f"no same-length pseudonym is free for a {len(lower)}-character name in "
@@ -124,6 +126,17 @@ class SameLength:
         self._given[lower] = candidate
         self._taken[candidate] = lower
         return candidate
+
+    def _any_free(self, lower: str) -> str | None:
+        """A short word's first free candidate of all letters and digits, in keyed order
+        (identity and other originals allowed: too short to be searched for)."""
+        alphabet = _LETTERS + "0123456789"
+        pool = [a + b for a in alphabet for b in alphabet] if len(lower) == 2 else list(alphabet)
+        order = self._pseudo.stream(_DOMAIN + "any\x00" + lower, 0, len(pool))
+        for _, candidate in sorted(zip(order, pool, strict=True)):
+            if candidate not in self._taken and self._guard(candidate) is None:
+                return candidate
+        return None
 
     def _candidate(self, lower: str, attempt: int, hexed: bool) -> str:
         stream = self._pseudo.stream(_DOMAIN + lower, attempt, 2 * len(lower) + 2)
