@@ -243,7 +243,7 @@ def _help(command: str) -> str:
             ["analyze", UV, "--json", "--text"],
             "error: analyze: --json and --text both print to standard output; choose one.",
         ),
-        (["timeline", UV], "error: timeline: missing argument 'PATH'."),
+        (["timeline", UV, "C:\\x", "--bogus"], "error: timeline: no such option '--bogus'."),
         (
             ["convert", UV, "-o", "out.csv", "--to", "xml"],
             "error: convert: --to: 'xml' is not one of 'parquet', 'csv'.",

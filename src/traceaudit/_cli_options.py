@@ -25,7 +25,6 @@ from typing import IO, Any, NoReturn
 import click
 
 from traceaudit._safe_text import error_text, quoted
-from traceaudit.display import plural
 from traceaudit.errors import UsageError
 
 EXIT_USAGE = 2
@@ -406,6 +405,7 @@ def date_note(traces: list[tuple[str, str]]) -> list[str]:
 
 def summary_line(report: Any) -> str:
     """The answer in one line, for a terminal that shows only where the report went."""
+    from traceaudit.display import plural
     from traceaudit.report.answer import answer
 
     found = answer(report)

@@ -48,7 +48,6 @@ from traceaudit._outputs import check_output_file, check_plots_dir, same_file
 from traceaudit._progress import progress
 from traceaudit._safe_text import error_text, printable
 from traceaudit._version import __version__
-from traceaudit.display import plural
 from traceaudit.errors import TraceauditError, UsageError
 
 EXIT_BAD_INPUT = 3
@@ -389,6 +388,14 @@ def analyze(
         _say(summary_line(report), err=True)
     if check and report.blocked_by_other():
         sys.exit(EXIT_CHECK_FAILED)
+
+
+def plural(n: int, word: str) -> str:
+    """:func:`traceaudit.display.plural`, imported when used: ``--version`` and ``--help``
+    load no polars."""
+    from traceaudit.display import plural as spelled
+
+    return spelled(n, word)
 
 
 def _note(text: str) -> None:
