@@ -403,23 +403,46 @@ def _note(text: str) -> None:
     echo(style("note:", fg="cyan", bold=True) + " " + error_text(text), err=True)
 
 
+def _one_trace(files: tuple[Path, ...]) -> Path | list[Path]:
+    """The source of a command that reads one trace: a file, or the files of one
+    rolled-over capture (said in a note; an error when they are not one capture)."""
+    one_stdin(files)
+    if len(files) == 1:
+        return files[0]
+    from traceaudit.formats.pml.rollover import CaptureParts, one_capture, part_name
+
+    parts = one_capture(files)
+    numbers = tuple(named[1] for named in map(part_name, parts) if named is not None)
+    _note(CaptureParts(tuple(parts), numbers).note())
+    return parts
+
+
 @main.command(short_help="Every operation on one path (and below it), in order.")
-@click.argument("trace", type=click.Path(path_type=Path))
+@click.argument("trace", nargs=-1, type=click.Path(path_type=Path))
 @click.argument("path")
 @click.option("--json", "as_json", is_flag=True, help="Print the timeline as a JSON list.")
 @_reading_options
 @_guard
-def timeline(trace: Path, path: str, as_json: bool, date_text: str | None, strict: bool) -> None:
+def timeline(
+    trace: tuple[Path, ...], path: str, as_json: bool, date_text: str | None, strict: bool
+) -> None:
     """Every operation on PATH (and below it) in TRACE, by every process, in order.
+
+    TRACE is one trace file, or the files of one capture Process Monitor rolled over
+    (Log.PML Log-1.PML …), read as one trace.
 
     \b
     Example:
         traceaudit timeline Logfile.CSV "C:\\Users\\me\\AppData\\Local\\Temp\\.tmpAbC123"
+        traceaudit timeline Log.PML Log-1.PML "C:\\Users\\me\\project\\.venv"
     """
     from traceaudit.pipeline import timeline as build
     from traceaudit.report.timeline_text import timeline_records, timeline_text
 
-    frame = build(trace, path, date=parse_date(date_text), strict=strict)
+    if not trace:  # click gave the one argument to PATH
+        usage_fail("missing argument 'PATH'.")
+    date = parse_date(date_text)
+    frame = build(_one_trace(trace), path, date=date, strict=strict)
     if as_json:
         _say_json(json.dumps(timeline_records(frame), indent=2, ensure_ascii=False))
     else:
@@ -427,7 +450,7 @@ def timeline(trace: Path, path: str, as_json: bool, date_text: str | None, stric
 
 
 @main.command(short_help="Write a trace as Parquet or CSV.")
-@click.argument("trace", type=click.Path(path_type=Path))
+@click.argument("trace", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option(
     "-o",
     "--output",
@@ -451,9 +474,17 @@ def timeline(trace: Path, path: str, as_json: bool, date_text: str | None, stric
 @_reading_options
 @_guard
 def convert(
-    trace: Path, out: Path, to: str | None, raw: bool, date_text: str | None, strict: bool
+    trace: tuple[Path, ...],
+    out: Path,
+    to: str | None,
+    raw: bool,
+    date_text: str | None,
+    strict: bool,
 ) -> None:
     """Write TRACE's normalised events as Parquet (exact round trip) or CSV.
+
+    TRACE is one trace file, or the files of one capture Process Monitor rolled over
+    (Log.PML Log-1.PML …), written as one trace.
 
     In CSV, a text cell that starts with =, +, -, @ (or a tab or carriage return) gets a
     leading apostrophe, so that a spreadsheet shows it instead of running it as a formula
@@ -470,8 +501,8 @@ def convert(
 
     date = parse_date(date_text)
     output_format(out, to)
-    check_output_file(out, [trace], "converted trace")
-    source, written = run(trace, out, to=to, date=date, strict=strict, raw=raw)
+    check_output_file(out, list(trace), "converted trace")
+    source, written = run(_one_trace(trace), out, to=to, date=date, strict=strict, raw=raw)
     if date is not None:
         from traceaudit._cli_options import date_note
 

@@ -6,13 +6,16 @@ writes them (:mod:`pml_parts`): each a whole PML with the original header and ta
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import polars as pl
 import pytest
+from click.testing import CliRunner
 
 from pml_parts import pml_bytes, split_pml, write_parts
 from traceaudit import analyze, timeline
+from traceaudit.cli import main
 from traceaudit.errors import UsageError
 from traceaudit.formats.convert import convert
 from traceaudit.formats.load import open_batches
@@ -172,3 +175,46 @@ def test_error_files_of_different_captures_are_not_one_trace(corpus, tmp_path):
         "capture. Give one trace, or the files Log.PML, Log-1.PML… of one capture."
     )
     assert one_capture(parts[::-1]) == parts
+
+
+def _cli(*args: str):
+    return CliRunner().invoke(main, list(args), catch_exceptions=False)
+
+
+def test_the_commands_take_the_files_of_one_capture(corpus, tmp_path):
+    source = corpus / "procmon-pml" / "ron-crash-a.pml"
+    parts = [str(p) for p in write_parts(pml_bytes(source), [600, 1240], tmp_path)]
+    joined = _cli("analyze", *parts, "--json")
+    alone = _cli("analyze", str(source), "--json")
+    assert joined.exit_code == alone.exit_code == 0
+    conflicts = [
+        [{k: v for k, v in c.items() if k != "trace"} for c in json.loads(r.stdout)["conflicts"]]
+        for r in (joined, alone)
+    ]
+    assert len(conflicts[0]) == 4 and conflicts[0] == conflicts[1]
+
+    folder = whole_report_path(source)
+    shown = _cli("timeline", *parts, folder)
+    assert shown.exit_code == 0
+    assert shown.stdout == _cli("timeline", str(source), folder).stdout
+    assert shown.stderr.startswith("note: Log.PML: read Log.PML, Log-1.PML, Log-2.PML as one")
+
+    written = _cli("convert", parts[0], parts[2], "-o", str(tmp_path / "gap.parquet"))
+    assert written.exit_code == 0
+    assert "Part 1 of it is not among the files: events are missing between the parts" in (
+        written.stderr
+    )
+    assert pl.read_parquet(tmp_path / "gap.parquet").height == 1_250 - 640
+
+
+def test_error_convert_of_two_captures(corpus, tmp_path):
+    parts = write_parts(pml_bytes(corpus / "procmon-pml" / "ron-crash-a.pml"), [600], tmp_path)
+    other = tmp_path / "other.pml"
+    shutil.copyfile(corpus / "procmon-pml" / "crysis-nanny.pml", other)
+    result = _cli("convert", str(parts[0]), str(other), "-o", str(tmp_path / "x.parquet"))
+    assert result.exit_code == 2
+    assert result.stderr == (
+        "error: Log.PML, other.pml: these are not the files of one rolled-over Process Monitor "
+        "capture. Give one trace, or the files Log.PML, Log-1.PML… of one capture.\n"
+    )
+    assert not (tmp_path / "x.parquet").exists()
