@@ -45,7 +45,7 @@ import numpy as np
 import polars as pl
 
 from traceaudit._atomic import write_atomically
-from traceaudit.display import fmt_duration, share_text
+from traceaudit.display import fmt_duration, plural, share_text
 from traceaudit.report import figure_data as data
 from traceaudit.report.figure_data import DEFAULT_POLICIES, shorten_middle
 
@@ -1004,9 +1004,7 @@ def blockers(report: Report, *, ax: Axes | None = None) -> Axes:
     if counts.is_empty():
         message = "No conflict had a holder in the trace: no blocking process to show."
         if unexplained:
-            message += (
-                f"\n({unexplained} conflicts with no holder: a filtered capture, or permissions.)"
-            )
+            message += f"\n({plural(unexplained, 'conflict')} with no holder: a filtered capture, or permissions.)"
         return _nothing(ax, message)
     labels = [
         _safe(p) + (" (own handle)" if own else "")
@@ -1038,7 +1036,7 @@ def blockers(report: Report, *, ax: Axes | None = None) -> Axes:
     if counts.height > shown.height:
         extra.append(f"{counts.height - shown.height} more processes not shown")
     if unexplained:
-        extra.append(f"{unexplained} conflicts with no holder in the trace")
+        extra.append(f"{plural(unexplained, 'conflict')} with no holder in the trace")
     if extra:
         title += "\n(" + "; ".join(extra) + ")"
     ax.set_title(title, fontsize=10)
