@@ -300,7 +300,7 @@ def test_blockers_counts_conflicts_with_no_holder_in_the_title():
     story = uv_with_backoff(100)
     story.fail_open(300, 10, r"C:\locked.txt", result="SHARING VIOLATION")
     ax = plot.blockers(report_of(story))
-    assert "1 conflicts with no holder" in ax.get_title()
+    assert "1 conflict with no holder" in ax.get_title()
 
 
 def test_blockers_uses_the_given_axes():
