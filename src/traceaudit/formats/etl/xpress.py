@@ -78,7 +78,9 @@ def decompress_python(src: bytes, size: int) -> bytes:
                                 ip += 4
                             if length < 22:
                                 raise XpressError(f"match length {length} below 22")
-                            length -= 22
+                            # Bytes past ``size`` are dropped: a hostile 32-bit length
+                            # must not make this copy gigabytes first.
+                            length = min(length - 22, size)
                         length += 15
                     length += 7
                 length += 3
