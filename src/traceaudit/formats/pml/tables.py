@@ -204,7 +204,8 @@ def gather_records(data: np.ndarray, positions: np.ndarray, dtype: np.dtype) -> 
         buffer=np.ascontiguousarray(data),
         strides=(1,),
     )
-    return records[np.asarray(positions, dtype=np.int64)].view(dtype)
+    picked: np.ndarray = records[np.asarray(positions, dtype=np.int64)]
+    return picked.view(dtype)
 
 
 def read_strings_table(header: PmlHeader, data: np.ndarray, buf: pa.Buffer) -> pl.Series:
