@@ -69,17 +69,52 @@ def test_error_output_is_the_input_on_the_command_line(tmp_path):
 
 
 @pytest.mark.parametrize("name", ["Logfile.PML", "Logfile.PML.gz"])
-def test_error_pml_is_refused(tmp_path, name):
+def test_error_pml_cut_in_its_header(tmp_path, name):
     data = b"PML_" + b"\x09\x00\x00\x00" + bytes(600)
     path = tmp_path / name
     path.write_bytes(gzip.compress(data) if name.endswith(".gz") else data)
     with pytest.raises(TraceFormatError) as refused:
-        redact(path, tmp_path / "out.csv", key=KEY)
+        redact(path, tmp_path / "out.pml", key=KEY)
     assert str(refused.value) == (
-        f"{name}: a Process Monitor PML log, which redact cannot rewrite. Open it in Process "
-        "Monitor, save the events with File > Save > CSV, and redact that CSV."
+        f"{name}: header at 0x0: the file is only 608 bytes, a PML header takes 0x3A8. The "
+        "file was cut short; copy it again from the machine that captured it."
     )
-    assert not (tmp_path / "out.csv").exists()
+    assert not (tmp_path / "out.pml").exists()
+
+
+def test_error_pml_of_an_unknown_version(tmp_path):
+    path = tmp_path / "Logfile.PML"
+    path.write_bytes(b"PML_" + (5).to_bytes(4, "little") + bytes(0x3A8))
+    with pytest.raises(TraceFormatError) as refused:
+        redact(path, tmp_path / "out.pml", key=KEY)
+    assert str(refused.value) == (
+        "Logfile.PML: header at 0x4: PML version 5 is not supported (readable: 7, 9). Open the "
+        "log in Process Monitor and save it again (File > Save, PML) to write the current "
+        "version, or export it as CSV."
+    )
+    assert not (tmp_path / "out.pml").exists()
+
+
+def test_error_pml_with_a_damaged_strings_table(tmp_path):
+    """A header whose tables are in order but whose strings table counts more strings than
+    fit before the icon table."""
+    header = bytearray(0x3A8 + 64)
+    header[0:4] = b"PML_"
+    header[4:8] = (9).to_bytes(4, "little")
+    header[0x240:0x248] = (0x3A8).to_bytes(8, "little")
+    for offset, value in ((0x250, 0x3A8), (0x258, 0x3B0), (0x260, 0x3C0)):
+        header[offset : offset + 8] = value.to_bytes(8, "little")
+    header[0x3B0:0x3B4] = (1000).to_bytes(4, "little")
+    path = tmp_path / "damaged.pml"
+    path.write_bytes(bytes(header))
+    with pytest.raises(TraceFormatError) as refused:
+        redact(path, tmp_path / "out.pml", key=KEY)
+    assert str(refused.value) == (
+        "damaged.pml: strings table at 0x3B0: 1000 strings do not fit before 0x3C0: the table "
+        "is damaged. Save the log from Process Monitor again, or export it as CSV and redact "
+        "that."
+    )
+    assert not (tmp_path / "out.pml").exists()
 
 
 def test_error_parquet_is_refused(tmp_path):

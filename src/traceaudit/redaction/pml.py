@@ -32,10 +32,12 @@ the same key. They look unlike the text formats' ``user_3f2a9c81``: they cannot 
   network events' ``key: value`` strings;
 * hosts table names (ports table names are service names: kept);
 * then, inside every event's details and extra details, UTF-16LE runs of Latin text
-  (three characters or more) that none of the above covers (registry names and data,
-  directory listings, query results): there, only the secrets found elsewhere are
-  replaced where they stand as a word (a second tier for structures not decoded one by
-  one).
+  (three characters or more) and one-byte runs (six or more) that none of the above
+  covers (registry names and data, directory listings, query results): there, only the
+  secrets found elsewhere are replaced, where they stand as a word, and user, computer,
+  domain and other identity names of :data:`.pml_check.GLUED` characters or more also
+  inside words (``USERDOMAINDESKTOP-6PCIALL``: a registry value's name and data stored
+  end to end). A second tier for structures not decoded one by one.
 
 **What each string becomes** is decided by the same rewriters as the CSV's (discovery
 over the trace's text values, :meth:`Context.freeze`, then pseudonyms): a path is
@@ -80,7 +82,7 @@ from traceaudit.formats.pml.layout import (
     path_offsets,
 )
 from traceaudit.formats.pml.tables import PmlHeader
-from traceaudit.redaction.context import Context, word_pattern
+from traceaudit.redaction.context import IDENTITY_CLASSES, Context, word_pattern
 from traceaudit.redaction.fields import (
     rewrite_account,
     rewrite_cmdline,
@@ -96,7 +98,7 @@ from traceaudit.redaction.paths import (
     rewrite_path,
     rewrite_process,
 )
-from traceaudit.redaction.pml_check import ANSI_EVERYWHERE
+from traceaudit.redaction.pml_check import ANSI_EVERYWHERE, GLUED
 from traceaudit.redaction.samelength import WORD, SameLength
 from traceaudit.redaction.vocab import AUTHORITIES, split_ext
 
@@ -143,7 +145,9 @@ def _u32(data: bytes | bytearray, at: int) -> int:
     return int.from_bytes(data[at : at + 4], "little")
 
 
-def _counted(data: bytes | bytearray, size_at: int, text_at: int, end: int, kind: str) -> Field | None:
+def _counted(
+    data: bytes | bytearray, size_at: int, text_at: int, end: int, kind: str
+) -> Field | None:
     """The counted string whose u16 size word is at ``size_at`` and text at ``text_at``."""
     if size_at + 2 > end:
         return None
@@ -178,6 +182,7 @@ class PmlHandler:
         self._same: SameLength | None = None
         self._words: re.Pattern[str] | None = None
         self._long: re.Pattern[str] | None = None
+        self._glued: re.Pattern[str] | None = None
         self._anywhere: re.Pattern[str] | None = None
         self._kinds: dict[str, str] = {}
         self._cache: dict[tuple[str, str], str] = {}
@@ -224,7 +229,12 @@ class PmlHandler:
                 if stop > at + 2:
                     self.regions.append((at + 2, stop))
             self._event_fields(
-                int(classes[i]), int(operations[i]), start, end, int(events.sub_operation[i]), pointer
+                int(classes[i]),
+                int(operations[i]),
+                start,
+                end,
+                int(events.sub_operation[i]),
+                pointer,
             )
 
     def _event_fields(
@@ -345,8 +355,9 @@ class PmlHandler:
         for index, place in enumerate(strings):
             if place is None:
                 continue
-            kind = kinds.get(index)
-            if kind is None:
+            found = kinds.get(index)
+            kind = found if found is not None else ""
+            if not kind:
                 text = self.data[place[0] : place[0] + place[1]].decode("utf-16-le", "replace")
                 kind = "path" if "\\" in text else "text"
             self.fields.append(Field(place[0], place[1], False, kind))
@@ -462,7 +473,7 @@ class PmlHandler:
             new = self._substitute(text)
             if new != text:
                 out[m.start() : m.end()] = new.encode("utf-16-le", "surrogatepass")
-        if self._long is None and self._anywhere is None:
+        if self._long is None and self._anywhere is None and self._glued is None:
             return
         for m in _ANSI_RUN.finditer(out, start, end):
             text = m.group(0).decode("latin-1")
@@ -505,6 +516,11 @@ class PmlHandler:
         self._long = word_pattern(
             [w for w in words if len(w) >= ANSI_EVERYWHERE], whole_word=True, ignore_case=True
         )
+        self._glued = word_pattern(
+            [t for t, k in self._kinds.items() if k in IDENTITY_CLASSES and len(t) >= GLUED],
+            whole_word=False,
+            ignore_case=True,
+        )
         self._anywhere = word_pattern(custom, whole_word=False, ignore_case=True)
         forbidden = {w.lower() for s in secrets for w in WORD.findall(s.original)}
         forbidden |= ctx.grammar
@@ -530,10 +546,11 @@ class PmlHandler:
         """Searchable secrets replaced where they stand as a word (``--secret`` words
         anywhere), by same-length pseudonyms; ``words``: another matcher of secrets."""
         pattern = self._words if words is True else words or None
-        if pattern is not None and pattern.search(text):
-            text = pattern.sub(
-                lambda m: self._pseudo(self._class(m.group(0)), m.group(0)), text
-            )
+        for matcher in (pattern, self._glued):
+            if matcher is not None and matcher.search(text):
+                text = matcher.sub(
+                    lambda m: self._pseudo(self._class(m.group(0)), m.group(0)), text
+                )
         return self._custom(text)
 
     def _custom(self, text: str) -> str:

@@ -20,7 +20,9 @@ Originals with control characters are not searched for: they are binary data rea
 text, not names (the rewriting still replaces their words where it reads them).
 
 A secret counts where it stands as a word: not next to a Latin letter or digit (``bob``
-in ``bob-notes``, not in ``bobcat``); ``--secret`` words and the key count anywhere.
+in ``bob-notes``, not in ``bobcat``); ``--secret`` words, the key and identity secrets
+(user, computer, domain, SID, e-mail, address, server names) of :data:`GLUED` characters
+or more count anywhere, since binary structures store strings end to end.
 Characters that decode binary bytes (CJK, symbols) count as word boundaries, so a name
 right after binary data is still found. A hit is reported with its byte offset.
 """
@@ -33,12 +35,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from traceaudit.redaction.context import Secret, word_pattern
+from traceaudit.redaction.context import IDENTITY_CLASSES, Secret, word_pattern
 
 __all__ = ["ANSI_EVERYWHERE", "PmlLeak", "find_pml_leaks", "pml_leak_message"]
 
 ANSI_EVERYWHERE = 6
 """Secrets at least this long are searched for as one-byte text in every byte."""
+GLUED = 6
+"""Identity secrets (users, computers, domains…) at least this long count inside words
+too: binary structures store strings end to end (a registry value's name and data)."""
 _LEFT = r"(?<![0-9a-z\u00c0-\u024f])"
 _RIGHT = r"(?![0-9a-z\u00c0-\u024f])"
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\ufffd]")
@@ -70,7 +75,8 @@ def _units(data: bytes, align: int) -> str:
     end = len(data) - (len(data) - align) % 2
     units = np.frombuffer(data, dtype="<u2", count=(end - align) // 2, offset=align).copy()
     units[(units >= 0xD800) & (units < 0xE000)] = 0xFFFD
-    return units.tobytes().decode("utf-16-le")
+    text: str = units.tobytes().decode("utf-16-le")
+    return text
 
 
 def _lower(text: str) -> str:
@@ -95,12 +101,15 @@ def find_pml_leaks(
     if key_hex:
         by_text.setdefault(key_hex.lower(), Secret("key", key_hex))
     anywhere = [t for t, s in by_text.items() if s.kind in ("secret", "key")]
+    anywhere += [t for t, s in by_text.items() if s.kind in IDENTITY_CLASSES and len(t) >= GLUED]
     words = [t for t, s in by_text.items() if s.kind not in ("secret", "key")]
     long_words = [t for t in words if len(t) >= ANSI_EVERYWHERE]
     short_words = [t for t in words if len(t) < ANSI_EVERYWHERE]
     found: dict[tuple[str, str], PmlLeak] = {}
 
-    def sweep(text: str, scale: int, base: int, encoding: str, patterns: list) -> None:
+    def sweep(
+        text: str, scale: int, base: int, encoding: str, patterns: list[re.Pattern[str] | None]
+    ) -> None:
         lowered = _lower(text)
         for pattern in patterns:
             if pattern is None:

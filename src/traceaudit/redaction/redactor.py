@@ -66,10 +66,10 @@ from __future__ import annotations
 import gzip
 import json
 import os
-import zipfile
 import secrets as _secrets
 import time
 import unicodedata
+import zipfile
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path

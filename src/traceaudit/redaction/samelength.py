@@ -47,6 +47,7 @@ WORD = re.compile(r"[^\W_]+")
 """A word: a maximal run of letters and digits."""
 _HEX_WORD = re.compile(r"[0-9a-f]*[0-9][0-9a-f]*")
 _SID_FULL = re.compile(rf"{SID.pattern}", re.I)
+_RID = re.compile(r"-\d+")
 _TRIES = 64
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 _HEX_LETTERS = "abcdef"
@@ -94,6 +95,8 @@ class SameLength:
             head, body, tail = text[: sid.start()], sid.group(0), text[sid.end() :]
             parts = body.split("-")  # S-1-5-21-a-b-c or S-1-12-1-a-b-c-d (no RID)
             body = "-".join(parts[:4] + [self.word(p) for p in parts[4:]])
+            if (rid := _RID.match(tail)) is not None:
+                body, tail = body + rid.group(0), tail[rid.end() :]
             return self.text(head) + body + self.text(tail)
         return WORD.sub(lambda m: self.word(m.group(0)), text)
 
