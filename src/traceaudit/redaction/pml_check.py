@@ -29,6 +29,7 @@ right after binary data is still found. A hit is reported with its byte offset.
 
 from __future__ import annotations
 
+import bisect
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -79,12 +80,16 @@ def _units(data: bytes, align: int) -> str:
     return text
 
 
+_EXPANDING = {c: chr(c).lower()[0] for c in range(0x10000) if len(chr(c).lower()) != 1}
+"""Characters whose lower case is longer (``İ`` → ``i̇``), mapped to its first character."""
+_EXPANDS = re.compile("[" + "".join(chr(c) for c in _EXPANDING) + "]")
+
+
 def _lower(text: str) -> str:
     """``text`` lower-cased character by character (same length: offsets stay true)."""
-    lowered = text.lower()
-    if len(lowered) == len(text):
-        return lowered
-    return "".join(c if len(c.lower()) != 1 else c.lower() for c in text)
+    if _EXPANDS.search(text):
+        text = text.translate(_EXPANDING)
+    return text.lower()
 
 
 def find_pml_leaks(
@@ -128,8 +133,22 @@ def find_pml_leaks(
     narrow = [_pattern(long_words, whole=True), _pattern(anywhere, whole=False)]
     sweep(data.decode("latin-1"), 1, 0, "ANSI", narrow)
     short = [_pattern(short_words, whole=True)]
-    for start, end in one_byte:
-        sweep(data[start:end].decode("latin-1"), 1, start, "ANSI", short)
+    if one_byte and short[0] is not None:
+        # every field at once, NUL-separated (a word boundary); offsets mapped back
+        pieces, starts, position = [], [], 0
+        for start, end in sorted(one_byte):
+            starts.append((position, start))
+            pieces.append(data[start:end].decode("latin-1"))
+            position += end - start + 1
+        joined = _lower("\x00".join(pieces))
+        at = [p for p, _ in starts]
+        for m in short[0].finditer(joined):
+            key = (m.group(0), "ANSI")
+            if key not in found:
+                index = bisect.bisect_right(at, m.start()) - 1
+                offset = starts[index][1] + m.start() - starts[index][0]
+                secret = by_text[m.group(0)]
+                found[key] = PmlLeak(secret.kind, secret.original, offset, "ANSI")
     return sorted(found.values(), key=lambda leak: (leak.offset, leak.text))
 
 
