@@ -579,9 +579,12 @@ def redact(
 
     The output has the format of TRACE and reads the same in `traceaudit analyze`:
     same conflicts, blockers, hold and blocked times, with names such as user_3f2a9c81.
+    A PML stays a PML that Process Monitor opens: its names are replaced in place by
+    pseudonyms of the same length (Qmxaz for wchen), so nothing in the file moves.
 
     \b
     Example:
+        traceaudit redact Logfile.PML -o shareable.PML --key-file redact.key
         traceaudit redact Logfile.CSV -o shareable.csv --key-file redact.key
         traceaudit redact Logfile.CSV.gz -o shareable.csv.gz --secret ACME --keep path
         traceaudit redact pasted.tsv -o pasted.redacted.tsv --map private-map.json

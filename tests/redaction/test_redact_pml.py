@@ -283,6 +283,26 @@ def test_same_length_is_injective_and_avoids_secret_words():
     assert len(set(letters)) == 26
 
 
+def test_any_number_of_one_and_two_character_names_stay_distinct():
+    """A trace may hold a hundred one-character folder names (CJK, or a damaged log read
+    as names): more than a pool of one-character pseudonyms drawn one by one can serve.
+    They are permuted instead; two-character names get pseudonyms past the 1,296 pairs
+    of letters and digits. Never an error, never two names on one pseudonym."""
+    same = _same()
+    latin = [chr(c) for c in range(0x20, 0x100) if chr(c).isalnum()]
+    ones = [chr(c) for c in range(0x4E00, 0x4E00 + 300)] + latin
+    pseudonyms = [same.text(n) for n in ones]
+    assert all(len(p) == 1 for p in pseudonyms)
+    assert len({p.lower() for p in pseudonyms}) == len({n.lower() for n in ones})
+    assert all(ord(p) <= 0xFF for p, n in zip(pseudonyms, ones, strict=True) if ord(n) <= 0xFF)
+    assert not any(same.text(d).isdigit() for d in "0123456789")  # 1.2.3.4 is no IP then
+    twos = [a + b for a in "abcdefghijklmnopqrstuvwxyz0123456789" for b in "éèêëàâäôöùûüçñ"]
+    twos += [chr(0x4E00 + k) + "x" for k in range(1000)]
+    pseudonyms = [same.text(n) for n in twos]
+    assert all(len(p) == 2 for p in pseudonyms)
+    assert len(set(pseudonyms)) == len(twos)
+
+
 def test_same_length_keeps_hex_guid_and_sid_shapes():
     same = _same()
     guid = same.text("{3F2504E0-4F89-11D3-9A0C-0305E82C3301}")

@@ -52,6 +52,11 @@ _TRIES = 64
 _LETTERS = "abcdefghijklmnopqrstuvwxyz"
 _HEX_LETTERS = "abcdef"
 _DOMAIN = "pml-same-length\x00"
+_LATIN1_LETTERS = "".join(chr(c) for c in range(0xE0, 0xFF) if c != 0xF7)
+"""à…þ: one byte in the one-byte (Latin-1 read) fields, their upper case too."""
+_CJK = "".join(chr(c) for c in range(0x4E00, 0x4E00 + 2048))
+"""Ideographs for short names that are not Latin-1 (so only ever in UTF-16 fields)."""
+_WIDE_PAIRS = 4096  # keyed random two-character candidates tried from the wide pools
 
 
 def _fold(char: str) -> str:
@@ -79,6 +84,7 @@ class SameLength:
         self._vocab = extra_vocab
         self._given: dict[str, str] = {}
         self._taken: dict[str, str] = {}
+        self._permutations: dict[int, dict[str, str]] = {}
 
     def word(self, word: str) -> str:
         """The pseudonym of one word, with ``word``'s case pattern."""
@@ -101,6 +107,15 @@ class SameLength:
         return WORD.sub(lambda m: self.word(m.group(0)), text)
 
     def _choose(self, lower: str) -> str:
+        if len(lower) == 1:
+            # A trace may hold more distinct one-character names (digits, CJK folder
+            # names, a damaged log read as names) than any pool of one-character
+            # pseudonyms drawn one by one could serve: a keyed permutation serves them
+            # all, and no other word can take its values (pseudonyms keep their length).
+            candidate = self._one_char(lower)
+            self._given[lower] = candidate
+            self._taken[candidate] = lower
+            return candidate
         hexed = len(lower) >= 4 and _HEX_WORD.fullmatch(lower) is not None
         fallback: str | None = None
         for attempt in range(_TRIES):
@@ -119,6 +134,13 @@ class SameLength:
         else:
             if fallback is None and len(lower) <= 2:
                 fallback = self._any_free(lower)
+            if fallback is None and len(lower) <= 2:
+                fallback = self._wide_free(lower)
+            if fallback is None and len(lower) <= 2 and lower not in self._taken:
+                # More distinct one- or two-character names than even the wide pools
+                # hold: keep the name. It says next to nothing, it is never searched
+                # for (too short), and keeping it keeps names distinct.
+                fallback = lower
             if fallback is None:
                 raise UsageError(
                     f"no same-length pseudonym is free for a {len(lower)}-character name in "
@@ -138,6 +160,63 @@ class SameLength:
         order = self._pseudo.stream(_DOMAIN + "any\x00" + lower, 0, len(pool))
         for _, candidate in sorted(zip(order, pool, strict=True)):
             if candidate not in self._taken and self._guard(candidate) is None:
+                return candidate
+        return None
+
+    def _one_char(self, char: str) -> str:
+        """A one-character word's pseudonym: a keyed permutation of the word characters
+        (case-folded) of its 256-character block, ASCII apart (other readers read
+        one-byte strings as ASCII or UTF-8, so ASCII must stay ASCII). In ASCII, digits
+        go to letters, so a dotted run of single digits (an IP address, a version)
+        never becomes another such original."""
+        code = ord(char)
+        block = -1 if code < 0x80 else code >> 8  # ASCII stays ASCII (one-byte readers)
+        table = self._permutations.get(block)
+        if table is None:
+            table = self._permutations[block] = self._permutation(block)
+        return table.get(char, char)
+
+    def _permutation(self, block: int) -> dict[str, str]:
+        codes = range(0x80) if block < 0 else range(max(block << 8, 0x80), (block + 1) << 8)
+        domain = [
+            c
+            for c in map(chr, codes)
+            if WORD.fullmatch(c) and _fold(c) == c and len(c.upper()) == 1
+        ]
+        salt = _DOMAIN + f"one\x00{block}\x00"
+
+        def keyed(chars: list[str], what: str) -> list[str]:
+            return sorted(chars, key=lambda c: self._pseudo.stream(salt + what + c, 0, 8))
+
+        digits = [c for c in domain if "0" <= c <= "9"]
+        others = [c for c in domain if not "0" <= c <= "9"]
+        if not digits or len(others) < len(digits):
+            return dict(zip(keyed(domain, "from"), keyed(domain, "to"), strict=True))
+        letters = keyed(others, "to")
+        table = dict(zip(keyed(digits, "from"), letters[: len(digits)], strict=True))
+        rest = keyed(letters[len(digits) :] + digits, "rest")
+        table.update(zip(keyed(others, "from"), rest, strict=True))
+        return table
+
+    def _wide_free(self, lower: str) -> str | None:
+        """A non-ASCII two-character word's free candidate past the 1,296 pairs of
+        letters and digits (a trace with that many two-character names): Latin-1
+        letters for a Latin-1 word (they fit the one-byte fields), ideographs for any
+        other (such a word is only ever in UTF-16 fields)."""
+        if lower.isascii():
+            return None  # ASCII must stay ASCII: other readers read one-byte strings so
+        latin = all(ord(c) <= 0xFF for c in lower)
+        alphabet = _LETTERS + "0123456789" + (_LATIN1_LETTERS if latin else _CJK)
+        size = len(alphabet)
+        draws = self._pseudo.stream(_DOMAIN + "wide\x00" + lower, 0, 4 * _WIDE_PAIRS)
+        pool = [  # two keyed bytes per character: the whole alphabet is reachable
+            alphabet[int.from_bytes(draws[4 * k : 4 * k + 2], "big") % size]
+            + alphabet[int.from_bytes(draws[4 * k + 2 : 4 * k + 4], "big") % size]
+            for k in range(_WIDE_PAIRS)
+        ]
+        for candidate in pool:
+            free = candidate != lower and candidate not in self._taken
+            if free and self._guard(candidate) is None:
                 return candidate
         return None
 
@@ -168,6 +247,10 @@ def _cased(pseudonym: str, original: str) -> str:
     pos = 0
     for char in original:
         if char.isupper() and pos < len(out):
-            out[pos] = out[pos].upper()
+            upper = out[pos].upper()
+            # Only where upper case keeps the length and, for a one-byte field's
+            # character, one byte ('ß' would become 'SS', 'ÿ' 'Ÿ', 'µ' Greek).
+            if len(upper) == 1 and (ord(upper) <= 0xFF or ord(out[pos]) > 0xFF):
+                out[pos] = upper
         pos += 2 if ord(char) > 0xFFFF else 1
     return "".join(out)
