@@ -628,21 +628,56 @@ def redact(
 
 
 @main.command(
-    "capture-profile", short_help="Print how to record an ETW trace (WPR, xperf, logman)."
+    "capture-profile",
+    short_help="How to record a trace: a Procmon configuration, or WPR, xperf, logman.",
 )
-@click.option("--wpr", "tool", flag_value="wpr", default=True, help="A WPR profile (default).")
-@click.option("--xperf", "tool", flag_value="xperf", help="xperf command lines.")
-@click.option("--logman", "tool", flag_value="logman", help="logman command lines.")
+@click.option(
+    "--procmon",
+    "folder",
+    metavar="PATH",
+    help="Write a Process Monitor configuration that captures file activity on PATH and "
+    "below it, from every process (PATH: the folder the failing tool works in, in full).",
+)
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(path_type=Path),
+    metavar="FILE",
+    help="With --procmon: the configuration file to write (default: traceaudit.pmc).",
+)
+@click.option("--wpr", "tool", flag_value="wpr", help="Print a WPR profile.")
+@click.option("--xperf", "tool", flag_value="xperf", help="Print xperf command lines.")
+@click.option("--logman", "tool", flag_value="logman", help="Print logman command lines.")
 @_guard
-def capture_profile(tool: str) -> None:
-    """Print how to record an ETW trace traceaudit can analyse (run as administrator).
+def capture_profile(folder: str | None, output: Path | None, tool: str | None) -> None:
+    """How to record a trace traceaudit can analyse (from an administrator terminal).
+
+    Without options: every way, and which to try first. --procmon writes a Process Monitor
+    configuration filtered on the folder, never on a process, and prints the commands to
+    run; --wpr, --xperf and --logman print an ETW recording setup.
 
     \b
     Example:
-        traceaudit capture-profile > traceaudit.wprp
+        traceaudit capture-profile --procmon "C:\\path\\to\\project"
+        traceaudit capture-profile --wpr > traceaudit.wprp
         wpr -start traceaudit.wprp -filemode   (reproduce, then: wpr -stop trace.etl)
         traceaudit capture-profile --xperf
     """
+    if folder is not None and tool is not None:
+        raise UsageError(f"--procmon and --{tool}: choose one way of recording.")
+    if output is not None and folder is None:
+        raise UsageError("--output goes with --procmon; the other ways print to standard output.")
+    if folder is not None:
+        from traceaudit.capture import DEFAULT_OUTPUT, procmon_steps, write_procmon_config
+
+        written, where = write_procmon_config(folder, output or DEFAULT_OUTPUT)
+        _say(procmon_steps(str(written), where), err=True)
+        return
+    if tool is None:
+        from traceaudit.capture import OVERVIEW
+
+        click.echo(OVERVIEW, nl=False)
+        return
     from traceaudit.formats.etl.profile import capture_profile as build
 
     click.echo(build(tool), nl=False)

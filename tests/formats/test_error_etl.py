@@ -66,7 +66,7 @@ def test_error_trace_without_file_io(tmp_path):
         "Microsoft-Windows-Kernel-File event, so there is no open, close, rename or delete to "
         "analyse. Record file activity with its operation starts and completions, as "
         "administrator: 'xperf -on PROC_THREAD+LOADER+FILE_IO+FILE_IO_INIT+DISK_IO' … 'xperf -d "
-        "trace.etl'; or 'traceaudit capture-profile > traceaudit.wprp', 'wpr -start "
+        "trace.etl'; or 'traceaudit capture-profile --wpr > traceaudit.wprp', 'wpr -start "
         "traceaudit.wprp' … 'wpr -stop trace.etl'; or, without the kernel logger, "
         "Microsoft-Windows-Kernel-File with keywords 0xCF0 (FILENAME, FILEIO, OP_END, CREATE, "
         "DELETE_PATH, RENAME_SETLINK_PATH) through logman. 'traceaudit capture-profile "

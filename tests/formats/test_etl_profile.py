@@ -46,7 +46,7 @@ def test_unknown_tool():
 @pytest.mark.parametrize(
     ("flag", "text"),
     [
-        ([], "<WindowsPerformanceRecorder"),
+        (["--wpr"], "<WindowsPerformanceRecorder"),
         (["--xperf"], "xperf -on"),
         (["--logman"], "logman start"),
     ],

@@ -91,8 +91,8 @@ CLOCK = "utc"
 CAPTURE_HINT = (
     "Record file activity with its operation starts and completions, as administrator: "
     "'xperf -on PROC_THREAD+LOADER+FILE_IO+FILE_IO_INIT+DISK_IO' … 'xperf -d trace.etl'; or "
-    "'traceaudit capture-profile > traceaudit.wprp', 'wpr -start traceaudit.wprp' … 'wpr -stop "
-    "trace.etl'; or, without the kernel logger, Microsoft-Windows-Kernel-File with keywords "
+    "'traceaudit capture-profile --wpr > traceaudit.wprp', 'wpr -start traceaudit.wprp' … 'wpr "
+    "-stop trace.etl'; or, without the kernel logger, Microsoft-Windows-Kernel-File with keywords "
     "0xCF0 (FILENAME, FILEIO, OP_END, CREATE, DELETE_PATH, RENAME_SETLINK_PATH) through "
     "logman. 'traceaudit capture-profile --xperf/--logman' prints each setup in full."
 )
