@@ -26,8 +26,10 @@ from traceaudit.analysis.clock import times_in_zone, to_timezone, zone_name
 from traceaudit.analysis.completeness import (
     MINOR_GAPS,
     Completeness,
+    below_procmon_warning,
     completeness_of,
     ended_during_failure,
+    explain_no_holders,
 )
 from traceaudit.analysis.conflicts import blocking_handles, conflicts, lock_failures
 from traceaudit.analysis.episodes import blocked_table, blocked_times, lock_episodes
@@ -39,6 +41,7 @@ from traceaudit.analysis.sections import section_holders, sections
 from traceaudit.analysis.tally import EventTally
 from traceaudit.analysis.timeline import on_path
 from traceaudit.analysis.timeline import timeline as path_timeline
+from traceaudit.minifilters.fltmc import FltmcListing, read_fltmc
 from traceaudit.policy.advice import retry_advice
 from traceaudit.report.model import FilterOutcome, Report, TraceSummary
 from traceaudit.schema import Trace, empty_events
@@ -169,6 +172,7 @@ def _analyze_kept(trace: Trace, events: pl.DataFrame, tally: EventTally) -> _Par
     holders = section_holders(failures, sections(events))
     single_process = len(tally.pids) <= 1
     conflict_frame = conflicts(failures, blocking, single_process=single_process, sections=holders)
+    conflict_frame = explain_no_holders(conflict_frame, completeness)
     chains = retry_chains(events, conflict_frame)
     first, last, first_ns, last_ns = tally.span()
     completeness = dataclasses.replace(
@@ -188,6 +192,9 @@ def _analyze_kept(trace: Trace, events: pl.DataFrame, tally: EventTally) -> _Par
         completeness=completeness,
     )
     warnings, headline = _diagnose(trace, tally, completeness)
+    unseen = below_procmon_warning(trace.name, conflict_frame)
+    if unseen:
+        warnings.insert(0, unseen)
     return _Parts(
         summary=summary,
         events=events,
@@ -308,8 +315,15 @@ def analyze(
     max_wait_ms: float | None = None,
     tz: str | None = None,
     batch_rows: int | None = None,
+    filters: PathLike | FltmcListing | None = None,
 ) -> Report:
     """Read one or more traces and analyse them; the same engine as ``traceaudit analyze``.
+
+    ``filters`` is a file holding the output of ``fltmc filters`` (and/or ``fltmc
+    instances``) from the machine of the capture, or one already read
+    (:func:`traceaudit.minifilters.read_fltmc`): the report then lists the minifilters below
+    Procmon's altitude (``report.minifilters``), which can hold a file without any process
+    showing it. It is read before any trace.
 
     ``path_glob`` and ``process`` narrow which conflicts are reported (the failing path and
     the failing process, matched case-insensitively with or without ``.exe``); every
@@ -321,6 +335,13 @@ def analyze(
     (:mod:`traceaudit.analysis.event_pass`), so memory follows the failures and the handles
     on the failing files, not the size of the trace. ``report.events`` holds those events.
     """
+    listing = (
+        None
+        if filters is None
+        else filters
+        if isinstance(filters, FltmcListing)
+        else read_fltmc(filters)
+    )
     sources: Sequence[PathLike | Trace]
     sources = [source] if isinstance(source, (str, os.PathLike, Trace)) else list(source)
     captures, capture_notes = _captures(sources)
@@ -386,6 +407,7 @@ def analyze(
         filters={"path": path_glob, "process": process},
         filter_outcome=_filter_outcome(every_conflict, conflict_frame, path_glob, process),
         headline_warning=next((p.headline for p in parts if p.headline), None),
+        minifilters=listing,
     )
 
 

@@ -23,7 +23,11 @@ from hypothesis import strategies as st
 from builders import TMP, Story, uv_with_backoff
 from locations import SAMPLES
 from traceaudit.analysis import event_pass as event_pass_module
-from traceaudit.analysis.completeness import completeness_of, ended_during_failure
+from traceaudit.analysis.completeness import (
+    completeness_of,
+    ended_during_failure,
+    explain_no_holders,
+)
 from traceaudit.analysis.conflicts import blocking_handles, conflicts, lock_failures
 from traceaudit.analysis.event_pass import EventPass
 from traceaudit.analysis.handles import handles
@@ -50,6 +54,7 @@ def whole_trace_stages(trace: Trace) -> dict:
     found = conflicts(
         failures, blocking, single_process=events["pid"].n_unique() <= 1, sections=holders
     )
+    found = explain_no_holders(found, completeness)
     chains = retry_chains(events, found)
     ended = ended_during_failure(chains, events["time"].max())
     return {

@@ -51,6 +51,9 @@ __all__ = [
     "completeness_of",
     "EXCERPT_SHARE",
     "EXCERPT_MIN_HANDLES",
+    "UNSEEN_HOLDER",
+    "explain_no_holders",
+    "below_procmon_warning",
 ]
 
 PASTED_FORMAT = "procmon-clipboard"
@@ -162,6 +165,24 @@ class Completeness:
         return [name for name, present in found if present]
 
     @property
+    def holders_visible(self) -> bool:
+        """Whether a process holding a file would show in this capture.
+
+        True when nothing found limits which processes or which opens and closes the
+        capture holds: not an excerpt, not one process or one thread, CreateFile and
+        CloseFile kept. A Procmon filter that keeps several processes but not the holder
+        cannot be seen from the trace; the wording that uses this says "as far as the
+        trace shows".
+        """
+        return not (
+            self.excerpt
+            or self.no_opens_or_closes
+            or self.no_closes
+            or self.single_thread is not None
+            or self.single_process
+        )
+
+    @property
     def handles_reliable(self) -> bool:
         """Whether every handle's edges the trace lacks are truly outside the capture."""
         return not (
@@ -177,6 +198,7 @@ class Completeness:
         return {
             "complete": not self.gaps,
             "gaps": self.gaps,
+            "holders_visible": self.holders_visible,
             "file_system_events": self.file_system_events,
             "create_file": self.create_events,
             "create_file_succeeded": self.opens,
@@ -391,6 +413,83 @@ def _visibility(per_process: pl.DataFrame, *, any_opens: bool, unreliable: bool)
         # Opens are filtered for a whole capture, not per process in practice: a process
         # whose only events are closes had its handles open before the capture started.
         opens_visible=pl.lit(any_opens and not unreliable),
+    )
+
+
+UNSEEN_HOLDER = {
+    "outside-capture": "the holder was most likely filtered out of the capture",
+    "below-procmon": "the capture could show a holding process and shows none: most likely a "
+    "minifilter below Procmon's altitude (antivirus or EDR)",
+}
+"""Values of the ``unseen_holder`` column of conflicts with no holder, and what each means."""
+
+_MINIFILTER_REASON = (
+    "no process in this capture held it, and the capture could have shown one (it keeps "
+    "every process's opens and closes, as far as the trace shows): most likely a file-system "
+    "minifilter below Procmon's altitude (antivirus or EDR, in the FSFilter Anti-Virus range) "
+    "opened, scanned or refused it with requests Procmon never sees, or a process opened it "
+    "before the capture started and did nothing with it during the capture"
+)
+_PERMISSION_OR_FILTER = (
+    "; in a capture that shows every process, a security minifilter below Procmon "
+    "(antivirus or EDR) refusing the open gives the same ACCESS DENIED"
+)
+
+
+def explain_no_holders(conflicts: pl.DataFrame, completeness: Completeness) -> pl.DataFrame:
+    """Conflicts with an ``unseen_holder`` column, and reasons that say what the capture shows.
+
+    For each failure no holder explains (``no-holder-filtered``/``no-holder-permission``,
+    never a missing mapped section): ``outside-capture`` where the capture could not show
+    the holder (an excerpt, one process, one thread, no opens or closes: the existing
+    "filtered out" stays), ``below-procmon`` where it could (:attr:`Completeness.holders_visible`):
+    then the reason names the layer it most likely came from. Null for every other verdict.
+    """
+    if "verdict" not in conflicts.columns:
+        return conflicts
+    no_holder = pl.col("verdict").is_in(["no-holder-filtered", "no-holder-permission"]) & (
+        pl.col("kind") != "section"
+    )
+    layer = "below-procmon" if completeness.holders_visible else "outside-capture"
+    out = conflicts.with_columns(
+        unseen_holder=pl.when(no_holder).then(pl.lit(layer)).otherwise(pl.lit(None, pl.String))
+    )
+    if not completeness.holders_visible or "verdict_reason" not in out.columns:
+        return out
+    return out.with_columns(
+        verdict_reason=pl.when(no_holder & (pl.col("verdict") == "no-holder-filtered"))
+        .then(pl.lit(_MINIFILTER_REASON))
+        .when(no_holder & (pl.col("verdict") == "no-holder-permission"))
+        .then(pl.col("verdict_reason") + pl.lit(_PERMISSION_OR_FILTER))
+        .otherwise(pl.col("verdict_reason"))
+    )
+
+
+def below_procmon_warning(name: str, conflicts: pl.DataFrame) -> str | None:
+    """The warning for failures with no holder in a capture that could have shown one."""
+    if "unseen_holder" not in conflicts.columns:
+        return None
+    unseen = conflicts.filter(
+        (pl.col("unseen_holder") == "below-procmon") & (pl.col("verdict") == "no-holder-filtered")
+    )
+    if unseen.is_empty():
+        return None
+    kinds = (
+        unseen.with_columns(pl.col("operation", "result").fill_null("?"))
+        .group_by("operation", "result")
+        .len()
+        .sort(["len", "operation"], descending=[True, False])
+    )
+    what = ", ".join(f"{o} {r}" for o, r, _ in kinds.head(2).iter_rows())
+    n = unseen.height
+    return (
+        f"{name}: {n:,} failure{'s' if n != 1 else ''} ({what}) with no holder, although the "
+        "capture keeps every process's opens and closes as far as the trace shows: the usual "
+        "cause is a file-system minifilter below Procmon's altitude (385200), typically "
+        "antivirus or EDR in the FSFilter Anti-Virus range (320000-329999), which opens, scans "
+        "or refuses files with requests Procmon never sees. To see it: run 'fltmc filters' "
+        "as administrator, save the output and pass it with --filters; record an ETW trace "
+        "alongside Procmon ('traceaudit capture-profile' shows how)."
     )
 
 

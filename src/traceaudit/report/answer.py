@@ -18,6 +18,7 @@ import polars as pl
 from traceaudit.display import fmt_ms, plural
 
 if TYPE_CHECKING:
+    from traceaudit.minifilters.fltmc import FltmcListing
     from traceaudit.report.data import ReportData as Report
 
 __all__ = ["Answer", "Holder", "answer", "MAX_HOLDERS"]
@@ -171,7 +172,8 @@ def _others(report: Report) -> list[tuple[str, str]]:
                 "not holders)",
             )
         )
-    filtered = conflicts.filter(pl.col("verdict") == "no-holder-filtered")
+    below = _below_procmon(conflicts)
+    filtered = conflicts.filter(pl.col("verdict") == "no-holder-filtered").filter(~below)
     if filtered.height:
         out.append(
             (
@@ -180,15 +182,34 @@ def _others(report: Report) -> list[tuple[str, str]]:
                 "capture: the holder was most likely filtered out",
             )
         )
+    unseen = conflicts.filter(below & (pl.col("verdict") == "no-holder-filtered"))
+    if unseen.height:
+        out.append(
+            (
+                "No holder",
+                f"{plural(unseen.height, 'failure')} ({_what(unseen)}) with no holder although "
+                "the capture shows every process: most likely a minifilter below Procmon "
+                "(antivirus or EDR); fltmc filters (as administrator) lists them",
+            )
+        )
     permission = conflicts.filter(pl.col("verdict") == "no-holder-permission")
     if permission.height:
+        maybe_filter = (
+            ", or a security minifilter below Procmon refusing the open"
+            if permission.filter(below).height
+            else ""
+        )
         out.append(
             (
                 "No holder",
                 f"{plural(permission.height, 'failure')} ({_what(permission)}) with nothing "
-                "holding the file: most likely permission (ACL or read-only) refusals",
+                f"holding the file: most likely permission (ACL or read-only) refusals"
+                + maybe_filter,
             )
         )
+    listing = report.minifilters
+    if listing is not None and conflicts.filter(below).height:
+        out.append(("Below", _below_line(listing)))
     probes = conflicts.filter(pl.col("verdict") == "oplock-probe")
     if probes.height:
         by = ", ".join(sorted(set(probes["process"].fill_null("?").to_list())))
@@ -203,6 +224,32 @@ def _others(report: Report) -> list[tuple[str, str]]:
             )
         )
     return out
+
+
+def _below_procmon(conflicts: pl.DataFrame) -> pl.Expr:
+    """Failures with no holder in a capture that could have shown one."""
+    if "unseen_holder" not in conflicts.columns:
+        return pl.lit(False)
+    return (pl.col("unseen_holder") == "below-procmon").fill_null(False)
+
+
+def _below_line(listing: FltmcListing) -> str:
+    """The minifilters below Procmon in the ``fltmc`` listing, antivirus first."""
+    below = listing.below
+    if not below:
+        return f"{listing.source} lists no minifilter below Procmon ({listing.cutoff})"
+    first = list(listing.antivirus) + [f for f in below if f not in listing.antivirus]
+    shown = []
+    for f in first[:3]:
+        owner = f.allocations[0].company if f.allocations else None
+        group = f.group.name if f.group else "no load order group"
+        shown.append(f"{f.name} ({f.altitude}, {group}" + (f", {owner})" if owner else ")"))
+    more = len(below) - len(shown)
+    return (
+        f"{plural(len(below), 'minifilter')} below Procmon in {listing.source}: "
+        + ", ".join(shown)
+        + (f" and {more} more" if more > 0 else "")
+    )
 
 
 def _blocked_line(report: Report) -> str | None:

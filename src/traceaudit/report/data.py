@@ -29,6 +29,7 @@ import polars as pl
 from traceaudit.analysis.completeness import GAPS, Completeness
 from traceaudit.analysis.conflicts import CHECK_VERDICTS
 from traceaudit.display import access_text, iso_expr, iso_time, share_text
+from traceaudit.minifilters.fltmc import FltmcListing
 from traceaudit.policy import RetryPolicy, snippets
 from traceaudit.schema import Trace
 
@@ -191,6 +192,8 @@ class ReportData:
     policy_withheld: str | None = None
     filter_outcome: FilterOutcome | None = None
     headline_warning: str | None = None
+    minifilters: FltmcListing | None = None
+    """The ``fltmc`` listing given with ``--filters`` (``filters=``), or None."""
 
     # ----------------------------------------------------------------- plain data
     @property
@@ -274,6 +277,7 @@ class ReportData:
                     "kind": row["kind"],
                     "verdict": row["verdict"],
                     "reason": row["verdict_reason"],
+                    "unseen_holder": row.get("unseen_holder"),
                     "blockers": [_handle_dict(b) for b in row["blockers"]],
                     "candidates": [_handle_dict(b) for b in row["candidates"]],
                     "sections": row["sections"],
@@ -391,7 +395,7 @@ class ReportData:
 
     def _document(self, conflicts: Any, episodes: Any, retries: Any) -> dict[str, Any]:
         """The JSON document around its three long lists (given, or stand-ins for them)."""
-        return {
+        document = {
             "trace": self._trace_dict(),
             "traces": [t.to_dict() for t in self.traces],
             "filters": self.filters_dict(),
@@ -405,6 +409,9 @@ class ReportData:
             "replay": self.replay_records(),
             "snippets": self.snippets(),
         }
+        if self.minifilters is not None:
+            document["minifilters"] = self.minifilters.to_dict()
+        return document
 
     def write_json(self, write: Callable[[str], object], indent: int | None = 2) -> None:
         """Write the JSON document (:meth:`to_dict`) through ``write``, piece by piece.

@@ -41,6 +41,9 @@ VERDICT_WORDS = {
     "no-holder-filtered": "no holder in the trace (filtered out of the capture?)",
 }
 
+BELOW_PROCMON_WORDS = "no holder in the trace (a minifilter below Procmon?)"
+"""The verdict's words for a failure with no holder in a capture that could show one."""
+
 _LABEL = 11
 
 
@@ -191,10 +194,15 @@ def _conflict_groups(report: Report, limit: int | None) -> list[str]:
         )
         for row in group.head(MAX_CONFLICTS_PER_PATH).iter_rows(named=True):
             outcome = _outcome(row, follow_up)
+            words = (
+                BELOW_PROCMON_WORDS
+                if row.get("unseen_holder") == "below-procmon"
+                and row["verdict"] == "no-holder-filtered"
+                else VERDICT_WORDS[row["verdict"]]
+            )
             lines.append(
                 f"    {row['time_text']}  {row['process']} ({row['pid']}) {row['operation']}: "
-                f"{row['result']} - {VERDICT_WORDS[row['verdict']]}"
-                + (f"; {outcome}" if outcome else "")
+                f"{row['result']} - {words}" + (f"; {outcome}" if outcome else "")
             )
             role = "prevented the oplock:" if row["kind"] == "oplock" else "held by"
             lines += _listed(row["blockers"], lambda b, r=role: _handle_line(b, r), "handle")
@@ -365,6 +373,32 @@ def replay_table(replay: pl.DataFrame, episodes_of: str) -> list[str]:
     return lines
 
 
+def _minifilters(report: Report) -> list[str]:
+    """The ``--filters`` listing: every minifilter below Procmon, what its altitude means."""
+    listing = report.minifilters
+    if listing is None:
+        return []
+    where = (
+        f"{listing.procmon.name} at {listing.cutoff}"
+        if listing.procmon is not None
+        else f"{listing.cutoff}, PROCMON24's altitude; no Procmon line in the listing"
+    )
+    lines = ["", f"Minifilters below Procmon ({where}), from {listing.source}:"]
+    below = listing.below
+    if not below:
+        lines.append("  none: every filter listed sits above Procmon, so Procmon sees their I/O")
+    lines += [f"  - {f.describe()}" for f in below]
+    if listing.unplaced:
+        names = ", ".join(f.name for f in listing.unplaced)
+        lines.append(f"  Listed without an altitude (legacy filters, position unknown): {names}")
+    lines.append(
+        "  A filter below Procmon can open, scan, hold or refuse a file without any process "
+        "showing it; vendors from Microsoft's allocated-altitudes list (the bundled copy may be "
+        "partial: see traceaudit.minifilters.bundled_source())."
+    )
+    return lines
+
+
 def render_text(
     report: Report, *, limit: int | None = DEFAULT_LIMIT, snippets: bool = False
 ) -> str:
@@ -375,6 +409,7 @@ def render_text(
     details += _retries(report, limit)
     details += _times(report)
     details += _advice(report, snippets)
+    details += _minifilters(report)
     if report.warnings:
         details += ["", "Warnings:"] + [f"  - {w}" for w in report.warnings]
     if details:
