@@ -294,6 +294,15 @@ def main(color: str) -> None:
     type=click.Path(path_type=Path, file_okay=False),
     help="Write the figures as PNG and SVG into this folder (created if missing).",
 )
+@click.option(
+    "--filters",
+    "filters_path",
+    type=click.Path(path_type=Path, dir_okay=False, exists=True),
+    metavar="FILE",
+    help="The saved output of 'fltmc filters' (and/or 'fltmc instances', as administrator) "
+    "from the machine of the capture: list the minifilters below Procmon, which can hold a "
+    "file without any process showing it.",
+)
 @_guard
 def analyze(
     traces: tuple[Path, ...],
@@ -311,6 +320,7 @@ def analyze(
     snippets: bool,
     html_path: Path | None,
     plots_dir: Path | None,
+    filters_path: Path | None,
 ) -> None:
     """Find the failed file operations in TRACES and the handles that blocked them.
 
@@ -328,6 +338,7 @@ def analyze(
         traceaudit analyze Logfile.CSV --limit 0 --snippets
         traceaudit analyze Logfile.CSV --html report.html --plots figures
         traceaudit analyze machine1.csv machine2.csv --target 0.999 --max-wait 10s
+        traceaudit analyze Logfile.PML --filters fltmc.txt
     """
     from traceaudit._cli_options import analyze_notes, summary_line
     from traceaudit.pipeline import analyze as run
@@ -343,6 +354,11 @@ def analyze(
     one_stdin(traces)
     if as_json and as_text:
         raise UsageError("--json and --text both print to standard output; choose one.")
+    listing = None
+    if filters_path is not None:
+        from traceaudit.minifilters import read_fltmc
+
+        listing = read_fltmc(filters_path)
     written_elsewhere = html_path is not None or plots_dir is not None
     ctx = click.get_current_context()
     names = ", ".join(t.name or str(t) for t in traces)
@@ -356,6 +372,7 @@ def analyze(
             target=target,
             max_wait_ms=max_wait_ms,
             tz=tz,
+            filters=listing,
         )
     given = {
         name
