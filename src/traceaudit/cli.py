@@ -546,14 +546,17 @@ def formats() -> None:
 
 
 @main.command(short_help="Replace user, computer and other names with pseudonyms.")
-@click.argument("trace", type=click.Path(path_type=Path))
+@click.argument(
+    "traces", metavar="TRACE...", nargs=-1, required=True, type=click.Path(path_type=Path)
+)
 @click.option(
     "-o",
     "--output",
     "out",
     required=True,
-    type=click.Path(path_type=Path, dir_okay=False),
-    help="Where to write the redacted trace (same format as TRACE; never TRACE itself).",
+    type=click.Path(path_type=Path),
+    help="Where to write the redacted trace (same format as TRACE; never TRACE itself); "
+    "for the files of a rolled-over capture, a folder (created if missing).",
 )
 @click.option(
     "--key-file",
@@ -583,7 +586,7 @@ def formats() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print what was done as JSON.")
 @_guard
 def redact(
-    trace: Path,
+    traces: tuple[Path, ...],
     out: Path,
     key_file: Path | None,
     words: tuple[str, ...],
@@ -599,19 +602,31 @@ def redact(
     A PML stays a PML that Process Monitor opens: its names are replaced in place by
     pseudonyms of the same length (Qmxaz for wchen), so nothing in the file moves.
 
+    Several files must be the parts of one capture Process Monitor rolled over (Log.PML,
+    Log-1.PML…): they are redacted together, the same name the same pseudonym in every
+    part, into the folder OUT under their own names, and analyse together as before.
+
     \b
     Example:
         traceaudit redact Logfile.PML -o shareable.PML --key-file redact.key
+        traceaudit redact Log.PML Log-1.PML Log-2.PML -o shareable --key-file redact.key
         traceaudit redact Logfile.CSV -o shareable.csv --key-file redact.key
         traceaudit redact Logfile.CSV.gz -o shareable.csv.gz --secret ACME --keep path
         traceaudit redact pasted.tsv -o pasted.redacted.tsv --map private-map.json
     """
-    from traceaudit.redaction.redactor import read_secret_file
+    from traceaudit.redaction.redactor import (
+        CaptureRedactionResult,
+        RedactionResult,
+        read_secret_file,
+        redact_capture,
+    )
     from traceaudit.redaction.redactor import redact as run
 
-    check_output_file(out, [trace], "redacted trace")
+    several, trace = len(traces) > 1, traces[0]
+    if not several:
+        check_output_file(out, [trace], "redacted trace")
     if map_path is not None:
-        check_output_file(map_path, [trace, out], "pseudonym map")
+        check_output_file(map_path, [*traces] + ([] if several else [out]), "pseudonym map")
     if key_file is not None:
         for other, what in ((out, "redacted trace"), (map_path, "pseudonym map")):
             if other is not None and same_file(key_file, other):
@@ -619,7 +634,13 @@ def redact(
                     f"{key_file}: given as both the key file and the {what}; give two names."
                 )
     secrets = list(words) + (read_secret_file(secret_file) if secret_file else [])
-    result = run(trace, out, key=key_file, secrets=secrets, keep=keep, map_path=map_path)
+    result: RedactionResult
+    if several:
+        result = redact_capture(
+            traces, out, key=key_file, secrets=secrets, keep=keep, map_path=map_path
+        )
+    else:
+        result = run(trace, out, key=key_file, secrets=secrets, keep=keep, map_path=map_path)
     if result.key_created:
         _say(
             f"created key file {key_file}: keep it private; reuse it to redact other traces "
@@ -637,9 +658,13 @@ def redact(
         _say_json(json.dumps(result.to_dict(), indent=2, ensure_ascii=False))
         return
     counts = ", ".join(f"{n:,} {cls}" for cls, n in result.counts.items()) or "nothing"
+    written = str(result.output)
+    if isinstance(result, CaptureRedactionResult):
+        written = ", ".join(str(p) for p in result.outputs)
+    files = f" in {len(traces)} files" if several else ""
     _say(
-        f"wrote {result.output} ({result.format}, {plural(result.rows, 'row')}); replaced: "
-        f"{counts}; leak check passed.",
+        f"wrote {written} ({result.format}, {plural(result.rows, 'row')}{files}); replaced: "
+        f"{counts}; leak check passed{' on each' if several else ''}.",
         err=True,
     )
 

@@ -55,13 +55,18 @@ where the interpreted data ends. Bytes between events that the walk steps over s
 the leak check covers them.
 
 **Leak check** (:mod:`.pml_check`): every byte of the output, not only the fields above.
+
+**Rolled-over captures** (``Log.PML``, ``Log-1.PML``…, :mod:`traceaudit.formats.pml.rollover`)
+are redacted together (:func:`render_together`): one handler per part, one context
+(discovery over every part, then one freeze), one set of same-length pseudonyms, so a name
+is the same pseudonym in every part and the parts analyse together as the originals did.
 """
 
 from __future__ import annotations
 
 import re
 import struct
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -102,7 +107,7 @@ from traceaudit.redaction.pml_check import ANSI_EVERYWHERE, GLUED
 from traceaudit.redaction.samelength import WORD, SameLength
 from traceaudit.redaction.vocab import AUTHORITIES, split_ext
 
-__all__ = ["FORMAT", "Field", "PmlHandler"]
+__all__ = ["FORMAT", "Field", "PmlHandler", "render_together"]
 
 FORMAT = "procmon-pml"
 _STRING_REFS = (  # process record: offset of the u32 string index -> kind
@@ -449,14 +454,25 @@ class PmlHandler:
 
     def render(self) -> tuple[bytes, int]:
         """The redacted log (up to what the reader interprets) and its number of events."""
-        out = bytearray(self.data[: self.end])
+        return next(render_together([self]))
+
+    def _decide_all(self) -> list[tuple[Field, str]]:
+        """The CSV rewriters' decision on every string field (they note late secrets)."""
         texts = list(self.texts())
-        # the CSV rewriters decide first (they note late secrets), then pseudonyms are made
         for f, text in texts:
             for piece in text.split("\x00"):
                 if piece:
                     self._decide(f.kind, piece)
-        self._prepare()
+        return texts
+
+    def _adopt(self, first: PmlHandler) -> None:
+        """Share ``first``'s matchers, same-length pseudonyms and table (one capture)."""
+        self._same, self._kinds, self.table = first._same, first._kinds, first.table
+        self._words, self._long = first._words, first._long
+        self._glued, self._anywhere = first._glued, first._anywhere
+
+    def _render(self, texts: list[tuple[Field, str]]) -> tuple[bytes, int]:
+        out = bytearray(self.data[: self.end])
         for f, text in texts:
             new = "\x00".join(self._rewrite(f.kind, piece) for piece in text.split("\x00"))
             if new != text:
@@ -616,6 +632,27 @@ class PmlHandler:
                     items.append(self._substitute(item))
             return self._substitute(name) + "=" + ";".join(items)
         return self._substitute(name) + "=" + self._name(value, new_value)
+
+
+def render_together(handlers: Sequence[PmlHandler]) -> Iterator[tuple[bytes, int]]:
+    """The redacted logs of the files of one rolled-over capture, pseudonymised as one.
+
+    The handlers share one :class:`Context` (discovery ran over every part, then one
+    :meth:`Context.freeze`). Every part's fields are decided first, so a secret that one
+    part notes late is known to all; then one set of matchers and one :class:`SameLength`
+    serve every part, so a name gets the same pseudonym in each, whatever part meets it
+    first (collisions are resolved once, in part order, the same on every run with the
+    key); ``table`` is one table for all. Yields each part's bytes and events in turn.
+    """
+    first = handlers[0]
+    for handler in handlers[1:]:
+        handler._cache = first._cache  # the rewriters' decisions depend on the text only
+    texts = [handler._decide_all() for handler in handlers]
+    first._prepare()
+    for handler in handlers[1:]:
+        handler._adopt(first)
+    for handler, fields in zip(handlers, texts, strict=True):
+        yield handler._render(fields)
 
 
 def _put(out: bytearray, f: Field, text: str) -> None:

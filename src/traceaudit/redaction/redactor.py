@@ -52,6 +52,12 @@ pseudonyms (``WChen`` → ``Qmxaz``, not ``user_3f2a9c81``: every string keeps i
 so no offset in the file moves), and its leak check searches every byte as UTF-16 and
 as ANSI text (:mod:`.pml`, :mod:`.pml_check`).
 
+The files of a Process Monitor capture that rolled over (``Log.PML``, ``Log-1.PML``…) are
+redacted together by :func:`redact_capture` into a folder, under their own names: one
+discovery over every part and one set of pseudonyms, so the same name is the same
+pseudonym in every part and ``analyze`` of the redacted parts together finds what it finds
+in the originals together. Every part is leak-checked; a leak in any removes them all.
+
 Limits: free text is searched for the secrets found in structured places, not for
 arbitrary personal data (a full name in a registry value stays unless named with
 ``secrets=``); registry key names are kept (software chose them); the leak check does not
@@ -63,6 +69,7 @@ that are well-known words, or that the trace itself keeps elsewhere (a folder na
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
 import os
@@ -70,12 +77,13 @@ import secrets as _secrets
 import time
 import unicodedata
 import zipfile
-from collections.abc import Iterable
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 from traceaudit.errors import RedactionLeakError, UsageError
+from traceaudit.formats.pml.rollover import one_capture, part_name
 from traceaudit.redaction.check import find_leaks_in_file, leak_message
 from traceaudit.redaction.context import CLASSES, Context
 from traceaudit.redaction.handlers import (
@@ -87,16 +95,18 @@ from traceaudit.redaction.handlers import (
     write_output,
 )
 from traceaudit.redaction.keys import load_key, new_key
-from traceaudit.redaction.pml import PmlHandler
+from traceaudit.redaction.pml import PmlHandler, render_together
 from traceaudit.redaction.pml_check import find_pml_leaks, pml_leak_message
 
 __all__ = [
     "CLASSES",
     "MIN_SECRET_WORD",
+    "CaptureRedactionResult",
     "RedactionLeakError",
     "RedactionResult",
     "read_secret_file",
     "redact",
+    "redact_capture",
 ]
 
 PathLike = str | os.PathLike[str]
@@ -149,6 +159,26 @@ class RedactionResult:
             "seconds": round(self.seconds, 3),
             "notes": list(self.notes),
         }
+
+
+@dataclass(frozen=True)
+class CaptureRedactionResult(RedactionResult):
+    """What :func:`redact_capture` did. ``output`` is the folder, ``outputs`` the files
+    written in it (one per part, under the part's name), ``inputs`` the parts in part order
+    (``input`` is the first); ``rows``, ``counts`` and the map are the whole capture's,
+    ``part_rows`` the events of each part."""
+
+    inputs: tuple[Path, ...] = ()
+    outputs: tuple[Path, ...] = ()
+    part_rows: tuple[int, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON: :meth:`RedactionResult.to_dict` and the files."""
+        document = super().to_dict()
+        document["inputs"] = [str(p) for p in self.inputs]
+        document["outputs"] = [str(p) for p in self.outputs]
+        document["part_rows"] = list(self.part_rows)
+        return document
 
 
 def read_secret_file(path: PathLike) -> list[str]:
@@ -223,6 +253,215 @@ def redact(
         seconds=time.perf_counter() - started,
         notes=tuple(source.notes),
     )
+
+
+def redact_capture(
+    paths: Sequence[PathLike],
+    out_dir: PathLike,
+    *,
+    key: bytes | PathLike | None = None,
+    secrets: Iterable[str] = (),
+    keep: Iterable[str] = (),
+    map_path: PathLike | None = None,
+) -> CaptureRedactionResult:
+    """Redact the files of one rolled-over Process Monitor capture together into ``out_dir``.
+
+    ``paths`` are ``Log.PML``, ``Log-1.PML``… in any order (one trace of any format is
+    redacted as :func:`redact` does); each is written to ``out_dir`` under its own name
+    (``out_dir`` is created when missing; an existing file of that name is replaced, as
+    :func:`redact` replaces its output). The parts are pseudonymised as one trace: one
+    discovery over every part, one set of same-length pseudonyms, so a name gets the same
+    pseudonym in every part; ``map_path`` receives one table for them all. Every part is
+    written to a temporary file and leak-checked before any is moved into place; a leak
+    in any part removes them all. Options as for :func:`redact`.
+
+    Raises :class:`UsageError` when the files are not one capture (the message of
+    :func:`~traceaudit.formats.pml.rollover.one_capture`), when ``out_dir`` is a file or
+    an output would be an input, and as :func:`redact` does.
+    """
+    started = time.perf_counter()
+    kept = _check_keep(keep)
+    secrets = _check_secrets(secrets)
+    inputs = one_capture(paths)
+    folder = Path(out_dir)
+    outs = [folder / source.name for source in inputs]
+    _check_capture_paths(inputs, folder, outs, map_path, key)
+    made = _make_folder(folder)
+    try:
+        if len(inputs) == 1:
+            single = redact(
+                inputs[0], outs[0], key=key, secrets=secrets, keep=kept, map_path=map_path
+            )
+            values = {f.name: getattr(single, f.name) for f in fields(single)}
+            values["output"] = folder
+            return CaptureRedactionResult(
+                **values, inputs=tuple(inputs), outputs=tuple(outs), part_rows=(single.rows,)
+            )
+        return _redact_parts(inputs, folder, outs, started, kept, secrets, key, map_path)
+    except BaseException:
+        if made:
+            _remove_empty(folder)
+        raise
+
+
+def _redact_parts(
+    inputs: list[Path],
+    folder: Path,
+    outs: list[Path],
+    started: float,
+    kept: frozenset[str],
+    secrets: list[str],
+    key: bytes | PathLike | None,
+    map_path: PathLike | None,
+) -> CaptureRedactionResult:
+    """:func:`redact_capture` of two or more PML parts."""
+    key_bytes, key_kind, key_file, created = _key(key)
+    sources = [open_source(path) for path in inputs]
+    ctx = Context(key_bytes, kept, secrets)
+    handlers = [PmlHandler(source.data, source.name, ctx) for source in sources]
+    for handler in handlers:
+        handler.discover()
+    ctx.freeze()
+    rows: list[int] = []
+    tmps: list[Path] = []
+    try:
+        rendered = render_together(handlers)
+        for source, handler, out, (data, count) in zip(
+            sources, handlers, outs, rendered, strict=True
+        ):
+            source.notes.extend(handler.notes)
+            tmp = out.with_name(f".{out.name}.{_secrets.token_hex(4)}.tmp")
+            tmps.append(tmp)
+            _write_bytes(tmp, source, _member_name(source, ctx), data)
+            rows.append(count)
+            del data
+        words = ctx.secrets()
+        ctx.pseudo.table = handlers[0].table  # one same-length table for every part
+        words += [s for s in ctx.secrets() if s not in words]
+        for source, handler, out, tmp in zip(sources, handlers, outs, tmps, strict=True):
+            leaks = find_pml_leaks(
+                _read_back(tmp, source), words, key_bytes.hex(), handler.one_byte
+            )
+            if leaks:
+                raise RedactionLeakError(
+                    pml_leak_message(out.name, leaks)
+                    + f" No part of the capture was written ({len(outs)} files)."
+                )
+        for tmp, out in zip(tmps, outs, strict=True):
+            os.replace(tmp, out)
+    except BaseException:
+        for tmp in tmps:
+            tmp.unlink(missing_ok=True)
+        raise
+    if map_path is not None:
+        _write_map(Path(map_path), ctx)
+    notes = [note for source in sources for note in source.notes]
+    numbers = [named[1] for named in map(part_name, inputs) if named is not None]
+    gaps = [n for n in range(numbers[0], numbers[-1]) if n not in numbers] if numbers else []
+    if gaps:
+        notes.append(
+            f"{inputs[0].name}: part{'s' if len(gaps) > 1 else ''} "
+            f"{', '.join(str(n) for n in gaps)} of the capture "
+            f"{'are' if len(gaps) > 1 else 'is'} not among the files: the redacted parts "
+            "have the same gap."
+        )
+    return CaptureRedactionResult(
+        input=inputs[0],
+        output=folder,
+        format=sources[0].format,
+        encoding=sources[0].label,
+        compression=sources[0].compression,
+        rows=sum(rows),
+        counts=ctx.pseudo.counts(),
+        kept=tuple(sorted(kept)),
+        key=key_kind,
+        key_file=key_file,
+        key_created=created,
+        map_path=None if map_path is None else Path(map_path),
+        seconds=time.perf_counter() - started,
+        notes=tuple(notes),
+        inputs=tuple(inputs),
+        outputs=tuple(outs),
+        part_rows=tuple(rows),
+    )
+
+
+def _write_bytes(tmp: Path, source: Source, member_name: str, data: bytes) -> None:
+    """``data`` to the new file ``tmp``, compressed as the source was, flushed to disk."""
+    with tmp.open("xb") as raw:
+        with write_binary(raw, source, member_name) as stream:
+            stream.write(data)
+        raw.flush()
+        os.fsync(raw.fileno())
+
+
+def _check_capture_paths(
+    inputs: list[Path],
+    folder: Path,
+    outs: list[Path],
+    map_path: PathLike | None,
+    key: bytes | PathLike | None,
+) -> None:
+    """Refuse an output folder that is a file, an output that is an input, and a map or
+    key file that is an input or an output."""
+    if folder.exists() and not folder.is_dir():
+        raise UsageError(
+            f"{folder}: exists and is not a folder; give a folder for the redacted parts "
+            f"of the capture ({', '.join(p.name for p in inputs)})."
+        )
+    ancestor = next((p for p in Path(os.path.abspath(folder)).parents if p.exists()), None)
+    if ancestor is not None and not ancestor.is_dir():
+        raise UsageError(f"{ancestor}: is a file, so the folder {folder} cannot be created.")
+    for out in outs:
+        for source in inputs:
+            if _same(source, out):
+                raise UsageError(
+                    f"{folder}: holds the input {source.name}, which the redacted part would "
+                    "replace; give another folder with -o (redact never writes over its "
+                    "input)."
+                )
+    if map_path is not None:
+        map_file = Path(map_path)
+        if not map_file.parent.is_dir():
+            raise UsageError(
+                f"{map_file.name}: cannot write the --map file: the folder {map_file.parent} "
+                "does not exist."
+            )
+        for other in [*inputs, *outs]:
+            if _same(map_file, other):
+                raise UsageError(
+                    f"{map_file.name}: the --map file would overwrite "
+                    f"{'an input trace' if other in inputs else 'a redacted part'}; give "
+                    "another path."
+                )
+    if key is not None and not isinstance(key, (bytes, bytearray)):
+        others = [*inputs, *outs] + ([] if map_path is None else [Path(map_path)])
+        if any(_same(Path(key), other) for other in others):
+            raise UsageError(
+                f"{Path(key).name}: the key file cannot also be an input, an output or "
+                "the --map file; give another path."
+            )
+
+
+def _make_folder(folder: Path) -> bool:
+    """Create ``folder`` (and its parents) when missing; whether it was created."""
+    if folder.is_dir():
+        return False
+    try:
+        folder.mkdir(parents=True)
+    except FileExistsError:
+        return False
+    except OSError as exc:
+        raise UsageError(
+            f"{folder}: cannot create the folder for the redacted parts ({exc.strerror or exc})."
+        ) from None
+    return True
+
+
+def _remove_empty(folder: Path) -> None:
+    """Remove the folder this run created, when nothing is in it."""
+    with contextlib.suppress(OSError):
+        folder.rmdir()
 
 
 def _read_back(path: Path, source: Source) -> bytes:

@@ -17,7 +17,9 @@ shape:
   ``wchen`` become words equal case-insensitively, so paths that Windows (and the
   analysis) treat as one file stay one file;
 * it is a function of the word alone, so ``bob`` becomes the same word in a path, a
-  command line and an environment block, and in every file redacted with the same key;
+  command line and an environment block, and in every file redacted with the same key
+  (except where two words collide: the one met second gets another candidate, so the
+  parts of one rolled-over capture share one :class:`SameLength`, :func:`.pml.render_together`);
 * it is injective: two different words (lower-cased) never get the same pseudonym, and a
   pseudonym is never a word of another secret, a well-known word (:func:`.vocab.is_vocab`),
   a word of the untouched columns, or text containing a ``--secret`` word: a candidate
