@@ -241,3 +241,16 @@ def test_error_map_over_a_part(parts, tmp_path):
     with pytest.raises(UsageError, match="the --map file would overwrite an input trace"):
         redact_capture(parts, tmp_path / "out", key=KEY, map_path=parts[1])
     assert not (tmp_path / "out").exists()
+
+
+def test_a_missing_middle_part_is_said_and_one_file_is_redacted_alone(parts, tmp_path):
+    gap = redact_capture([parts[2], parts[0]], tmp_path / "gap", key=KEY)
+    assert [p.name for p in gap.outputs] == ["Log.PML", "Log-2.PML"]
+    assert gap.notes[-1] == (
+        "Log.PML: part 1 of the capture is not among the files: the redacted parts have "
+        "the same gap."
+    )
+    alone = redact_capture([parts[1]], tmp_path / "alone", key=KEY)
+    assert alone.outputs == (tmp_path / "alone" / "Log-1.PML",)
+    assert (alone.rows, alone.part_rows, alone.output) == (640, (640,), tmp_path / "alone")
+    assert read_pml(alone.outputs[0]).events.height == 640

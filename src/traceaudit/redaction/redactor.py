@@ -273,7 +273,9 @@ def redact_capture(
     discovery over every part, one set of same-length pseudonyms, so a name gets the same
     pseudonym in every part; ``map_path`` receives one table for them all. Every part is
     written to a temporary file and leak-checked before any is moved into place; a leak
-    in any part removes them all. Options as for :func:`redact`.
+    in any part removes them all (the moves themselves are one per file: a failure of the
+    file system between two of them leaves the parts moved before it). Every part is held
+    in memory until all are written. Options as for :func:`redact`.
 
     Raises :class:`UsageError` when the files are not one capture (the message of
     :func:`~traceaudit.formats.pml.rollover.one_capture`), when ``out_dir`` is a file or
