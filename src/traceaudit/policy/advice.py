@@ -56,6 +56,18 @@ def _why_no_episode(conflicts: pl.DataFrame | None) -> str | None:
             "No retry advice: the failures come from mapped sections, whose end no event "
             "shows, so how long to retry cannot be read from this capture."
         )
+    if (
+        "unseen_holder" in conflicts.columns
+        and conflicts.filter(pl.col("unseen_holder") == "outside-capture").is_empty()
+        and not conflicts.filter(pl.col("unseen_holder") == "below-procmon").is_empty()
+    ):
+        return (
+            "No retry advice: no process in the capture held the file, although the capture "
+            "could have shown one, so no release can be timed: the holder is most likely a "
+            "minifilter below Procmon (antivirus or EDR). An ETW capture alongside Procmon "
+            "('traceaudit capture-profile') or the program's own retry log shows how long it "
+            "lasted."
+        )
     return (
         "No retry advice: no failure has a holder in the capture whose release could be "
         "timed. Capture again without a process filter (filter on the path instead) so "

@@ -75,9 +75,20 @@ def _answer(report: Report) -> list[str]:
 
 
 def _verdict_counts(conflicts: pl.DataFrame) -> str:
-    counts = dict(conflicts.group_by("verdict").len().iter_rows())
+    below = (
+        (pl.col("unseen_holder") == "below-procmon") & (pl.col("verdict") == "no-holder-filtered")
+        if "unseen_holder" in conflicts.columns
+        else pl.lit(False)
+    )
+    keyed = conflicts.with_columns(
+        verdict=pl.when(below.fill_null(False))
+        .then(pl.lit("below-procmon"))
+        .otherwise(pl.col("verdict"))
+    )
+    counts = dict(keyed.group_by("verdict").len().iter_rows())
     paths = conflicts["path"].str.to_lowercase().n_unique()
-    parts = [f"{counts[v]:,} {VERDICT_WORDS[v]}" for v in VERDICT_WORDS if counts.get(v)]
+    words = {**VERDICT_WORDS, "below-procmon": BELOW_PROCMON_WORDS}
+    parts = [f"{counts[v]:,} {words[v]}" for v in words if counts.get(v)]
     return (
         f"{plural(conflicts.height, 'conflict')} on {plural(paths, 'path')}: "
         + "; ".join(parts)
