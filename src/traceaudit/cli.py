@@ -218,7 +218,7 @@ def main(color: str) -> None:
       traceaudit analyze Logfile.CSV --process uv.exe --max-wait 10s
       traceaudit analyze Logfile.CSV --html report.html
       traceaudit timeline Logfile.CSV "C:\\Users\\me\\AppData\\Local\\Temp\\file.txt"
-      traceaudit capture-profile > traceaudit.wprp
+      traceaudit capture-profile --procmon "C:\\Users\\me\\project"
     """
     set_color(color)
     _configure_output()
