@@ -275,9 +275,9 @@ def test_a_complete_capture_names_the_minifilter_layer():
     assert report.conflicts["verdict"].to_list() == ["no-holder-filtered"]
     assert report.conflicts["unseen_holder"].to_list() == ["below-procmon"]
     text = report.to_text()
-    assert "most likely a minifilter below Procmon (antivirus or EDR)" in text
-    assert "filtered out" not in text
-    assert "1 no holder in the trace (a minifilter below Procmon?)" in text
+    assert "most likely a minifilter below Procmon (antivirus or EDR), unless a filter" in text
+    assert "the holder was most likely filtered out" not in text
+    assert "1 no holder in the trace (a minifilter below Procmon, or filtered out?)" in text
     assert "the holder is most likely a minifilter below Procmon" in text  # no retry advice
     assert report.warnings[0].startswith("cap.csv: 1 failure (CreateFile SHARING VIOLATION)")
     assert "run 'fltmc filters' as administrator" in report.warnings[0]

@@ -418,20 +418,22 @@ def _visibility(per_process: pl.DataFrame, *, any_opens: bool, unreliable: bool)
 
 UNSEEN_HOLDER = {
     "outside-capture": "the holder was most likely filtered out of the capture",
-    "below-procmon": "the capture could show a holding process and shows none: most likely a "
-    "minifilter below Procmon's altitude (antivirus or EDR)",
+    "below-procmon": "the capture shows other processes' opens and closes but no holder: most "
+    "likely a minifilter below Procmon's altitude (antivirus or EDR), unless a filter on the "
+    "capture left the holding process out",
 }
 """Values of the ``unseen_holder`` column of conflicts with no holder, and what each means."""
 
 _MINIFILTER_REASON = (
-    "no process in this capture held it, and the capture could have shown one (it keeps "
-    "every process's opens and closes, as far as the trace shows): most likely a file-system "
-    "minifilter below Procmon's altitude (antivirus or EDR, in the FSFilter Anti-Virus range) "
-    "opened, scanned or refused it with requests Procmon never sees, or a process opened it "
-    "before the capture started and did nothing with it during the capture"
+    "no process in this capture held it, though the capture keeps other processes' opens "
+    "and closes: most likely a file-system minifilter below Procmon's altitude (antivirus or "
+    "EDR, in the FSFilter Anti-Virus range) opened, scanned or refused it with requests "
+    "Procmon never sees; or a filter on the capture left the holding process out (the trace "
+    "cannot tell), or a process opened it before the capture started and did nothing with "
+    "it during the capture"
 )
 _PERMISSION_OR_FILTER = (
-    "; in a capture that shows every process, a security minifilter below Procmon "
+    "; in a capture that shows other processes' activity, a security minifilter below Procmon "
     "(antivirus or EDR) refusing the open gives the same ACCESS DENIED"
 )
 
@@ -484,12 +486,14 @@ def below_procmon_warning(name: str, conflicts: pl.DataFrame) -> str | None:
     n = unseen.height
     return (
         f"{name}: {n:,} failure{'s' if n != 1 else ''} ({what}) with no holder, although the "
-        "capture keeps every process's opens and closes as far as the trace shows: the usual "
-        "cause is a file-system minifilter below Procmon's altitude (385200), typically "
-        "antivirus or EDR in the FSFilter Anti-Virus range (320000-329999), which opens, scans "
-        "or refuses files with requests Procmon never sees. To see it: run 'fltmc filters' "
-        "as administrator, save the output and pass it with --filters; record an ETW trace "
-        "alongside Procmon ('traceaudit capture-profile' shows how)."
+        "capture keeps other processes' opens and closes: the usual cause is a file-system "
+        "minifilter below Procmon's altitude (385200), typically antivirus or EDR in the "
+        "FSFilter Anti-Virus range (320000-329999), which opens, scans or refuses files with "
+        "requests Procmon never sees; the other is a filter on the capture that left the "
+        "holding process out, which the trace cannot tell apart. To see it: run 'fltmc "
+        "filters' as administrator, save the output and pass it with --filters; record an ETW "
+        "trace alongside Procmon ('traceaudit capture-profile' shows how), with no filter on "
+        "processes."
     )
 
 

@@ -1,6 +1,6 @@
 """File-system minifilters: what ``fltmc`` lists, where each sits, and whose it is.
 
-A failure with no holder in a capture that shows every process most likely comes from a
+A failure with no holder in a capture that could have shown one most likely comes from a
 minifilter below Process Monitor's altitude (typically antivirus or EDR, in the FSFilter
 Anti-Virus range): :mod:`~traceaudit.minifilters.fltmc` reads the saved output of
 ``fltmc filters`` / ``fltmc instances`` and :mod:`~traceaudit.minifilters.altitudes` says

@@ -22,7 +22,7 @@ Sources (Microsoft Learn, Windows driver documentation, IFS section)
 Why this matters to traceaudit: Procmon sees only the I/O that reaches its own altitude.
 A filter **below** it (an antivirus or EDR filter in the Anti-Virus range, an encryption
 or HSM filter lower still) can open, scan, hold or refuse a file with requests that never
-pass Procmon, so a capture that shows every process can still show no holder.
+pass Procmon, so a capture that shows every process holding a file can still show no holder.
 """
 
 from __future__ import annotations

@@ -187,9 +187,11 @@ def _others(report: Report) -> list[tuple[str, str]]:
         out.append(
             (
                 "No holder",
-                f"{plural(unseen.height, 'failure')} ({_what(unseen)}) with no holder although "
-                "the capture shows every process: most likely a minifilter below Procmon "
-                "(antivirus or EDR); fltmc filters (as administrator) lists them",
+                f"{plural(unseen.height, 'failure')} ({_what(unseen)}) with no holder in a "
+                "capture that shows other processes' opens and closes: most likely a "
+                "minifilter below Procmon (antivirus or EDR), unless a filter on the capture "
+                "left the holding process out; fltmc filters (as administrator) lists the "
+                "minifilters",
             )
         )
     permission = conflicts.filter(pl.col("verdict") == "no-holder-permission")

@@ -41,7 +41,7 @@ VERDICT_WORDS = {
     "no-holder-filtered": "no holder in the trace (filtered out of the capture?)",
 }
 
-BELOW_PROCMON_WORDS = "no holder in the trace (a minifilter below Procmon?)"
+BELOW_PROCMON_WORDS = "no holder in the trace (a minifilter below Procmon, or filtered out?)"
 """The verdict's words for a failure with no holder in a capture that could show one."""
 
 _LABEL = 11
