@@ -30,6 +30,7 @@ from builders import Story
 from traceaudit.cli import main
 from traceaudit.minifilters import FltmcError, group_of, parse_fltmc, read_fltmc
 from traceaudit.pipeline import analyze
+from traceaudit.report.html import render_html
 from traceaudit.schema import Trace
 
 FILTERS_WITH_LEGACY = """
@@ -325,3 +326,14 @@ def test_cli_filters_option(tmp_path):
     if result.exit_code != 0:  # the parquet writer's schema may differ: use the API form
         pytest.skip(f"trace not readable as parquet here: {result.stderr}")
     assert json.loads(result.stdout)["minifilters"]["below_procmon"][0]["name"] == "CSAgent"
+
+
+def test_the_html_report_lists_the_minifilters_below_procmon(tmp_path):
+    path = tmp_path / "fltmc.txt"
+    path.write_bytes(codecs.BOM_UTF16_LE + FILTERS_UCPD.encode("utf-16-le"))
+    page = render_html(_analysis(_story().events(), filters=path))
+    section = page[page.index('<section id="minifilters">') :]
+    section = section[: section.index("</section>")]
+    assert "<td>WdFilter</td>" in section and "FSFilter Anti-Virus" in section
+    assert '<a href="#minifilters">' in page
+    assert 'id="minifilters"' not in render_html(_analysis(_story().events()))

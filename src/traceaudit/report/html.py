@@ -253,6 +253,7 @@ def _nav(report: Report) -> str:
         ("windows", "Blocked time and hold time"),
         ("advice", "Retry advice"),
         ("retries", "The application's own retries"),
+        *([("minifilters", "Minifilters below Procmon")] if report.minifilters else []),
         ("warnings", "Warnings"),
     ]
     links = "".join(f'<li><a href="#{a}">{_e(t)}</a></li>' for a, t in items)
@@ -843,6 +844,55 @@ def _retries(report: Report) -> str:
     return "".join(out)
 
 
+def _minifilters(report: Report) -> str:
+    """The ``--filters`` listing: each minifilter below Procmon, its load order group and,
+    where Microsoft's allocated-altitudes list has it, whose it is."""
+    listing = report.minifilters
+    if listing is None:
+        return ""
+    where = (
+        f"{listing.procmon.name} at {listing.cutoff}"
+        if listing.procmon is not None
+        else f"{listing.cutoff}, PROCMON24's altitude (no Procmon line in the listing)"
+    )
+    out = [
+        '<section id="minifilters"><h2>Minifilters below Procmon</h2>',
+        f"<p>From {_e(listing.source)}; Procmon: {_e(where)}. A filter below Procmon can "
+        "open, scan, hold or refuse a file without any process showing it in the capture.</p>",
+    ]
+    rows = []
+    for f in listing.below:
+        group = f.group
+        owners = "; ".join(
+            f"{a.company} ({a.minifilter})" if a.minifilter else a.company for a in f.allocations
+        )
+        rows.append(
+            [
+                _e(f.name),
+                _e(f.altitude or "-"),
+                _e("-" if group is None else f"{group.name} ({group.range_text})"),
+                _e(owners or "not in the bundled list"),
+            ]
+        )
+    if rows:
+        out.append(_table(["filter", "altitude", "load order group", "allocated to"], rows, {1}))
+    else:
+        out.append(
+            "<p>None: every filter listed sits above Procmon, so Procmon sees their I/O.</p>"
+        )
+    if listing.unplaced:
+        names = ", ".join(f.name for f in listing.unplaced)
+        out.append(
+            f'<p class="note">Listed without an altitude (legacy filters, position unknown): '
+            f"{_e(names)}.</p>"
+        )
+    out.append(
+        '<p class="note">Vendors come from Microsoft\'s allocated-altitudes list; the bundled '
+        "copy may be partial (traceaudit.minifilters.bundled_source() says which).</p></section>"
+    )
+    return "".join(out)
+
+
 def _warnings(report: Report) -> str:
     out = ['<section id="warnings"><h2>Warnings</h2>']
     if report.warnings:
@@ -904,6 +954,7 @@ def render_html(
             _windows(report, windows_fig),
             _advice(report),
             _retries(report),
+            _minifilters(report),
             _warnings(report),
         ]
     )
