@@ -329,3 +329,50 @@ def test_the_progress_bar_draws_on_a_terminal_and_ends_with_one_line():
     bar.advance(4)
     bar.finish("done")
     assert quiet.getvalue() == "done\n"
+
+
+def test_the_files_of_a_rolled_over_capture_are_one_trace_of_the_fleet(
+    corpus: Path, traces: Path, tmp_path: Path
+):
+    """Procmon rolled a capture over into Log.PML, Log-1.PML, Log-2.PML on one machine:
+    discovery joins them, the task reads them as one trace (one id, one row), and the
+    pooled summary equals ``analyze`` of the parts and the other traces together."""
+    from pml_parts import pml_bytes, write_parts
+
+    machine = tmp_path / "machine-2"
+    machine.mkdir()
+    source = corpus / "procmon-pml" / "ron-crash-a.pml"
+    parts = [str(p.resolve()) for p in write_parts(pml_bytes(source), [600, 1240], machine)]
+    found = discover([machine, traces / "machine-0"])
+    joined = [c for c in found if c.parts]
+    assert [c.parts for c in joined] == [tuple(parts)]
+    assert joined[0].path == parts[0]
+    assert joined[0].size == sum(Path(p).stat().st_size for p in parts)
+    assert not any(c.path in parts[1:] for c in found)
+
+    result = analyse_file(parts[0], parts=parts, sniff=True)
+    assert result.status == "ok" and result.trace_id == content_id(*parts)
+    row = result.trace.row(0, named=True)
+    assert row["events"] == 1_250 and row["conflicts"] == 4
+    assert any("read Log.PML, Log-1.PML, Log-2.PML as one capture" in w for w in row["warnings"])
+
+    dataset = tmp_path / "dataset"
+    with DatasetWriter(dataset) as writer:
+        for candidate in found:
+            writer.write(analyse_file(candidate.path, parts=candidate.parts, sniff=True))
+    others = [c.path for c in found if not c.parts and Path(c.path).name != "damaged.csv"]
+    report = traceaudit.analyze([*parts, *others])
+    summary = summarize(dataset)
+    assert summary.analysed == len(report.traces) == 1 + len(others)
+    assert_pooled_equal(summary, report)
+
+
+def test_the_run_line_counts_files_and_says_which_were_joined():
+    from traceaudit.fleet.summary import FleetRun
+
+    run = FleetRun(found=4, analysed=2, seconds=1.0, workers=2, rolled_over=3, captures=1)
+    assert run.line() == (
+        "fleet: 4 files (3 of them in 1 rolled-over capture, each one trace): 2 analysed, "
+        "0 failed in 1.0 s on 2 workers"
+    )
+    assert run.to_dict()["rolled_over"] == 3 and run.to_dict()["captures"] == 1

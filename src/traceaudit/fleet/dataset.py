@@ -178,6 +178,7 @@ def analyse_into(
     dataset: str,
     tmp: str,
     sniff: bool = False,
+    parts: Collection[str] = (),
     *,
     known: Collection[str] = frozenset(),
     date: Date | None = None,
@@ -188,7 +189,7 @@ def analyse_into(
     ``tmp`` (a shared file system, or the same machine). Otherwise the tables travel back
     to the driver, which commits them. The ``traces`` row always travels back too (a
     single row): the driver needs it when two files of a run hold the same bytes."""
-    result = analyse_file(path, sniff=sniff, known=known, date=date, strict=strict)
+    result = analyse_file(path, parts=parts, sniff=sniff, known=known, date=date, strict=strict)
     if result.trace is not None and result.trace_id is not None and os.path.isdir(tmp):
         commit(Path(dataset), Path(tmp), result)
         result.tables = {}

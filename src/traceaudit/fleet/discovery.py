@@ -10,7 +10,9 @@
 * A **glob** (``*``, ``?``, ``[``; ``**`` crosses folders) stands for the files and
   folders it matches, which are then taken like folder contents (sniffed).
 
-Nothing here reads a file's content.
+Nothing here reads a file's content, but for the headers of ``.PML`` files: the files of a
+capture Process Monitor rolled over (``Log.PML``, ``Log-1.PML``…) are one trace, joined
+here as :func:`traceaudit.analyze` joins them (:mod:`traceaudit.formats.pml.rollover`).
 """
 
 from __future__ import annotations
@@ -30,12 +32,17 @@ _GLOB_CHARS = frozenset("*?[")
 
 @dataclass(frozen=True)
 class Candidate:
-    """A file to analyse: its absolute path, whether to sniff it first, size and mtime."""
+    """A file to analyse: its absolute path, whether to sniff it first, size and mtime.
+
+    ``parts`` lists every file of a rolled-over capture, in part order (``path`` is the
+    first; ``size`` their total, ``mtime_ns`` the latest); empty for a single file.
+    """
 
     path: str
     sniff: bool
     size: int
     mtime_ns: int
+    parts: tuple[str, ...] = ()
 
 
 def _is_glob(text: str) -> bool:
@@ -106,4 +113,36 @@ def discover(
                 take(Path(match), named=False)
         else:
             raise TraceFormatError(f"{text}: no such file or folder. Check the path.")
-    return sorted(found.values(), key=lambda c: c.path)
+    return _join_rolled_over(sorted(found.values(), key=lambda c: c.path))
+
+
+def _join_rolled_over(candidates: list[Candidate]) -> list[Candidate]:
+    """One candidate for the files of each rolled-over PML capture, at its first file."""
+    from traceaudit.formats.pml.rollover import group_parts, part_name
+
+    named = [c for c in candidates if part_name(c.path) is not None]
+    if len(named) < 2:
+        return candidates
+    by_path = {c.path: c for c in named}
+    groups, _ = group_parts([c.path for c in named])
+    joined: dict[str, Candidate] = {}
+    for group in groups:
+        if not group.rolled_over:
+            continue
+        members = [by_path[str(p)] for p in group.paths]
+        joined.update({m.path: m for m in members[1:]})
+        joined[members[0].path] = Candidate(
+            path=members[0].path,
+            sniff=all(m.sniff for m in members),
+            size=sum(m.size for m in members),
+            mtime_ns=max(m.mtime_ns for m in members),
+            parts=tuple(m.path for m in members),
+        )
+    out = []
+    for candidate in candidates:
+        replacement = joined.get(candidate.path)
+        if replacement is None:
+            out.append(candidate)
+        elif replacement.parts and replacement.path == candidate.path:
+            out.append(replacement)
+    return out

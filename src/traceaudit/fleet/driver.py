@@ -312,8 +312,11 @@ def fleet(
         with DatasetWriter(dataset) as writer:
             if client is not None:
                 _run(client, writer, plan, date, strict, bar)
+        rolled = [c for c in candidates if c.parts]
         run = FleetRun(
-            found=len(candidates),
+            found=len(candidates) + sum(len(c.parts) - 1 for c in rolled),
+            rolled_over=sum(len(c.parts) for c in rolled),
+            captures=len(rolled),
             seconds=time.perf_counter() - start,
             workers=None if scheduler else n_workers,
             scheduler=scheduler,
@@ -420,6 +423,7 @@ def _run(
         [str(writer.root)] * n,
         [str(writer.tmp)] * n,
         [c.sniff for c in todo],
+        [list(c.parts) for c in todo],
         known=known_ids,
         date=date,
         strict=strict,

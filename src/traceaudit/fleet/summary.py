@@ -69,7 +69,10 @@ MAX_ROWS = 10
 
 @dataclass(frozen=True)
 class FleetRun:
-    """What one run did: files found, traces analysed, failed, skipped, ignored."""
+    """What one run did: files found, traces analysed, failed, skipped, ignored.
+
+    ``found`` counts files; ``rolled_over`` of them are parts of ``captures`` rolled-over
+    PML captures, each read as one trace."""
 
     found: int = 0
     analysed: int = 0
@@ -80,6 +83,8 @@ class FleetRun:
     seconds: float = 0.0
     workers: int | None = None
     scheduler: str | None = None
+    rolled_over: int = 0
+    captures: int = 0
 
     def line(self) -> str:
         """``fleet: 200 files: 195 analysed, 3 failed, 2 skipped … in 12.3 s``"""
@@ -93,8 +98,14 @@ class FleetRun:
         where = f" on {self.scheduler}" if self.scheduler else ""
         if self.workers and not self.scheduler:
             where = f" on {plural(self.workers, 'worker')}"
+        joined = (
+            f" ({self.rolled_over:,} of them in {plural(self.captures, 'rolled-over capture')}, "
+            f"each one trace)"
+            if self.captures
+            else ""
+        )
         return (
-            f"fleet: {plural(self.found, 'file')}: {', '.join(parts)} in "
+            f"fleet: {plural(self.found, 'file')}{joined}: {', '.join(parts)} in "
             f"{self.seconds:,.1f} s{where}"
         )
 
@@ -106,6 +117,8 @@ class FleetRun:
             "skipped": self.skipped,
             "ignored": self.ignored,
             "duplicates": self.duplicates,
+            "rolled_over": self.rolled_over,
+            "captures": self.captures,
             "seconds": round(self.seconds, 3),
             "workers": self.workers,
             "scheduler": self.scheduler,

@@ -109,8 +109,12 @@ class TraceResult:
     written: bool = False
 
 
-def content_id(path: str | os.PathLike[str]) -> str:
-    """The trace's id: sha256 of the file's bytes, read in 1 MiB pieces."""
+def content_id(path: str | os.PathLike[str], *more: str | os.PathLike[str]) -> str:
+    """The trace's id: sha256 of the file's bytes, read in 1 MiB pieces; for the files of
+    a rolled-over capture, of each file's sha256 in part order."""
+    if more:
+        joined = "\n".join(content_id(p) for p in (path, *more))
+        return hashlib.sha256(b"parts:" + joined.encode()).hexdigest()
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while chunk := handle.read(_CHUNK):
@@ -186,6 +190,7 @@ def failed_result(
 def analyse_file(
     path: str | os.PathLike[str],
     *,
+    parts: Collection[str | os.PathLike[str]] = (),
     sniff: bool = False,
     known: Collection[str] = frozenset(),
     date: Date | None = None,
@@ -193,20 +198,24 @@ def analyse_file(
 ) -> TraceResult:
     """Analyse the trace at ``path`` for a fleet dataset (see the module docstring).
 
-    ``sniff``: ignore the file unless a reader recognises it (files found in folders);
-    ``known``: ids already in the dataset, skipped; ``date`` and ``strict`` as for
-    :func:`traceaudit.analyze`.
+    ``parts``: every file of a rolled-over capture, ``path`` first (one trace, as
+    :func:`traceaudit.analyze` reads them); ``sniff``: ignore the file unless a reader
+    recognises it (files found in folders); ``known``: ids already in the dataset,
+    skipped; ``date`` and ``strict`` as for :func:`traceaudit.analyze`.
     """
     start = time.perf_counter()
     source = Path(path)
+    files = [Path(p) for p in parts] if len(parts) > 1 else [source]
     text = os.fspath(path)
     base: dict[str, Any] = {"path": text, "name": source.name, "date": date, "strict": strict}
     try:
-        info = source.stat()
-        base.update(size_bytes=info.st_size, mtime_ns=info.st_mtime_ns)
+        stats = [f.stat() for f in files]
+        base.update(
+            size_bytes=sum(s.st_size for s in stats), mtime_ns=max(s.st_mtime_ns for s in stats)
+        )
         if sniff and not _looks_like_trace(source):
             return TraceResult(path=text, status="not-a-trace")
-        trace_id = content_id(source)
+        trace_id = content_id(*files)
     except Exception as exc:  # unreadable: recorded under an id made from its path
         message = _error_text(exc)
         row = _trace_row(base | {"status": "error", "error": message, "id_from": "path"})
@@ -217,7 +226,7 @@ def analyse_file(
         return TraceResult(path=text, status="skipped", trace_id=trace_id)
     base["id_from"] = "content"
     try:
-        values, tables = _analyse(source, date=date, strict=strict)
+        values, tables = _analyse(files, date=date, strict=strict)
     except Exception as exc:  # never stop the fleet: record why this one failed
         message = _error_text(exc)
         row = _trace_row(base | {"status": "error", "error": message})
@@ -236,14 +245,14 @@ def _ns(value: datetime | None, nanos: int | None) -> int | None:
 
 
 def _analyse(
-    source: Path, *, date: Date | None, strict: bool
+    files: list[Path], *, date: Date | None, strict: bool
 ) -> tuple[dict[str, Any], dict[str, pl.DataFrame]]:
     """Analyse one trace with :func:`traceaudit.analyze` itself (the same engine, whatever
     it becomes); its traces-row values and tables, without the ``trace`` name column."""
     from traceaudit.analysis.conflicts import BLOCKED_VERDICTS
     from traceaudit.pipeline import analyze
 
-    report = analyze(source, date=date, strict=strict)
+    report = analyze(files[0] if len(files) == 1 else files, date=date, strict=strict)
     summary = report.traces[0]
     intervals = report.blocked.group_by("episode", maintain_order=True).agg(
         blocked=pl.struct("start_ms", "end_ms")
