@@ -25,6 +25,8 @@ from pathlib import Path
 import polars as pl
 import pytest
 from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from builders import Story
 from traceaudit.cli import main
@@ -337,3 +339,35 @@ def test_the_html_report_lists_the_minifilters_below_procmon(tmp_path):
     assert "<td>WdFilter</td>" in section and "FSFilter Anti-Virus" in section
     assert '<a href="#minifilters">' in page
     assert 'id="minifilters"' not in render_html(_analysis(_story().events()))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(max_size=60),
+            st.sampled_from(
+                [
+                    "Filter Name                     Num Instances    Altitude    Frame",
+                    "------------------------------  -------------  ------------  -----",
+                    "Filter                Volume Name                              Altitude        Instance Name       Frame",
+                    "--------------------  -------------------------------------  ------------  ----------------------  -----",
+                    "WdFilter                                8       328010         0",
+                    "PROCMON24                               1       385200         0",
+                    "bad                                     x       3.2.1          z",
+                ]
+            ),
+        ),
+        max_size=12,
+    )
+)
+def test_any_text_parses_or_gives_a_clear_error(lines):
+    """A saved file can hold anything: the parser returns a listing or raises FltmcError,
+    never anything else, and every filter it returns below Procmon is below its cutoff."""
+    try:
+        listing = parse_fltmc("\n".join(lines), source="x.txt")
+    except FltmcError as exc:
+        assert str(exc).startswith("x.txt: ")
+        return
+    for f in listing.below:
+        assert f.value is not None and f.value < listing.cutoff
