@@ -156,8 +156,11 @@ def _analyze_file(
     tally = event_pass.tally
     refuse_if_nothing_read(batches.name, tally.events, batches.skipped, batches.skipped_rows)
     trace = batches.trace(kept)
-    if zone is not None:
-        trace = dataclasses.replace(trace, clock=zone)
+    if zone is not None and tz is not None:
+        exits = trace.process_exits
+        if exits is not None:
+            exits = times_in_zone(exits, zone, tz, columns=("started", "exited"))
+        trace = dataclasses.replace(trace, clock=zone, process_exits=exits)
     return _analyze_kept(trace, kept, tally)
 
 
@@ -169,7 +172,7 @@ def _analyze_kept(trace: Trace, events: pl.DataFrame, tally: EventTally) -> _Par
     )
     failures = lock_failures(events)
     blocking = blocking_handles(failures, handle_frame, completeness.visibility)
-    holders = section_holders(failures, sections(events))
+    holders = section_holders(failures, sections(events, trace.process_exits))
     single_process = len(tally.pids) <= 1
     conflict_frame = conflicts(failures, blocking, single_process=single_process, sections=holders)
     conflict_frame = explain_no_holders(conflict_frame, completeness)

@@ -68,6 +68,7 @@ __all__ = [
     "SHARE_READ",
     "SHARE_WRITE",
     "SHARE_DELETE",
+    "PROCESS_EXIT_SCHEMA",
     "Trace",
     "empty_events",
     "conform_events",
@@ -237,6 +238,16 @@ def conform_events(frame: pl.DataFrame) -> pl.DataFrame:
     return frame.select(exprs)
 
 
+PROCESS_EXIT_SCHEMA: dict[str, pl.DataType] = {
+    "pid": pl.Int64(),
+    "process": pl.String(),
+    "started": pl.Datetime("ns"),
+    "exited": pl.Datetime("ns"),
+}
+"""Processes a capture's own process table says exited (:attr:`Trace.process_exits`):
+``started`` (nullable: before the capture, or unknown) and ``exited``, on the events' clock."""
+
+
 @dataclass(frozen=True)
 class Trace:
     """Events read from one trace file, with what the reader learned along the way.
@@ -247,6 +258,11 @@ class Trace:
     windows are then unreliable. ``clock`` is ``"local"`` or ``"utc"``. ``truncated`` is set
     when the reader found the file cut short (a PML not closed cleanly, an XML that ends
     abruptly, an ETL whose last buffer is missing): events after the cut are lost.
+
+    ``process_exits`` (:data:`PROCESS_EXIT_SCHEMA`) holds the exits the capture's process
+    table records, where the format has one (PML): Process Monitor notes every process's
+    start and exit there even when a filter dropped the ``Process Exit`` events themselves,
+    as a capture filtered on a path does. ``None`` for formats without such a table.
     """
 
     events: pl.DataFrame
@@ -258,6 +274,7 @@ class Trace:
     skipped_rows: tuple[str, ...] = ()
     time_precision_lost: bool = False
     truncated: bool = False
+    process_exits: pl.DataFrame | None = None
 
     @property
     def name(self) -> str:

@@ -38,7 +38,12 @@ def to_timezone(trace: Trace, tz: str | None) -> Trace:
     if tz is None or trace.clock != "utc":
         return trace
     zone = zone_name(tz)
-    return dataclasses.replace(trace, events=times_in_zone(trace.events, zone, tz), clock=zone)
+    exits = trace.process_exits
+    if exits is not None:
+        exits = times_in_zone(exits, zone, tz, columns=("started", "exited"))
+    return dataclasses.replace(
+        trace, events=times_in_zone(trace.events, zone, tz), clock=zone, process_exits=exits
+    )
 
 
 def zone_name(tz: str) -> str:
@@ -46,12 +51,15 @@ def zone_name(tz: str) -> str:
     return _zone_name(tz)
 
 
-def times_in_zone(events: pl.DataFrame, zone: str, tz: str) -> pl.DataFrame:
+def times_in_zone(
+    events: pl.DataFrame, zone: str, tz: str, *, columns: tuple[str, ...] = ("time",)
+) -> pl.DataFrame:
     """``events`` (a UTC trace's, or a batch of them) with times on the clock of ``zone``;
-    ``tz`` is what the user asked for, named in the error for an unknown zone."""
+    ``tz`` is what the user asked for, named in the error for an unknown zone. ``columns``:
+    the time columns (the events' ``time``; a process exits frame's two)."""
     try:
         return events.with_columns(
-            pl.col("time")
+            pl.col(*columns)
             .dt.replace_time_zone("UTC")
             .dt.convert_time_zone(zone)
             .dt.replace_time_zone(None)

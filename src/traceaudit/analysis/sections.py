@@ -8,14 +8,17 @@ because of it fail with ``USER MAPPED FILE`` (truncating, paging writes to a map
 or ``CANNOT DELETE`` (deleting a mapped image); no handle explains them, a section does.
 
 The capture can show when a section began (the mapping event), and an upper bound on when
-it ended: the mapping process's ``Process Exit``. It cannot show an unmap. So a conflict
+it ended: the mapping process's ``Process Exit``, or where a filter dropped that event (a
+capture filtered on a path), the exit the capture's process table records
+(:attr:`~traceaudit.schema.Trace.process_exits`). It cannot show an unmap. So a conflict
 caused by a section gets a holder but no hold time.
 
 Sections columns
 ----------------
 ``pid``, ``process``, ``path``, ``path_key``, ``mapped`` (Datetime: the mapping event),
 ``row`` (its source row), ``source`` (``CreateFileMapping`` or ``Load Image``), ``ended``
-(Datetime, nullable: the process's exit, when the trace holds it).
+(Datetime, nullable: the process's exit, when the trace holds it as an event or in its
+process table).
 """
 
 from __future__ import annotations
@@ -58,17 +61,19 @@ def is_mapping() -> pl.Expr:
     ) | ((pl.col("operation") == "Load Image") & (pl.col("result") == "SUCCESS"))
 
 
-def sections(events: pl.DataFrame) -> pl.DataFrame:
-    """Every section the trace shows being created, with its process's exit if seen."""
-    mapped = events.lazy().filter(is_mapping())
-    exits = (
+def sections(events: pl.DataFrame, process_exits: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Every section the trace shows being created, with its process's exit if seen.
+
+    The exit is the process's first ``Process Exit`` event, or else the one in
+    ``process_exits`` (:data:`~traceaudit.schema.PROCESS_EXIT_SCHEMA`, the capture's
+    process table) of the process that had that pid when it mapped the file: started
+    before the mapping (or before the capture) and exited after it. A pid Windows gave to
+    a new process after the first exited is not ended by the first one's exit.
+    """
+    mapped = (
         events.lazy()
-        .filter(pl.col("operation") == "Process Exit")
-        .group_by("pid")
-        .agg(ended=pl.col("time").min())
-    )
-    out = (
-        mapped.filter(pl.col("path").is_not_null() & (pl.col("path") != ""))
+        .filter(is_mapping())
+        .filter(pl.col("path").is_not_null() & (pl.col("path") != ""))
         .select(
             "pid",
             "process",
@@ -78,11 +83,40 @@ def sections(events: pl.DataFrame) -> pl.DataFrame:
             row=pl.col("row"),
             source=pl.col("operation"),
         )
-        .join(exits, on="pid", how="left")
-        .sort("mapped", "row")
+    )
+    exit_events = (
+        events.lazy()
+        .filter(pl.col("operation") == "Process Exit")
+        .group_by("pid")
+        .agg(ended=pl.col("time").min())
+    )
+    out = mapped.join(exit_events, on="pid", how="left")
+    if process_exits is not None and not process_exits.is_empty():
+        out = _with_table_exits(out, process_exits.lazy())
+    return (
+        out.sort("mapped", "row")
+        .select([pl.col(name).cast(dtype) for name, dtype in _SCHEMA.items()])
         .collect()
     )
-    return out.select([pl.col(name).cast(dtype) for name, dtype in _SCHEMA.items()])
+
+
+def _with_table_exits(sections_: pl.LazyFrame, process_exits: pl.LazyFrame) -> pl.LazyFrame:
+    """``sections_`` with ``ended`` taken from the process table where no event gave it."""
+    table = (
+        sections_.select("row", "pid", "mapped")
+        .join(process_exits.select("pid", "started", "exited"), on="pid", how="inner")
+        .filter(
+            (pl.col("started").is_null() | (pl.col("started") <= pl.col("mapped")))
+            & (pl.col("exited") >= pl.col("mapped"))
+        )
+        .group_by("row")
+        .agg(table_ended=pl.col("exited").min())
+    )
+    return (
+        sections_.join(table, on="row", how="left")
+        .with_columns(ended=pl.coalesce("ended", "table_ended"))
+        .drop("table_ended")
+    )
 
 
 def section_holders(failures: pl.DataFrame, section_frame: pl.DataFrame) -> pl.DataFrame:

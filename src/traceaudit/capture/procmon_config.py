@@ -11,9 +11,11 @@ rust-lang/rustup#1912). Process Monitor ORs the rules on one column and ANDs the
 (an event must match an Include rule of every column that has one), so the two Include
 rules on Path (the folder itself, and everything below it) are the whole selection. Events
 without a path do not pass them: Process Start/Exit and Thread Create/Exit are not in such a
-capture. Handles a process still has when it exits show up anyway, as the CloseFile events
-the kernel's cleanup of its handles produces; the end of a mapped image (Load Image of a
-DLL in the folder) does not.
+capture as events. Nothing the analysis needs is lost with them. Handles a process still has
+when it exits show up anyway, as the CloseFile events the kernel's cleanup of its handles
+produces; and the PML's process table, which Process Monitor writes whatever the filter
+kept, records each process's exit, which the analysis takes as the end of its mapped
+sections (:mod:`traceaudit.formats.pml.exits`).
 
 The Exclude rules are Process Monitor's own defaults, minus those that could hide a holder:
 Procmon's own processes (its backing-file writes), the raw IRP/Fast I/O names shown only in

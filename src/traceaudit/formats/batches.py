@@ -77,6 +77,8 @@ class TraceBatches:
     numbered: int | None = None
     """How many rows the reader numbers (rows run 1..numbered), where it knows before
     reading the frames: a rolled-over capture's next file numbers on from there."""
+    process_exits: pl.DataFrame | None = None
+    """As :attr:`~traceaudit.schema.Trace.process_exits`, known before the frames are read."""
 
     def trace(self, events: pl.DataFrame) -> Trace:
         """A :class:`Trace` of ``events`` (usually what was kept) with what was learned."""
@@ -90,6 +92,7 @@ class TraceBatches:
             skipped_rows=tuple(self.skipped_rows),
             time_precision_lost=self.time_precision_lost,
             truncated=self.truncated,
+            process_exits=self.process_exits,
         )
 
 

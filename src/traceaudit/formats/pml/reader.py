@@ -65,6 +65,7 @@ from traceaudit.formats.input import TraceInput, open_input
 from traceaudit.formats.pml.columns import Named, base_columns, operation_names, path_column
 from traceaudit.formats.pml.detail import decode_groups, groups_for, typed_columns
 from traceaudit.formats.pml.events import Damage, EventArrays, Located, locate_events
+from traceaudit.formats.pml.exits import joined_exits, process_exits
 from traceaudit.formats.pml.layout import OFFSET_ENTRY_DTYPE
 from traceaudit.formats.pml.render_process import render_columns
 from traceaudit.formats.pml.tables import (
@@ -97,6 +98,7 @@ class _Part:
     skipped: dict[str, int] = field(default_factory=dict)
     skipped_rows: list[str] = field(default_factory=list)
     truncated: bool = False
+    process_exits: pl.DataFrame | None = None
 
 
 @contextmanager
@@ -301,6 +303,7 @@ def _read_part(trace_input: TraceInput, *, strict: bool, first_row: int) -> _Par
         damage.skipped,
         damage.where,
         opened.truncated,
+        None if opened.processes is None else process_exits(opened.processes),
     )
 
 
@@ -323,6 +326,7 @@ def _trace(parts: list[_Part], source: Path | None) -> Trace:
         skipped=skipped,
         skipped_rows=tuple(r for p in parts for r in p.skipped_rows)[:5],
         truncated=any(p.truncated for p in parts),
+        process_exits=joined_exits(p.process_exits for p in parts),
     )
 
 
@@ -415,6 +419,7 @@ def batches(
         warnings=opened.warnings(trace_input, damage),
         truncated=opened.truncated,
         numbered=opened.located.count,
+        process_exits=None if opened.processes is None else process_exits(opened.processes),
     )
     project = None if columns is None else list(columns)
 

@@ -36,6 +36,7 @@ from traceaudit.errors import UsageError
 from traceaudit.formats.batches import TraceBatches
 from traceaudit.formats.input import open_input
 from traceaudit.formats.pml.events import index_offsets
+from traceaudit.formats.pml.exits import joined_exits
 from traceaudit.formats.pml.layout import HEADER_DTYPE, HEADER_SIZE
 from traceaudit.formats.pml.tables import PmlHeader
 
@@ -339,6 +340,7 @@ def chain_batches(paths: Sequence[Path], open_part: Callable[[Path], TraceBatche
         out.skipped_rows[:] = [*out.skipped_rows, *part.skipped_rows][:5]
         out.truncated = out.truncated or part.truncated
         out.time_precision_lost = out.time_precision_lost or part.time_precision_lost
+        out.process_exits = joined_exits([out.process_exits, part.process_exits])
 
     def frames() -> Iterator[pl.DataFrame]:
         shift = 0
