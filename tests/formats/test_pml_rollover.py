@@ -218,3 +218,28 @@ def test_error_convert_of_two_captures(corpus, tmp_path):
         "capture. Give one trace, or the files Log.PML, Log-1.PML… of one capture.\n"
     )
     assert not (tmp_path / "x.parquet").exists()
+
+
+def test_parts_compressed_one_by_one_are_one_capture(corpus, tmp_path):
+    """Users gzip each part to attach it to an issue: Log.PML.gz, Log-1.PML.gz …"""
+    import gzip
+
+    source = corpus / "procmon-pml" / "ron-crash-a.pml"
+    plain = write_parts(pml_bytes(source), [600, 1240], tmp_path)
+    packed = []
+    for path in plain:
+        target = path.with_name(path.name + ".gz")
+        target.write_bytes(gzip.compress(path.read_bytes()))
+        path.unlink()
+        packed.append(target)
+    assert part_name(packed[1]) == ("log", 1)
+    groups, kept_apart = group_parts([packed[2], packed[0], packed[1]])
+    assert kept_apart == [] and [g.paths for g in groups] == [tuple(packed)]
+    joined = analyze(packed)
+    assert len(joined.traces) == 1 and joined.traces[0].events == 1_250
+    assert joined.conflicts.drop("trace").equals(analyze(source).conflicts.drop("trace"))
+    assert sibling_parts([packed[0]]) == [
+        "Log.PML.gz: Log-1.PML.gz, Log-2.PML.gz beside it are parts of the same capture "
+        "(Process Monitor rolled it over); give them all to read the whole capture as one "
+        "trace: Log.PML.gz Log-1.PML.gz Log-2.PML.gz."
+    ]

@@ -11,11 +11,13 @@ the parts must be read as one trace, rows numbered on across the files.
 
 Parts are recognised from their names *and* their headers, never from names alone:
 
-* the same folder, the same stem, and a number after ``-`` (no number: part 0);
+* the same folder, the same stem, and a number after ``-`` (no number: part 0), each
+  plain or compressed on its own (``Log-1.PML.gz``);
 * the same PML version, pointer size, computer name, Windows root folder and Windows
   version in the header (fields Procmon copies into every file of one capture);
-* times in order: where both files have an intact index, no event of a part is earlier
-  than the last event of the part before it.
+* times in order: where both files are plain and have an intact index, no event of a part
+  is earlier than the last event of the part before it (a compressed part is not
+  decompressed twice to check this; its header is checked).
 
 Files that look like parts but fail a check stay separate traces, and :func:`group_parts`
 says why in a note.
@@ -51,7 +53,8 @@ __all__ = [
 
 PathLike = str | os.PathLike[str]
 
-_PART = re.compile(r"^(?P<stem>.+?)(?:-(?P<number>\d{1,6}))?\.pml$", re.IGNORECASE)
+# ``.gz``: parts compressed one by one to attach them (``Log-1.PML.gz``) are parts too.
+_PART = re.compile(r"^(?P<stem>.+?)(?:-(?P<number>\d{1,6}))?\.pml(?:\.gz)?$", re.IGNORECASE)
 _TIME_AT = 28  # an event's FILETIME, from the start of its header
 
 
@@ -110,7 +113,8 @@ class CaptureParts:
 
 
 def part_name(path: PathLike) -> tuple[str, int] | None:
-    """``("Log", 2)`` for ``Log-2.PML``, ``("Log", 0)`` for ``Log.PML``; None otherwise."""
+    """``("Log", 2)`` for ``Log-2.PML`` (or ``Log-2.PML.gz``), ``("Log", 0)`` for
+    ``Log.PML``; None otherwise."""
     match = _PART.match(Path(path).name)
     if match is None:
         return None
