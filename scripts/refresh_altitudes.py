@@ -47,6 +47,16 @@ _ALTITUDE = re.compile(r"^\d+(?:\.\d+)?$")
 _MS_DATE = re.compile(r"^ms\.date:\s*(\S+)", re.MULTILINE)
 
 
+def _group_name(text: str) -> str:
+    """A heading's load order group as :mod:`traceaudit.minifilters.altitudes` names it.
+
+    The page writes "*FSFilter Imaging (ex: .ZIP)" and "FSFilter Physical Quota management":
+    the example and the asterisk go, and every word is capitalized ("Anti-Virus" keeps its case).
+    """
+    name = re.sub(r"\s*\(ex:.*\)$", "", text).strip().lstrip("*").strip()
+    return " ".join(word[:1].upper() + word[1:] for word in name.split())
+
+
 def parse(markdown: str) -> list[tuple[str, str, str, str]]:
     """(altitude, minifilter, company, load order group) for every row of every table.
 
@@ -58,7 +68,7 @@ def parse(markdown: str) -> list[tuple[str, str, str, str]]:
     for line in markdown.splitlines():
         heading = _HEADING.match(line.strip())
         if heading:
-            group = re.sub(r"\s*\(ex:.*\)$", "", heading.group(2)).strip()
+            group = _group_name(heading.group(2))
             continue
         if "|" not in line:
             continue
@@ -139,7 +149,7 @@ def main(argv: list[str] | None = None) -> int:
             file=sys.stderr,
         )
         return 3
-    note = ""
+    note = f"complete: every table row of the page ({len(rows)} allocations)"
     if args.below is not None:
         rows = [r for r in rows if float(r[0]) <= args.below]
         note = f"partial: only the allocations at or below altitude {args.below:g}"

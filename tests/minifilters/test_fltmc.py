@@ -18,8 +18,10 @@ The German header and the other edge cases are made up.
 from __future__ import annotations
 
 import codecs
+import csv
 import json
 from decimal import Decimal
+from importlib import resources
 from pathlib import Path
 
 import polars as pl
@@ -31,6 +33,7 @@ from hypothesis import strategies as st
 from builders import Story
 from traceaudit.cli import main
 from traceaudit.minifilters import FltmcError, group_of, parse_fltmc, read_fltmc
+from traceaudit.minifilters.altitudes import LOAD_ORDER_GROUPS, allocations_at, bundled_source
 from traceaudit.pipeline import analyze
 from traceaudit.report.html import render_html
 from traceaudit.schema import Trace
@@ -203,6 +206,74 @@ def test_json_section():
     assert first["load_order_group"]["range"] == "320000-329999"
     assert first["allocated_to"][0]["minifilter"] == "csagent.sys"
     assert any("allocated-altitudes" in line for line in document["altitude_list"])
+
+
+# ---------------------------------------------------- the bundled altitude list
+
+
+def _bundled_rows() -> list[dict[str, str]]:
+    text = (
+        resources.files("traceaudit.minifilters")
+        .joinpath("data/allocated-altitudes.csv")
+        .read_text("utf-8")
+    )
+    return list(csv.DictReader(line for line in text.splitlines() if not line.startswith("#")))
+
+
+def test_the_bundled_list_is_the_whole_page():
+    rows = _bundled_rows()
+    assert len(rows) == 1740  # every table row of the 2020-03-11 page
+    header = bundled_source()
+    assert any("complete" in line for line in header)
+    assert not any("partial" in line for line in header)
+    assert any("page date (ms.date): 2020-03-11" in line for line in header)
+    # Every group the page allocates in, down to FSFilter Bottom (FSFilter System says
+    # "None."), under the names LOAD_ORDER_GROUPS uses, and each row inside its range.
+    named = [g.name for g in LOAD_ORDER_GROUPS]
+    assert sorted({r["load_order_group"] for r in rows}, key=named.index) == named[:-2]
+    for row in rows:
+        group = group_of(Decimal(row["altitude"]))
+        assert group is not None and group.name == row["load_order_group"], row
+
+
+@pytest.mark.parametrize(
+    ("altitude", "minifilter", "company", "group"),
+    [
+        ("385200", "Procmon11.sys", "Microsoft", "FSFilter Activity Monitor"),
+        ("328010", "WdFilter.sys", "Microsoft", "FSFilter Anti-Virus"),
+        ("321410", "csagent.sys", "CrowdStrike Ltd.", "FSFilter Anti-Virus"),
+        ("321300", "mfehidk.sys", "McAfee Inc.", "FSFilter Anti-Virus"),
+        ("329000", "SRTSP.sys", "symantec", "FSFilter Anti-Virus"),
+        ("244000", "storqosflt.sys", "Microsoft", "FSFilter Quota Management"),
+        ("180451", "cldflt.sys", "Microsoft", "FSFilter HSM"),
+        ("170500", "wimFltr.sys", "Microsoft", "FSFilter Imaging"),
+        ("146790", "MfeEEFF.sys", "McAfee Inc.", "FSFilter Encryption"),
+        ("135000", "luafv.sys", "Microsoft", "FSFilter Virtualization"),
+        ("123900", "DroboFlt.sys", "Data Robotics", "FSFilter Physical Quota Management"),
+        ("80680", "im.sys", "CrowdStrike", "FSFilter Security Enhancer"),
+        ("87500", "ScuaRaw.sys", "SCUA Segurança da Informação", "FSFilter Security Enhancer"),
+        ("40700", "wof.sys", "Microsoft", "FSFilter Bottom"),
+    ],
+)
+def test_known_allocations_resolve(altitude, minifilter, company, group):
+    owners = allocations_at(Decimal(altitude))
+    assert (owners[0].minifilter, owners[0].company, owners[0].group) == (
+        minifilter,
+        company,
+        group,
+    )
+
+
+def test_filters_in_low_groups_are_named_with_their_vendor():
+    listing = parse_fltmc(FILTERS_WITH_LEGACY)
+    by_name = {f.name: f for f in listing.below}
+    assert by_name["FileCrypt"].describe() == (
+        "FileCrypt at 141100: FSFilter Encryption (encrypts and decrypts data during file "
+        "I/O); Filecrypt.sys by Microsoft"
+    )
+    assert [a.minifilter for a in by_name["luafv"].allocations] == ["luafv.sys"]
+    assert [a.company for a in by_name["storqosflt"].allocations] == ["Microsoft"]
+    assert all(f.allocations for f in listing.below)
 
 
 # ------------------------------------------------------------------ errors
