@@ -455,7 +455,7 @@ def _trace_records(dec: _Decoder, tr_idx: np.ndarray) -> None:
     guid = _guids(data, pos + 0x18)
     keep = (guid == np.void(SYSCONFIG_EX_GUID)) & (data[pos + 4] == VOLUME_MAPPING_TYPE)
     for at, size in zip(pos[keep].tolist(), chunk.sizes[tr_idx][keep].tolist(), strict=True):
-        payload = chunk.data[at + TRACE_HEADER_DTYPE.itemsize : at + size]
+        payload = chunk.data[at + TRACE_HEADER_DTYPE.itemsize : at + size].tobytes()
         texts = payload.decode("utf-16-le", "replace").split("\0")
         if len(texts) >= 2 and texts[0]:
             dec.out.volumes.append((texts[0], texts[1]))

@@ -62,6 +62,7 @@ __all__ = [
     "BUFFER_HEADER_DTYPE",
     "BUFFER_FLAG_COMPRESSED",
     "BUFFER_TYPE_HEADER",
+    "MAX_BUFFER_SIZE",
     "SYSTEM_HEADER_DTYPE",
     "PERFINFO_HEADER_DTYPE",
     "TRACE_HEADER_DTYPE",
@@ -96,6 +97,9 @@ __all__ = [
 BUFFER_HEADER_SIZE = 0x48
 BUFFER_FLAG_COMPRESSED = 0x40
 BUFFER_TYPE_HEADER = 4
+MAX_BUFFER_SIZE = 16 * 1024 * 1024
+"""ETW's largest buffer (EVENT_TRACE_PROPERTIES.BufferSize: 16,384 KB since Windows 8):
+a compressed buffer claiming to fill more is damaged."""
 
 BUFFER_HEADER_DTYPE = struct_dtype(
     [

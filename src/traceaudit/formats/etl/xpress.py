@@ -12,11 +12,23 @@ whether it is one literal byte (0) or a match (1). A match is a 16-bit word, off
 in its top 13 bits and length - 3 in its low 3; length 7 continues in a half byte (shared
 by two consecutive long matches), then a byte, then 16 or 32 bits.
 
-:func:`decompress` is pure Python, written for CPython's speed: runs of literals are
-copied as one slice and non-overlapping matches as one slice, so the cost is one small
-loop step per match (about 0.4 µs). On Windows ``ntdll.RtlDecompressBuffer`` does the
-same job natively and is used when it is there (its output is checked; any failure falls
-back to the Python decoder).
+Three decoders give the same bytes and the same errors (the tests compare them):
+
+* ``ntdll.RtlDecompressBuffer`` on Windows, when it is there (its output is checked; any
+  failure falls back to the decoders below);
+* a numba kernel (:data:`traceaudit._jit.kernel`), compiled at first use, that writes into a
+  preallocated numpy array; :func:`expand_buffers` runs it over every buffer of a chunk in
+  one call, so no Python step is taken per buffer or per match;
+* :func:`decompress_python`, pure Python for where numba is missing or switched off
+  (``TRACEAUDIT_NO_JIT=1``): runs of literals are copied as one slice and non-overlapping
+  matches as one slice, so the cost is one small loop step per match (about 0.4 µs).
+
+:func:`decompress` picks the first available one for a single buffer.
+
+The guarantees on hostile input, in every decoder: a match length is capped at the output
+size (a 41-byte body cannot make gigabytes), a match reaching before the start of the
+output and data ending inside an item raise :class:`XpressError` with a message saying so,
+and so does an output shorter than announced.
 """
 
 from __future__ import annotations
@@ -24,8 +36,14 @@ from __future__ import annotations
 import ctypes
 import sys
 from collections.abc import Callable
+from functools import cache
+from typing import cast
 
-__all__ = ["XpressError", "decompress"]
+import numpy as np
+
+from traceaudit._jit import kernel
+
+__all__ = ["XpressError", "decompress", "decompress_python", "expand_buffers"]
 
 
 class XpressError(ValueError):
@@ -100,6 +118,248 @@ def decompress_python(src: bytes, size: int) -> bytes:
     return bytes(out[:size])
 
 
+# Error codes of the compiled decoder (its ``detail`` is the value the message quotes).
+_TRUNCATED = -1  # the data ends inside an item
+_OFFSET = -2  # a match reaches before the start of the output (detail: the offset)
+_SHORT_LENGTH = -3  # a 16/32-bit match length below 22 (detail: the length)
+_SHORT_OUTPUT = -4  # the data expands to fewer bytes than announced (detail: how many)
+
+MODE_COPY = 0
+""":func:`expand_buffers`: the body is stored as it is."""
+MODE_XPRESS = 1
+""":func:`expand_buffers`: the body is LZ77 Xpress."""
+
+
+def error_message(code: int, detail: int, size: int) -> str:
+    """What :func:`decompress_python` says for the compiled decoder's error ``code``."""
+    if code == _OFFSET:
+        return f"match offset {detail} before the start of the output"
+    if code == _SHORT_LENGTH:
+        return f"match length {detail} below 22"
+    if code == _SHORT_OUTPUT:
+        return f"expands to {detail} bytes, not {size}"
+    return "the data ends inside an item"
+
+
+def _xpress_into(
+    src: np.ndarray,
+    start: int,
+    count: int,
+    out: np.ndarray,
+    out_start: int,
+    size: int,
+    detail: np.ndarray,
+) -> int:
+    """Expand ``src[start:start + count]`` into ``out[out_start:out_start + size]``.
+
+    Returns ``size``, or a negative error code with its value in ``detail[0]``. A step for
+    step transcription of :func:`decompress_python`, compiled by numba: ``length`` is the
+    length the Python decoder's output would have (it goes on decoding the flag group it
+    is in after the output is full; bytes past ``size`` are counted, never stored), so
+    both give the same bytes and the same errors on any input.
+    """
+    n = count
+    ip = 0
+    length = 0  # the Python decoder's len(out)
+    half = -1
+    while ip + 4 <= n and length < size:
+        at = start + ip
+        flags = (
+            np.int64(src[at])
+            | (np.int64(src[at + 1]) << 8)
+            | (np.int64(src[at + 2]) << 16)
+            | (np.int64(src[at + 3]) << 24)
+        )
+        ip += 4
+        bit = 31
+        while bit >= 0:
+            if (flags >> bit) & 1 == 0:  # a literal (past the end of the data: nothing)
+                if ip < n:
+                    if length < size:
+                        out[out_start + length] = src[start + ip]
+                    length += 1
+                ip += 1
+                bit -= 1
+                continue
+            bit -= 1
+            if ip >= n:
+                break
+            if ip + 2 > n:
+                return _TRUNCATED
+            word = np.int64(src[start + ip]) | (np.int64(src[start + ip + 1]) << 8)
+            ip += 2
+            match = word & 7
+            offset = (word >> 3) + 1
+            if match == 7:
+                if half < 0:
+                    if ip >= n:
+                        return _TRUNCATED
+                    match = np.int64(src[start + ip]) & 15
+                    half = ip
+                    ip += 1
+                else:
+                    match = np.int64(src[start + half]) >> 4
+                    half = -1
+                if match == 15:
+                    if ip >= n:
+                        return _TRUNCATED
+                    match = np.int64(src[start + ip])
+                    ip += 1
+                    if match == 255:
+                        if ip + 2 > n:
+                            return _TRUNCATED
+                        match = np.int64(src[start + ip]) | (np.int64(src[start + ip + 1]) << 8)
+                        ip += 2
+                        if match == 0:  # 32 bits; as int.from_bytes, of the bytes present
+                            for k in range(min(4, n - ip)):
+                                match |= np.int64(src[start + ip + k]) << (8 * k)
+                            ip += 4
+                        if match < 22:
+                            detail[0] = match
+                            return _SHORT_LENGTH
+                        match = min(match - 22, size)
+                    match += 15
+                match += 7
+            match += 3
+            source = length - offset
+            if source < 0:
+                detail[0] = offset
+                return _OFFSET
+            end = min(length + match, size)
+            target = length
+            while target < end:  # byte by byte: an overlapping match repeats its period
+                out[out_start + target] = out[out_start + source]
+                target += 1
+                source += 1
+            length += match
+        if ip >= n:
+            break
+    if length < size:
+        detail[0] = length
+        return _SHORT_OUTPUT
+    return size
+
+
+def _expand_many(
+    src: np.ndarray,
+    src_at: np.ndarray,
+    src_count: np.ndarray,
+    modes: np.ndarray,
+    out: np.ndarray,
+    out_at: np.ndarray,
+    out_size: np.ndarray,
+    status: np.ndarray,
+    detail: np.ndarray,
+) -> None:
+    """:func:`expand_buffers`' loop, compiled: one call for all the buffers of a chunk."""
+    one = np.zeros(1, dtype=np.int64)
+    for i in range(len(src_at)):
+        if modes[i] == MODE_XPRESS:
+            one[0] = 0
+            status[i] = _xpress_into_kernel(
+                src, src_at[i], src_count[i], out, out_at[i], out_size[i], one
+            )
+            detail[i] = one[0]
+        else:
+            out[out_at[i] : out_at[i] + out_size[i]] = src[src_at[i] : src_at[i] + out_size[i]]
+            status[i] = out_size[i]
+
+
+_XpressInto = Callable[[np.ndarray, int, int, np.ndarray, int, int, np.ndarray], int]
+_ExpandMany = Callable[
+    [
+        np.ndarray,
+        np.ndarray,
+        np.ndarray,
+        np.ndarray,
+        np.ndarray,
+        np.ndarray,
+        np.ndarray,
+        np.ndarray,
+        np.ndarray,
+    ],
+    None,
+]
+_xpress_into_kernel: _XpressInto = _xpress_into  # compiled by _kernels() before any use
+
+
+@cache
+def _kernels() -> tuple[_XpressInto, _ExpandMany] | None:
+    """The compiled decoder and its batch loop, or None without numba (compiled, or
+    loaded from numba's cache, at the first call: numba is not imported before)."""
+    global _xpress_into_kernel
+    single = kernel(_xpress_into)
+    if single is None:
+        return None
+    _xpress_into_kernel = single  # the name _expand_many calls, resolved when it compiles
+    many = kernel(_expand_many)
+    if many is None:  # pragma: no cover - kernel() answers the same twice
+        return None
+    return cast(_XpressInto, single), cast(_ExpandMany, many)
+
+
+def jit_decoder() -> bool:
+    """Whether the compiled decoder is in use here (numba importable and not switched off)."""
+    return _kernels() is not None
+
+
+def decompress_kernel(src: bytes, size: int) -> bytes:
+    """:func:`decompress_python`'s result through the compiled decoder (numba must be
+    available: see :func:`jit_decoder`)."""
+    kernels = _kernels()
+    if kernels is None:
+        raise RuntimeError("the compiled Xpress decoder needs numba")
+    if size <= 0:
+        return decompress_python(src, size)
+    out = np.empty(size, dtype=np.uint8)
+    detail = np.zeros(1, dtype=np.int64)
+    code = kernels[0](np.frombuffer(src, dtype=np.uint8), 0, len(src), out, 0, size, detail)
+    if code < 0:
+        raise XpressError(error_message(code, int(detail[0]), size))
+    return out.tobytes()
+
+
+def expand_buffers(
+    src: np.ndarray,
+    src_at: np.ndarray,
+    src_count: np.ndarray,
+    modes: np.ndarray,
+    out: np.ndarray,
+    out_at: np.ndarray,
+    out_size: np.ndarray,
+) -> dict[int, str]:
+    """Expand (``MODE_XPRESS``) or copy (``MODE_COPY``) many buffer bodies at once.
+
+    Body ``i`` is ``src[src_at[i]:src_at[i] + src_count[i]]`` (``src`` is typically the
+    whole mapped file) and goes to ``out[out_at[i]:out_at[i] + out_size[i]]``. Returns the
+    bodies that do not decompress: index → the :class:`XpressError` message. One compiled
+    call for all bodies when numba is available (off Windows); else :func:`decompress`
+    body by body.
+    """
+    count = len(src_at)
+    errors: dict[int, str] = {}
+    kernels = _kernels() if _NATIVE is None else None
+    if kernels is not None:
+        status = np.zeros(count, dtype=np.int64)
+        detail = np.zeros(count, dtype=np.int64)
+        kernels[1](src, src_at, src_count, modes, out, out_at, out_size, status, detail)
+        for i in np.flatnonzero(status < 0).tolist():
+            errors[i] = error_message(int(status[i]), int(detail[i]), int(out_size[i]))
+        return errors
+    for i in range(count):
+        begin, target, size = int(src_at[i]), int(out_at[i]), int(out_size[i])
+        if modes[i] != MODE_XPRESS:
+            out[target : target + size] = src[begin : begin + size]
+            continue
+        try:
+            body = decompress(src[begin : begin + int(src_count[i])].tobytes(), size)
+        except XpressError as exc:
+            errors[i] = str(exc)
+            continue
+        out[target : target + size] = np.frombuffer(body, dtype=np.uint8)
+    return errors
+
+
 def _native() -> Callable[[bytes, int], bytes] | None:
     """``ntdll.RtlDecompressBuffer`` wrapped for XPRESS, or None off Windows."""
     if sys.platform != "win32":  # pragma: no cover - exercised on Windows only
@@ -137,10 +397,15 @@ _NATIVE = _native()
 
 
 def decompress(src: bytes, size: int) -> bytes:
-    """Expand one compressed buffer body to ``size`` bytes; :class:`XpressError` if damaged."""
+    """Expand one compressed buffer body to ``size`` bytes; :class:`XpressError` if damaged.
+
+    ``RtlDecompressBuffer`` on Windows, else the compiled decoder, else pure Python.
+    """
     if _NATIVE is not None:  # pragma: no cover - Windows only
         try:
             return _NATIVE(src, size)
         except (XpressError, OSError, ValueError):
             pass
+    if _kernels() is not None:
+        return decompress_kernel(src, size)
     return decompress_python(src, size)
