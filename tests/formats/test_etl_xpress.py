@@ -4,8 +4,7 @@ Where numba is available (not ``TRACEAUDIT_NO_JIT=1``) the ETL reader expands bu
 a numba kernel and walks records with another; the pure-Python decoder and walk stay the
 reference. Both must give the same bytes, the same records and the same error messages
 on any input: compressed data from the test suite's own compressor, that data damaged,
-and random bytes. Without numba the comparisons that need it are skipped and the batch
-entry point (:func:`expand_buffers`) is checked through its Python fallback.
+and random bytes. Without numba the comparisons that need it are skipped.
 """
 
 from __future__ import annotations
@@ -22,17 +21,14 @@ from etl_writer import compress, write_etl
 from traceaudit.formats.etl.buffers import Damage, iter_chunks
 from traceaudit.formats.etl.reader import read_etl
 from traceaudit.formats.etl.xpress import (
-    MODE_COPY,
-    MODE_XPRESS,
     XpressError,
+    compiled_decoder,
     decompress,
     decompress_kernel,
     decompress_python,
-    expand_buffers,
-    jit_decoder,
 )
 
-needs_jit = pytest.mark.skipif(not jit_decoder(), reason="numba missing or switched off")
+needs_jit = pytest.mark.skipif(compiled_decoder() is None, reason="numba missing or switched off")
 
 # Data that compresses: literal runs and repeats of every length class (3-9 in the match
 # word, up to 24 in the half byte, up to 279 in the extra byte, then 16-bit lengths).
@@ -108,33 +104,6 @@ def test_decompress_picks_a_decoder_that_gives_the_python_result():
         decompress(compress(data), len(data) + 10)
 
 
-def test_expand_buffers_expands_and_copies_many_bodies_in_one_call():
-    """Bodies at their offsets in one source array, to their places in one output; a body
-    that does not decompress is reported by index with the Python decoder's message."""
-    texts = [b"alpha " * 300, b"raw bytes, stored as they are", b"beta gamma " * 500, b"x" * 99]
-    bodies = [compress(texts[0]), texts[1], compress(texts[2]), b"\xff\xff\xff\xff\x08\x00"]
-    modes = [MODE_XPRESS, MODE_COPY, MODE_XPRESS, MODE_XPRESS]
-    src_at = np.cumsum([7] + [len(b) + 3 for b in bodies[:-1]])
-    src = bytearray(int(src_at[-1]) + len(bodies[-1]))
-    for at, body in zip(src_at.tolist(), bodies, strict=True):
-        src[at : at + len(body)] = body
-    sizes = np.array([len(t) for t in texts], dtype=np.int64)
-    out_at = np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int64)
-    out = np.zeros(int(sizes.sum()), dtype=np.uint8)
-    errors = expand_buffers(
-        np.frombuffer(bytes(src), dtype=np.uint8),
-        src_at.astype(np.int64),
-        np.array([len(b) for b in bodies], dtype=np.int64),
-        np.array(modes, dtype=np.uint8),
-        out,
-        out_at,
-        sizes,
-    )
-    assert errors == {3: "match offset 2 before the start of the output"}
-    for i in range(3):
-        assert out[out_at[i] : out_at[i] + sizes[i]].tobytes() == texts[i]
-
-
 def story_file(tmp_path, **options):
     story = Story()
     for i in range(300):
@@ -164,8 +133,9 @@ def chunks(data: bytes, kernels: bool) -> tuple[list[tuple[list[int], ...]], Dam
 @needs_jit
 @pytest.mark.parametrize("compressed", [False, True])
 def test_compiled_walk_finds_the_records_and_damage_the_python_walk_finds(tmp_path, compressed):
-    """Record markers and sizes overwritten across the file: the same records, rows and
-    damage messages (in the same order) from the compiled and the Python walk."""
+    """Bytes overwritten in every buffer body: the same records, rows, bytes and damage
+    messages (in the same order) from the compiled reading of a chunk's bodies (expanded
+    and walked in one call) and the Python one (buffer by buffer)."""
     data = bytearray(story_file(tmp_path, compressed=compressed).read_bytes())
     rng = np.random.default_rng(7)
     offset = struct.unpack_from("<I", data, 0)[0]  # the first event buffer
@@ -181,6 +151,10 @@ def test_compiled_walk_finds_the_records_and_damage_the_python_walk_finds(tmp_pa
     assert compiled == python
     assert compiled_damage == python_damage
     assert compiled_damage.buffers > 0
+    if compressed:
+        assert any("does not decompress" in w for w in compiled_damage.where)
+    else:
+        assert any("record at body offset" in w for w in compiled_damage.where)
 
 
 def test_a_compressed_buffer_larger_than_etw_allows_is_damaged(tmp_path):

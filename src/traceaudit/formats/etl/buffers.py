@@ -39,7 +39,12 @@ from traceaudit.formats.etl.layout import (
     SIZE_AT_4,
     logfile_header_dtype,
 )
-from traceaudit.formats.etl.xpress import MODE_COPY, MODE_XPRESS, expand_buffers, jit_decoder
+from traceaudit.formats.etl.xpress import (
+    XpressError,
+    compiled_decoder,
+    decompress,
+    error_message,
+)
 
 __all__ = [
     "CHUNK_BYTES",
@@ -265,7 +270,7 @@ def _walk(
     """Append each record of ``body`` (position + ``base``, size, header type) to ``out``.
 
     Returns the number of records. A record that does not fit stops the walk of this
-    buffer, which is counted as damaged. (The pure-Python walk; :func:`_walk_many` is the
+    buffer, which is counted as damaged. (The pure-Python walk; :func:`_walk_body` is the
     compiled one.)
     """
     positions, sizes, types = out
@@ -300,74 +305,128 @@ def _record_damage(where: str, pos: int, marker: int, size: int) -> str:
 
 _SIZE_AT_4 = np.array([t in SIZE_AT_4 for t in range(256)], dtype=np.bool_)
 _MINIMUM = np.array([HEADER_SIZES.get(t, 8) for t in range(256)], dtype=np.int64)
+MODE_COPY = 0
+"""A body stored as it is."""
+MODE_XPRESS = 1
+"""A body stored LZ77 Xpress compressed."""
 
 
-def _walk_many(
+def _walk_body(
     data: np.ndarray,
-    out_at: np.ndarray,
-    out_size: np.ndarray,
-    good: np.ndarray,
+    base: int,
+    end: int,
     size_at_4: np.ndarray,
     minimum: np.ndarray,
     positions: np.ndarray,
     sizes: np.ndarray,
     types: np.ndarray,
-    stops: np.ndarray,
+    count: int,
+    stop: np.ndarray,
 ) -> int:
-    """:func:`_walk` over every good body of a chunk at once, compiled by numba.
-
-    Fills ``positions``/``sizes``/``types`` (room for one record per 8 bytes) and returns
-    how many records there are. ``stops[i]`` is ``(body offset, marker, size)`` of the
-    record that stopped the walk of body ``i`` (offset -1 when none did).
-    """
-    count = 0
-    for i in range(len(out_at)):
-        stops[i, 0] = -1
-        if not good[i]:
-            continue
-        base = out_at[i]
-        end = out_size[i]
-        pos = 0
-        while pos + 8 <= end:
-            at = base + pos
-            marker = (
-                np.int64(data[at])
-                | (np.int64(data[at + 1]) << 8)
-                | (np.int64(data[at + 2]) << 16)
-                | (np.int64(data[at + 3]) << 24)
-            )
-            if marker == _END_OF_RECORDS:
-                break
-            flags = marker >> 24
-            header_type = (marker >> 16) & 0xFF
-            if flags & 0xC0 == 0xC0:
-                if size_at_4[header_type]:
-                    size = np.int64(data[at + 4]) | (np.int64(data[at + 5]) << 8)
-                else:
-                    size = marker & 0xFFFF
-                least = minimum[header_type]
-            elif flags & 0x80:
-                size = marker & 0xFFFF
-                header_type = 0
-                least = 8
+    """:func:`_walk` compiled: the records of ``data[base:base + end]`` go to
+    ``positions``/``sizes``/``types`` from index ``count`` on; returns the new count.
+    ``stop`` gets ``(body offset, marker, size)`` of a record that does not fit."""
+    pos = 0
+    while pos + 8 <= end:
+        at = base + pos
+        marker = (
+            np.int64(data[at])
+            | (np.int64(data[at + 1]) << 8)
+            | (np.int64(data[at + 2]) << 16)
+            | (np.int64(data[at + 3]) << 24)
+        )
+        if marker == _END_OF_RECORDS:
+            break
+        flags = marker >> 24
+        header_type = (marker >> 16) & 0xFF
+        if flags & 0xC0 == 0xC0:
+            if size_at_4[header_type]:
+                size = np.int64(data[at + 4]) | (np.int64(data[at + 5]) << 8)
             else:
-                size = 0
-                least = 8
-            if size < least or pos + size > end:
-                stops[i, 0] = pos
-                stops[i, 1] = marker
-                stops[i, 2] = size
-                break
-            positions[count] = at
-            sizes[count] = size
-            types[count] = header_type
-            count += 1
-            pos += (size + 7) & ~7
+                size = marker & 0xFFFF
+            least = minimum[header_type]
+        elif flags & 0x80:  # a WPP message header: size in the low word
+            size = marker & 0xFFFF
+            header_type = 0
+            least = 8
+        else:
+            size = 0
+            least = 8
+        if size < least or pos + size > end:
+            stop[0] = pos
+            stop[1] = marker
+            stop[2] = size
+            break
+        positions[count] = at
+        sizes[count] = size
+        types[count] = header_type
+        count += 1
+        pos += (size + 7) & ~7
     return count
 
 
-_WalkMany = Callable[
+def _read_bodies(
+    src: np.ndarray,
+    src_at: np.ndarray,
+    src_count: np.ndarray,
+    modes: np.ndarray,
+    data: np.ndarray,
+    out_at: np.ndarray,
+    out_size: np.ndarray,
+    size_at_4: np.ndarray,
+    minimum: np.ndarray,
+    positions: np.ndarray,
+    sizes: np.ndarray,
+    types: np.ndarray,
+    status: np.ndarray,
+    stops: np.ndarray,
+) -> int:
+    """Expand (or copy) every body of a chunk and walk its records, compiled by numba.
+
+    Body ``i`` is ``src[src_at[i]:src_at[i] + src_count[i]]`` and goes to
+    ``data[out_at[i]:out_at[i] + out_size[i]]``; it is walked right after it is expanded,
+    while it is still in the CPU cache. ``status[i]``: 0, or the decoder's negative error
+    code (``stops[i, 0]`` then holds its detail). ``stops[i]``: ``(body offset, marker,
+    size)`` of the record that stopped the walk, offset -1 when none did. Returns the
+    number of records (``positions`` has room for one per 8 bytes).
+    """
+    count = 0
+    detail = np.zeros(1, dtype=np.int64)
+    for i in range(len(src_at)):
+        stops[i, 0] = -1
+        status[i] = 0
+        if modes[i] == MODE_XPRESS:
+            code = _expand_body(src, src_at[i], src_count[i], data, out_at[i], out_size[i], detail)
+            if code < 0:
+                status[i] = code
+                stops[i, 0] = detail[0]
+                continue
+        else:
+            target = out_at[i]
+            begin = src_at[i]
+            for k in range(out_size[i]):
+                data[target + k] = src[begin + k]
+        count = _walk_compiled(
+            data,
+            out_at[i],
+            out_size[i],
+            size_at_4,
+            minimum,
+            positions,
+            sizes,
+            types,
+            count,
+            stops[i],
+        )
+    return count
+
+
+_ReadBodies = Callable[
     [
+        np.ndarray,
+        np.ndarray,
+        np.ndarray,
+        np.ndarray,
         np.ndarray,
         np.ndarray,
         np.ndarray,
@@ -381,65 +440,100 @@ _WalkMany = Callable[
     ],
     int,
 ]
+# The names _read_bodies calls: its compiled callees, set by _kernel() before it compiles.
+_expand_body: Callable[..., int] = _walk_body
+_walk_compiled: Callable[..., int] = _walk_body
 
 
 @cache
-def _walk_kernel() -> _WalkMany | None:
-    """The compiled :func:`_walk_many`, or None without numba (numba is imported here,
-    at the first read, not when the module is)."""
-    return cast("_WalkMany | None", kernel(_walk_many))
+def _kernel() -> _ReadBodies | None:
+    """The compiled :func:`_read_bodies`, or None without numba (numba is imported here,
+    at the first read, not when the module is; the machine code comes from its cache)."""
+    global _expand_body, _walk_compiled
+    decoder = compiled_decoder()
+    walk = kernel(_walk_body)
+    if decoder is None or walk is None:
+        return None
+    _expand_body, _walk_compiled = decoder, walk
+    return cast("_ReadBodies | None", kernel(_read_bodies))
+
+
+def _read_python(
+    src: np.ndarray, plan: _Plan, data: np.ndarray, damage: Damage
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_read_bodies` in Python, buffer by buffer (:func:`~.xpress.decompress` and
+    :func:`_walk`): where numba is missing, and as the reference the tests compare with."""
+    records: tuple[list[int], list[int], list[int]] = ([], [], [])
+    for begin, count, mode, offset, at, size in zip(
+        plan.src_at,
+        plan.src_count,
+        plan.modes,
+        plan.offsets,
+        plan.out_at,
+        plan.out_size,
+        strict=True,
+    ):
+        if mode == MODE_XPRESS:
+            try:
+                body = decompress(src[begin : begin + count].tobytes(), size)
+            except XpressError as exc:
+                damage.add(f"buffer at 0x{offset:X}: does not decompress ({exc})")
+                continue
+            data[at : at + size] = np.frombuffer(body, dtype=np.uint8)
+        else:
+            data[at : at + size] = src[begin : begin + size]
+            body = data[at : at + size].tobytes()
+        _walk(body, at, records, f"buffer at 0x{offset:X}", damage)
+    return (
+        np.array(records[0], dtype=np.int64),
+        np.array(records[1], dtype=np.int64),
+        np.array(records[2], dtype=np.uint8),
+    )
 
 
 def _chunk(src: np.ndarray, plan: _Plan, first_row: int, damage: Damage, kernels: bool) -> Chunk:
     """Expand and walk the bodies of ``plan``; damaged ones are counted and left out."""
     data = np.empty(plan.base, dtype=np.uint8)
-    out_at = np.array(plan.out_at, dtype=np.int64)
-    out_size = np.array(plan.out_size, dtype=np.int64)
-    errors = expand_buffers(
-        src,
-        np.array(plan.src_at, dtype=np.int64),
-        np.array(plan.src_count, dtype=np.int64),
-        np.array(plan.modes, dtype=np.uint8),
-        data,
-        out_at,
-        out_size,
-    )
-    walk = _walk_kernel() if kernels else None
-    if walk is None:
-        records: tuple[list[int], list[int], list[int]] = ([], [], [])
-        for i, (offset, at, size) in enumerate(
-            zip(plan.offsets, plan.out_at, plan.out_size, strict=True)
-        ):
-            if i in errors:
-                damage.add(f"buffer at 0x{offset:X}: does not decompress ({errors[i]})")
-                continue
-            body = data[at : at + size].tobytes()
-            _walk(body, at, records, f"buffer at 0x{offset:X}", damage)
-        positions = np.array(records[0], dtype=np.int64)
-        sizes = np.array(records[1], dtype=np.int64)
-        types = np.array(records[2], dtype=np.uint8)
+    read = _kernel() if kernels else None
+    if read is None:
+        positions, sizes, types = _read_python(src, plan, data, damage)
     else:
-        good = np.ones(len(out_at), dtype=np.bool_)
-        good[list(errors)] = False
+        buffers = len(plan.offsets)
         room = plan.base // 8 + 1
         positions = np.empty(room, dtype=np.int64)
         sizes = np.empty(room, dtype=np.int64)
         types = np.empty(room, dtype=np.uint8)
-        stops = np.empty((len(out_at), 3), dtype=np.int64)
-        count = walk(
-            data, out_at, out_size, good, _SIZE_AT_4, _MINIMUM, positions, sizes, types, stops
+        status = np.empty(buffers, dtype=np.int64)
+        stops = np.empty((buffers, 3), dtype=np.int64)
+        out_size = np.array(plan.out_size, dtype=np.int64)
+        count = read(
+            src,
+            np.array(plan.src_at, dtype=np.int64),
+            np.array(plan.src_count, dtype=np.int64),
+            np.array(plan.modes, dtype=np.uint8),
+            data,
+            np.array(plan.out_at, dtype=np.int64),
+            out_size,
+            _SIZE_AT_4,
+            _MINIMUM,
+            positions,
+            sizes,
+            types,
+            status,
+            stops,
         )
         positions, sizes, types = (
             positions[:count].copy(),
             sizes[:count].copy(),
             types[:count].copy(),
         )
-        for i in sorted({*errors, *np.flatnonzero(stops[:, 0] >= 0).tolist()}):
+        for i in np.flatnonzero((status < 0) | (stops[:, 0] >= 0)).tolist():
             where = f"buffer at 0x{plan.offsets[i]:X}"
-            if i in errors:
-                damage.add(f"{where}: does not decompress ({errors[i]})")
+            pos, marker, size = stops[i].tolist()
+            if status[i] < 0:
+                message = error_message(int(status[i]), pos, int(out_size[i]))
+                damage.add(f"{where}: does not decompress ({message})")
             else:
-                pos, marker, size = stops[i].tolist()
                 damage.add(_record_damage(where, pos, marker, size))
     count = len(positions)
     return Chunk(
@@ -466,12 +560,12 @@ def iter_chunks(
 
     The buffer headers are read one by one (each gives the next one's offset); the bodies
     of a chunk's buffers are then expanded and walked together, in one compiled call each
-    when numba is available (:func:`~.xpress.expand_buffers`, :func:`_walk_many`);
-    ``kernels=False`` walks the records in Python (the tests compare the two).
+    when numba is available (:func:`_read_bodies`); ``kernels=False`` reads them in Python
+    (:func:`_read_python`; the tests compare the two).
     """
     src = np.frombuffer(data, dtype=np.uint8)
     if kernels is None:
-        kernels = jit_decoder()
+        kernels = _kernel() is not None
     total = len(src)
     offset = 0
     plan = _Plan()

@@ -16,9 +16,9 @@ Three decoders give the same bytes and the same errors (the tests compare them):
 
 * ``ntdll.RtlDecompressBuffer`` on Windows, when it is there (its output is checked; any
   failure falls back to the decoders below);
-* a numba kernel (:data:`traceaudit._jit.kernel`), compiled at first use, that writes into a
-  preallocated numpy array; :func:`expand_buffers` runs it over every buffer of a chunk in
-  one call, so no Python step is taken per buffer or per match;
+* a numba kernel (:func:`traceaudit._jit.kernel`), compiled at first use, that writes into
+  a preallocated numpy array; the buffer walk (:mod:`.buffers`) runs it over every buffer
+  of a chunk in one compiled call, so no Python step is taken per buffer or per match;
 * :func:`decompress_python`, pure Python for where numba is missing or switched off
   (``TRACEAUDIT_NO_JIT=1``): runs of literals are copied as one slice and non-overlapping
   matches as one slice, so the cost is one small loop step per match (about 0.4 µs).
@@ -43,7 +43,14 @@ import numpy as np
 
 from traceaudit._jit import kernel
 
-__all__ = ["XpressError", "decompress", "decompress_python", "expand_buffers"]
+__all__ = [
+    "XpressError",
+    "compiled_decoder",
+    "decompress",
+    "decompress_kernel",
+    "decompress_python",
+    "error_message",
+]
 
 
 class XpressError(ValueError):
@@ -123,11 +130,6 @@ _TRUNCATED = -1  # the data ends inside an item
 _OFFSET = -2  # a match reaches before the start of the output (detail: the offset)
 _SHORT_LENGTH = -3  # a 16/32-bit match length below 22 (detail: the length)
 _SHORT_OUTPUT = -4  # the data expands to fewer bytes than announced (detail: how many)
-
-MODE_COPY = 0
-""":func:`expand_buffers`: the body is stored as it is."""
-MODE_XPRESS = 1
-""":func:`expand_buffers`: the body is LZ77 Xpress."""
 
 
 def error_message(code: int, detail: int, size: int) -> str:
@@ -240,124 +242,31 @@ def _xpress_into(
     return size
 
 
-def _expand_many(
-    src: np.ndarray,
-    src_at: np.ndarray,
-    src_count: np.ndarray,
-    modes: np.ndarray,
-    out: np.ndarray,
-    out_at: np.ndarray,
-    out_size: np.ndarray,
-    status: np.ndarray,
-    detail: np.ndarray,
-) -> None:
-    """:func:`expand_buffers`' loop, compiled: one call for all the buffers of a chunk."""
-    one = np.zeros(1, dtype=np.int64)
-    for i in range(len(src_at)):
-        if modes[i] == MODE_XPRESS:
-            one[0] = 0
-            status[i] = _xpress_into_kernel(
-                src, src_at[i], src_count[i], out, out_at[i], out_size[i], one
-            )
-            detail[i] = one[0]
-        else:
-            out[out_at[i] : out_at[i] + out_size[i]] = src[src_at[i] : src_at[i] + out_size[i]]
-            status[i] = out_size[i]
-
-
 _XpressInto = Callable[[np.ndarray, int, int, np.ndarray, int, int, np.ndarray], int]
-_ExpandMany = Callable[
-    [
-        np.ndarray,
-        np.ndarray,
-        np.ndarray,
-        np.ndarray,
-        np.ndarray,
-        np.ndarray,
-        np.ndarray,
-        np.ndarray,
-        np.ndarray,
-    ],
-    None,
-]
-_xpress_into_kernel: _XpressInto = _xpress_into  # compiled by _kernels() before any use
 
 
 @cache
-def _kernels() -> tuple[_XpressInto, _ExpandMany] | None:
-    """The compiled decoder and its batch loop, or None without numba (compiled, or
-    loaded from numba's cache, at the first call: numba is not imported before)."""
-    global _xpress_into_kernel
-    single = kernel(_xpress_into)
-    if single is None:
-        return None
-    _xpress_into_kernel = single  # the name _expand_many calls, resolved when it compiles
-    many = kernel(_expand_many)
-    if many is None:  # pragma: no cover - kernel() answers the same twice
-        return None
-    return cast(_XpressInto, single), cast(_ExpandMany, many)
-
-
-def jit_decoder() -> bool:
-    """Whether the compiled decoder is in use here (numba importable and not switched off)."""
-    return _kernels() is not None
+def compiled_decoder() -> _XpressInto | None:
+    """The numba-compiled decoder (:func:`_xpress_into`), or None without numba. numba is
+    imported at the first call, not with this module; the machine code comes from numba's
+    cache after the first compilation."""
+    return cast("_XpressInto | None", kernel(_xpress_into))
 
 
 def decompress_kernel(src: bytes, size: int) -> bytes:
     """:func:`decompress_python`'s result through the compiled decoder (numba must be
-    available: see :func:`jit_decoder`)."""
-    kernels = _kernels()
-    if kernels is None:
+    available: see :func:`compiled_decoder`)."""
+    decoder = compiled_decoder()
+    if decoder is None:
         raise RuntimeError("the compiled Xpress decoder needs numba")
     if size <= 0:
         return decompress_python(src, size)
     out = np.empty(size, dtype=np.uint8)
     detail = np.zeros(1, dtype=np.int64)
-    code = kernels[0](np.frombuffer(src, dtype=np.uint8), 0, len(src), out, 0, size, detail)
+    code = decoder(np.frombuffer(src, dtype=np.uint8), 0, len(src), out, 0, size, detail)
     if code < 0:
         raise XpressError(error_message(code, int(detail[0]), size))
     return out.tobytes()
-
-
-def expand_buffers(
-    src: np.ndarray,
-    src_at: np.ndarray,
-    src_count: np.ndarray,
-    modes: np.ndarray,
-    out: np.ndarray,
-    out_at: np.ndarray,
-    out_size: np.ndarray,
-) -> dict[int, str]:
-    """Expand (``MODE_XPRESS``) or copy (``MODE_COPY``) many buffer bodies at once.
-
-    Body ``i`` is ``src[src_at[i]:src_at[i] + src_count[i]]`` (``src`` is typically the
-    whole mapped file) and goes to ``out[out_at[i]:out_at[i] + out_size[i]]``. Returns the
-    bodies that do not decompress: index → the :class:`XpressError` message. One compiled
-    call for all bodies when numba is available (off Windows); else :func:`decompress`
-    body by body.
-    """
-    count = len(src_at)
-    errors: dict[int, str] = {}
-    kernels = _kernels() if _NATIVE is None else None
-    if kernels is not None:
-        status = np.zeros(count, dtype=np.int64)
-        detail = np.zeros(count, dtype=np.int64)
-        kernels[1](src, src_at, src_count, modes, out, out_at, out_size, status, detail)
-        for i in np.flatnonzero(status < 0).tolist():
-            errors[i] = error_message(int(status[i]), int(detail[i]), int(out_size[i]))
-        return errors
-    for i in range(count):
-        begin, target, size = int(src_at[i]), int(out_at[i]), int(out_size[i])
-        if modes[i] != MODE_XPRESS:
-            out[target : target + size] = src[begin : begin + size]
-            continue
-        try:
-            body = decompress(src[begin : begin + int(src_count[i])].tobytes(), size)
-        except XpressError as exc:
-            errors[i] = str(exc)
-            continue
-        out[target : target + size] = np.frombuffer(body, dtype=np.uint8)
-    return errors
 
 
 def _native() -> Callable[[bytes, int], bytes] | None:
@@ -406,6 +315,6 @@ def decompress(src: bytes, size: int) -> bytes:
             return _NATIVE(src, size)
         except (XpressError, OSError, ValueError):
             pass
-    if _kernels() is not None:
+    if compiled_decoder() is not None:
         return decompress_kernel(src, size)
     return decompress_python(src, size)
