@@ -17,14 +17,17 @@ SetRenameInformationFile…) with the result of their OperationEnd; the linking 
 :mod:`._etl_columns`. Times are UTC with 100 ns precision (``Trace.clock == "utc"``).
 
 Every record is walked, but only the ones above are decoded, with numpy structured dtypes
-over whole chunks of buffers: on the 179,474-record PerfView corpus trace (compressed
-buffers, 64-bit) this reader is about 12 times faster than iterating dissect.etl
-(``benchmarks/bench_etl_read.py``), most of its time going to decompression.
+over whole chunks of buffers. Buffers are expanded and their records walked by numba
+kernels, one call per chunk (pure Python where numba is missing): on the 179,474-record
+PerfView corpus trace (compressed buffers, 64-bit) this reader is over 100 times faster
+than iterating dissect.etl (``benchmarks/bench_etl_read.py``), about half of its time
+going to decompression.
 
 The modules, in reading order:
 
 * :mod:`._etl_layout`: buffer, record-header and payload layouts, as data;
-* :mod:`._etl_xpress`: the LZ77 Xpress decompressor for compressed buffers;
+* :mod:`._etl_xpress`: the LZ77 Xpress decompressor for compressed buffers (compiled, or
+  pure Python);
 * :mod:`._etl_buffers`: the logfile header (clock, pointer size), the buffer and record
   walk, damaged-buffer accounting;
 * :mod:`._etl_events`: classification of records and bulk decoding of the ones needed;
