@@ -9,10 +9,13 @@ from __future__ import annotations
 import struct
 
 import pytest
+from test_pml_kernels import both_paths  # noqa: F401  (every read: with and without kernels)
 from test_read_pml_builder import HEADER_SIZE, close_event, create_event, pml_file, write
 
 from traceaudit.errors import DamagedRowError, TraceFormatError
 from traceaudit.formats.pml.reader import read_pml, read_pml_processes
+
+pytestmark = pytest.mark.usefixtures("both_paths")
 
 EVENT_SIZE = 52 + 2 * 8 + len(close_event("C:\\a").details)
 

@@ -19,9 +19,12 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pytest
+from test_pml_kernels import both_paths  # noqa: F401  (every read: with and without kernels)
 
 from traceaudit.errors import TraceauditError, TraceFormatError
 from traceaudit.formats.pml.reader import read_pml
+
+pytestmark = pytest.mark.usefixtures("both_paths")
 
 HEADER_SIZE = 0x3A8
 LOGS = (

@@ -13,8 +13,12 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 import numpy as np
+import pytest
+from test_pml_kernels import both_paths  # noqa: F401  (every read: with and without kernels)
 
 from traceaudit.formats.pml.reader import read_pml
+
+pytestmark = pytest.mark.usefixtures("both_paths")
 
 HEADER_SIZE = 0x3A8
 FILETIME_EPOCH = datetime(1601, 1, 1, tzinfo=timezone.utc)

@@ -12,6 +12,7 @@ from datetime import timedelta
 
 import polars as pl
 import pytest
+from test_pml_kernels import both_paths  # noqa: F401  (every read: with and without kernels)
 from test_read_pml_builder import (
     T0,
     Event,
@@ -31,6 +32,8 @@ from test_read_pml_builder import (
 from traceaudit.formats.input import open_input
 from traceaudit.formats.pml.reader import FORMAT_NAME, read, read_pml, read_pml_processes, sniff_pml
 from traceaudit.schema import EVENT_SCHEMA
+
+pytestmark = pytest.mark.usefixtures("both_paths")
 
 POINTERS = pytest.mark.parametrize("pointer", [8, 4], ids=["64-bit", "32-bit"])
 

@@ -17,6 +17,7 @@ import polars as pl
 import pyarrow as pa
 
 from traceaudit.formats.pml.events import STATUS_PENDING, EventArrays, read_u16
+from traceaudit.formats.pml.kernels import Kernels, compiled, words
 from traceaudit.formats.pml.layout import (
     FILE_SYSTEM,
     IPC,
@@ -38,7 +39,7 @@ from traceaudit.formats.pml.names import (
     result_name,
 )
 from traceaudit.formats.pml.tables import filetimes_to_datetimes
-from traceaudit.formats.pml.text import CHUNK, decode_strings
+from traceaudit.formats.pml.text import CHUNK, StringViews, decode_strings
 
 __all__ = [
     "BASE_COLUMNS",
@@ -279,6 +280,9 @@ def path_column(
         start[created] = details[created] + PROCESS_CREATE_PATH + 6 + skip
     has_path = info >= 0
     info += details
+    kernels = compiled()
+    if kernels is not None:
+        return _path_compiled(kernels, events, info, has_path, start, release, decode=decode)
     has_path &= info + 2 <= end
     after = end.copy()
     parts = []
@@ -304,4 +308,53 @@ def path_column(
         path = parts[0] if parts else pl.Series([], dtype=pl.String)
     else:
         path = pl.concat(parts, rechunk=False)
+    return path.alias("path"), after
+
+
+_PATH_CHUNK = 4 * CHUNK
+"""Events whose paths the compiled decoder reads between two page releases."""
+
+
+def _path_compiled(
+    kernels: Kernels,
+    events: EventArrays,
+    info: np.ndarray,
+    has_path: np.ndarray,
+    start: np.ndarray,
+    release: Callable[[int, int], None] | None,
+    *,
+    decode: bool,
+) -> tuple[pl.Series, np.ndarray]:
+    """:func:`path_column`'s chunk loop by the compiled passes: size words, spans and
+    UTF-8 text in one pass per chunk, into one ``string_view`` column."""
+    data, end, offsets = events.data, events.details_end, events.offsets
+    info = np.where(has_path, info, -1)
+    count = events.count
+    after = end.copy()
+    begin = np.empty(count, dtype=np.int64)
+    chars = np.empty(count, dtype=np.int64)
+    one_byte = np.empty(count, dtype=bool)
+    views = StringViews(kernels, data, count) if decode else None
+    d16 = words(data)[0]
+    for first in range(0, count, _PATH_CHUNK):
+        part = slice(first, first + _PATH_CHUNK)
+        kernels.path_spans(
+            d16,
+            info[part],
+            start[part],
+            end[part],
+            offsets[part],
+            begin[part],
+            chars[part],
+            one_byte[part],
+            after[part],
+        )
+        if views is not None:
+            views.add(first, begin[part], chars[part], one_byte[part])
+        if release is not None:
+            release(int(offsets[part].min()), int(end[part].max()))
+    if views is None:
+        path = pl.Series([], dtype=pl.String).extend_constant(None, count)
+    else:
+        path = views.series()
     return path.alias("path"), after

@@ -26,6 +26,7 @@ import numpy as np
 import pyarrow as pa
 
 from traceaudit.errors import DamagedRowError, TraceFormatError
+from traceaudit.formats.pml.kernels import Kernels, compiled, words
 from traceaudit.formats.pml.layout import (
     EVENT_HEADER_DTYPE,
     FILE_SYSTEM,
@@ -371,6 +372,11 @@ class EventArrays:
     ) -> EventArrays:
         """Gather the headers of the events at ``offsets`` (numbered ``numbers``); drop
         (or, strict, refuse) events that do not fit, counting them in ``damage``."""
+        kernels = compiled()
+        if kernels is not None:
+            return cls._build_compiled(
+                kernels, header, data, buf, offsets, numbers, damage, strict=strict
+            )
         inside = (offsets >= header.events_offset) & (offsets + _HEADER <= header.size)
         safe = offsets if bool(inside.all()) else np.where(inside, offsets, header.events_offset)
         records = gather_records(data, safe, EVENT_HEADER_DTYPE)
@@ -399,6 +405,71 @@ class EventArrays:
             ((event_class == FILE_SYSTEM) | (event_class == IPC)) & (fields["details_size"] > 0)
         )
         sub_operation[fs] = data[details[fs]]
+        return cls(
+            header,
+            data,
+            buf,
+            numbers,
+            offsets,
+            fields,
+            details,
+            details_end,
+            extra_at,
+            sub_operation,
+        )
+
+    @classmethod
+    def _build_compiled(
+        cls,
+        kernels: Kernels,
+        header: PmlHeader,
+        data: np.ndarray,
+        buf: pa.Buffer,
+        offsets: np.ndarray,
+        numbers: np.ndarray,
+        damage: Damage,
+        *,
+        strict: bool,
+    ) -> EventArrays:
+        """:meth:`build` in one compiled pass over the headers (the same arrays)."""
+        offsets = np.ascontiguousarray(offsets, dtype=np.int64)
+        count = len(offsets)
+        fields = {name: np.empty(count, dtype=EVENT_HEADER_DTYPE[name]) for name in _COLUMNS}
+        details = np.empty(count, dtype=np.int64)
+        details_end = np.empty(count, dtype=np.int64)
+        extra_at = np.empty(count, dtype=np.int64)
+        sub_operation = np.empty(count, dtype=np.uint8)
+        valid = np.empty(count, dtype=bool)
+        d16, d32, d64 = words(data)
+        bad = kernels.event_headers(
+            data,
+            d16,
+            d32,
+            d64,
+            offsets,
+            header.events_offset,
+            header.pointer,
+            fields["process_index"],
+            fields["tid"],
+            fields["event_class"],
+            fields["operation"],
+            fields["duration"],
+            fields["time"],
+            fields["result"],
+            fields["details_size"],
+            details,
+            details_end,
+            extra_at,
+            sub_operation,
+            valid,
+        )
+        if bad:
+            _report_damaged(header, damage, offsets, numbers, valid, strict=strict)
+            keep = np.flatnonzero(valid)
+            fields = {name: values[keep] for name, values in fields.items()}
+            offsets, numbers = offsets[keep], numbers[keep]
+            details, details_end = details[keep], details_end[keep]
+            extra_at, sub_operation = extra_at[keep], sub_operation[keep]
         return cls(
             header,
             data,

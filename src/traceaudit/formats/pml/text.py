@@ -20,6 +20,11 @@ of the file; Arrow's buffers come from the system allocator, which gives them ba
 they are freed.
 
 Like Procmon (and procmon-parser), a string ends at its first NUL character.
+
+With numba (:mod:`.kernels`) all three steps are one compiled pass instead
+(:class:`StringViews`): each string is read where it lies in the file and written as
+UTF-8 straight into an Arrow ``string_view`` array, which polars takes over without a
+copy. The steps above are the fallback, and give the same column.
 """
 
 from __future__ import annotations
@@ -29,7 +34,16 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 
-__all__ = ["CHUNK", "decode_strings", "gather_bytes", "binary_values", "arrow_int64"]
+from traceaudit.formats.pml.kernels import ANSI_CODE_POINTS, Kernels, compiled, words
+
+__all__ = [
+    "CHUNK",
+    "StringViews",
+    "decode_strings",
+    "gather_bytes",
+    "binary_values",
+    "arrow_int64",
+]
 
 CHUNK = 16384
 """Strings decoded per step of :func:`decode_strings`."""
@@ -200,6 +214,85 @@ def _decode_chunk(
     return pc.take(joined, arrow_int64(inverse), memory_pool=_POOL), wide_nul or narrow_nul
 
 
+class StringViews:
+    """A String column of ``count`` strings of ``data`` decoded part by part by the
+    compiled decoder (:func:`~traceaudit.formats.pml.kernels.decode_views`) into one
+    Arrow ``string_view`` array: 16 bytes of view per string (strings of up to 12 UTF-8
+    bytes held in it) and one data buffer per part for the longer ones."""
+
+    def __init__(self, kernels: Kernels, data: np.ndarray, count: int) -> None:
+        self._decode = kernels.decode_views
+        self._data = data
+        self._d64 = words(data)[2]
+        self._views = np.empty((count, 16), dtype=np.uint8)
+        self._views32 = self._views.view(np.uint32)
+        self._buffers: list[pa.Buffer] = []
+        self._count = count
+        self._state = np.zeros(2, dtype=np.int64)
+
+    def add(self, first: int, starts: np.ndarray, chars: np.ndarray, one_byte: np.ndarray) -> None:
+        """Decode strings ``first…first + len(starts)`` (which must lie inside the data:
+        UTF-16LE, or one byte per character where ``one_byte``).
+
+        Each part's buffer is first sized for ASCII (a byte per character, the bytes
+        of the strings the views hold inline to spare); strings that do not fit then go
+        to a buffer sized for the worst case (3 bytes per character).
+        """
+        done, total, worst = 0, len(starts), False
+        while done < total:
+            chars_left = int(chars[done:].sum())
+            out = np.empty((3 if worst else 1) * chars_left + 64, dtype=np.uint8)
+            self._decode(
+                self._data,
+                self._d64,
+                starts[done:],
+                chars[done:],
+                one_byte[done:],
+                ANSI_CODE_POINTS,
+                len(self._buffers),
+                self._views[first + done : first + total],
+                self._views32[first + done : first + total],
+                out,
+                *words(out)[1:],
+                self._state,
+            )
+            used, decoded = int(self._state[0]), int(self._state[1])
+            if used:
+                self._buffers.append(pa.py_buffer(out[:used]))
+            if not decoded and worst:  # cannot happen: the worst case always fits
+                raise RuntimeError("decode_views made no progress")
+            done += decoded
+            worst = True
+
+    def series(self) -> pl.Series:
+        """The column (once every string is added)."""
+        array = pa.Array.from_buffers(
+            pa.string_view(), self._count, [None, pa.py_buffer(self._views), *self._buffers]
+        )
+        return pl.Series(array)
+
+
+def _decode_compiled(
+    kernels: Kernels,
+    buf: pa.Buffer,
+    starts: np.ndarray,
+    chars: np.ndarray,
+    one_byte: np.ndarray | None,
+) -> pl.Series | None:
+    """:func:`decode_strings` by the compiled decoder; None when a range leaves ``buf``
+    (the fallback then reports it as it always did)."""
+    data = np.frombuffer(buf, dtype=np.uint8)
+    narrow = np.zeros(len(starts), dtype=bool) if one_byte is None else one_byte
+    stops = starts + np.where(narrow, chars, 2 * chars)
+    if int(starts.min()) < 0 or int(chars.min()) < 0 or int(stops.max()) > len(data):
+        return None
+    views = StringViews(kernels, data, len(starts))
+    for first in range(0, len(starts), CHUNK):
+        part = slice(first, first + CHUNK)
+        views.add(first, starts[part], chars[part], narrow[part])
+    return views.series()
+
+
 def decode_strings(
     buf: pa.Buffer,
     starts: np.ndarray,
@@ -216,6 +309,13 @@ def decode_strings(
     chars = np.asarray(chars, dtype=np.int64)
     if count == 0:
         return pl.Series(values=[], dtype=pl.String)
+    kernels = compiled()
+    if kernels is not None:
+        if one_byte is not None:
+            one_byte = np.asarray(one_byte, dtype=bool)
+        decoded = _decode_compiled(kernels, buf, starts, chars, one_byte)
+        if decoded is not None:
+            return decoded
     chunks, has_nul = [], False
     for first in range(0, count, CHUNK):
         part = slice(first, first + CHUNK)
