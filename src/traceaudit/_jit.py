@@ -34,10 +34,18 @@ def jit_available() -> bool:
     return True
 
 
-def kernel(fn: F, *, parallel: bool = False) -> F | None:
-    """``fn`` compiled with numba (no Python objects, GIL released, cached), or ``None``."""
+def kernel(fn: F, *, parallel: bool = False, inline: bool = False) -> F | None:
+    """``fn`` compiled with numba (no Python objects, GIL released, cached), or ``None``.
+
+    ``inline``: a small helper that other kernels call, inlined into each of them
+    (numba's ``inline="always"``; a call that is not inlined can cost more than the
+    helper's work).
+    """
     if not jit_available():
         return None
     import numba
 
-    return cast(F, numba.njit(cache=True, nogil=True, parallel=parallel)(fn))
+    options: dict[str, Any] = {"cache": True, "nogil": True, "parallel": parallel}
+    if inline:
+        options["inline"] = "always"
+    return cast(F, numba.njit(**options)(fn))

@@ -38,11 +38,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 
+import numpy as np
 import polars as pl
 
+from traceaudit.formats.procmon_text import kernels
 from traceaudit.schema import (
     ACCESS_BITS,
     CREATE_OPTION_BITS,
@@ -109,6 +111,13 @@ class _Family:
     words: tuple[str, ...] = ()
     last: tuple[str, ...] = ()
     fast: Callable[[pl.Series], tuple[pl.DataFrame, pl.Series]] | None = None
+    compiled: Callable[[kernels.Cut], tuple[list[pl.Series], np.ndarray]] | None = None
+    reads: Mapping[str, tuple[int, kernels.NameTable | None]] = field(default_factory=dict)
+    cut: kernels.KeyCut = field(init=False)
+
+    def __post_init__(self) -> None:
+        keys = kernels.KeyCut.of(self.keys, self.wanted, self.words, self.last, self.reads)
+        object.__setattr__(self, "cut", keys)
 
 
 @dataclass(frozen=True)
@@ -168,7 +177,11 @@ def submit_detail_columns(
 
 
 def _parse_family(
-    family: _Family, *, details: pl.Series, operations: Operations, present: pl.Series | None
+    family: _Family,
+    *,
+    details: pl.Series,
+    operations: Operations,
+    present: pl.Series | None,
 ) -> list[pl.Series]:
     """One family's typed columns, full length (null outside the family's rows)."""
     mask = operations.where(family.rows)
@@ -183,7 +196,7 @@ def _parse_family(
     # percent are distinct in real captures), else every row.
     distinct = _distinct(rows)
     if distinct is None:
-        parsed = _parse_rows(_compact(rows, details.len()), family)
+        parsed = _parse_rows(rows, family, total=details.len())
         local = _numbers(rows.len())
     else:
         values, local = distinct
@@ -239,9 +252,34 @@ def _numbers(n: int) -> pl.Series:
     return pl.int_range(n, dtype=pl.UInt32, eager=True)
 
 
-def _parse_rows(rows: pl.Series, family: _Family) -> pl.DataFrame:
-    """The typed columns of every row."""
+def _parse_rows(rows: pl.Series, family: _Family, *, total: int | None = None) -> pl.DataFrame:
+    """The typed columns of every row: through the compiled loop where numba is
+    available (:func:`_parse_compiled`, which packs the rows' bytes anyway), else in
+    polars (``total``: the rows are a pick of so many, see :func:`_compact`)."""
+    if family.compiled is not None and kernels.available():
+        return _parse_compiled(rows, family)
+    return _parse_polars(rows if total is None else _compact(rows, total), family)
+
+
+def _parse_polars(rows: pl.Series, family: _Family) -> pl.DataFrame:
+    """The typed columns of every row, in polars."""
     return pl.DataFrame(family.build(_values(rows, family)))
+
+
+def _parse_compiled(rows: pl.Series, family: _Family) -> pl.DataFrame:
+    """The typed columns of every row through the compiled loop; the rows it is not sure
+    of go through :func:`_parse_polars`."""
+    assert family.compiled is not None
+    buffers = kernels.string_buffers(rows)
+    cut = kernels.cut(buffers, np.arange(rows.len(), dtype=np.int64), family.cut)
+    columns, unsure = family.compiled(cut)
+    parsed = pl.DataFrame(columns)
+    todo = np.flatnonzero(unsure | cut.unsure())
+    if len(todo):
+        index = pl.Series(todo, dtype=pl.UInt32)
+        slow = _parse_polars(rows.gather(index), family)
+        parsed = pl.DataFrame([parsed[c].scatter(index, slow[c]) for c in family.columns])
+    return parsed
 
 
 def _values(rows: pl.Series, family: _Family) -> pl.DataFrame:
@@ -360,16 +398,19 @@ def _number(value: pl.Series) -> pl.Series:
     return plain.scatter(index, localized)
 
 
+_OPTION_FLAGS = (
+    pl.when((pl.col("o") & _DIRECTORY) != 0)
+    .then(True)
+    .when((pl.col("o") & _NON_DIRECTORY) != 0)
+    .then(False)
+    .alias("is_directory"),
+    ((pl.col("o") & _DELETE_ON_CLOSE) != 0).alias("delete_on_close"),
+)
+
+
 def _create(values: pl.DataFrame) -> list[pl.Series]:
     options = _by_distinct(values["Options"], lambda v: _bits(v, CREATE_OPTION_BITS), pl.Int64())
-    flags = pl.DataFrame({"o": options}).select(
-        pl.when((pl.col("o") & _DIRECTORY) != 0)
-        .then(True)
-        .when((pl.col("o") & _NON_DIRECTORY) != 0)
-        .then(False)
-        .alias("is_directory"),
-        ((pl.col("o") & _DELETE_ON_CLOSE) != 0).alias("delete_on_close"),
-    )
+    flags = pl.DataFrame({"o": options}).select(_OPTION_FLAGS)
     return [
         _by_distinct(values["Desired Access"], lambda v: _bits(v, ACCESS_BITS), pl.UInt32()).alias(
             "access_mask"
@@ -465,6 +506,82 @@ def _rename_fast(details: pl.Series) -> tuple[pl.DataFrame, pl.Series]:
     return values.select("ReplaceIfExists", "Flags", "FileName"), values["done"]
 
 
+# ----------------------------------------------------------- through the compiled loops
+#
+# Each builder turns the compiled cut of a family's rows into the same typed columns as
+# the polars builder above, for the rows the loops are sure of, and says which rows they
+# are not sure of (those go through the polars parser).
+
+_ACCESS = kernels.NameTable.of(ACCESS_BITS)
+_SHARE = kernels.NameTable.of(SHARE_BITS)
+_OPTIONS = kernels.NameTable.of(CREATE_OPTION_BITS)
+# Procmon's words (procmon-parser's consts.py); others are left to the polars parser.
+_DISPOSITIONS = kernels.NameTable.of(
+    ("Supersede", "Open", "Create", "OpenIf", "Overwrite", "OverwriteIf")
+)
+_OPEN_RESULTS = kernels.NameTable.of(
+    ("Superseded", "Opened", "Created", "Overwritten", "Exists", "DoesNotExist", "<unknown>")
+)
+_TRUE_FALSE = kernels.NameTable.of({"True": 1, "False": 0})
+_NUMBER = (kernels.NUMBER, None)
+
+
+def _masked(values: np.ndarray, status: np.ndarray, dtype: pl.DataType) -> pl.Series:
+    """``values`` where ``status`` is 0, else null, as ``dtype``."""
+    return pl.select(
+        pl.when(pl.lit(pl.Series(status == 0))).then(pl.lit(pl.Series(values))).cast(dtype)
+    ).to_series()
+
+
+def _named(value: tuple[np.ndarray, np.ndarray], table: kernels.NameTable) -> pl.Series:
+    """The table's name at each index where the status is 0, else null."""
+    position = _masked(*value, pl.UInt32())
+    return pl.Series(table.names, dtype=pl.String).gather(position)
+
+
+def _create_compiled(cut: kernels.Cut) -> tuple[list[pl.Series], np.ndarray]:
+    options = _masked(*cut.value(2), pl.Int64())
+    flags = pl.DataFrame({"o": options}).select(_OPTION_FLAGS)
+    columns = [
+        _masked(*cut.value(0), pl.UInt32()).alias("access_mask"),
+        _masked(*cut.value(3), pl.UInt8()).alias("share_mode"),
+        _named(cut.value(1), _DISPOSITIONS).alias("disposition"),
+        options.cast(pl.UInt32).alias("create_options"),
+        flags["is_directory"],
+        flags["delete_on_close"],
+        _named(cut.value(4), _OPEN_RESULTS).alias("open_result"),
+    ]
+    return columns, np.zeros(len(options), dtype=np.bool_)
+
+
+def _flag_compiled(cut: kernels.Cut, word: int, flags: int) -> tuple[pl.Series, np.ndarray]:
+    """``coalesce(flag(word), has_flag(flags))`` where the loop is sure: the word is True
+    or False, or both keys are absent. A Flags value is left to polars."""
+    value, status = cut.value(word)
+    unsure = (status == 1) & (cut.status[:, flags] != 1)
+    return _masked(value == 1, status, pl.Boolean()), unsure
+
+
+def _rename_compiled(cut: kernels.Cut) -> tuple[list[pl.Series], np.ndarray]:
+    replace, unsure = _flag_compiled(cut, 0, 1)
+    names = kernels.strings(cut, 2)
+    target = pl.select(pl.when(pl.lit(names) != "").then(pl.lit(names))).to_series()
+    return [target.alias("rename_target"), replace.alias("replace_if_exists")], unsure
+
+
+def _disposition_compiled(cut: kernels.Cut) -> tuple[list[pl.Series], np.ndarray]:
+    delete, unsure = _flag_compiled(cut, 0, 1)
+    return [delete.alias("delete_flag")], unsure
+
+
+def _io_compiled(cut: kernels.Cut) -> tuple[list[pl.Series], np.ndarray]:
+    columns = [
+        _masked(*cut.value(0), pl.Int64()).alias("offset"),
+        _masked(*cut.value(1), pl.Int64()).alias("length"),
+    ]
+    return columns, np.zeros(len(cut.status), dtype=np.bool_)
+
+
 _CREATE_KEYS = (
     "Desired Access",
     "Disposition",
@@ -482,6 +599,14 @@ _FAMILIES: tuple[_Family, ...] = (
         keys=_CREATE_KEYS,
         wanted=("Desired Access", "Disposition", "Options", "ShareMode", "OpenResult"),
         build=_create,
+        compiled=_create_compiled,
+        reads={
+            "Desired Access": (kernels.BITS, _ACCESS),
+            "Disposition": (kernels.NAME, _DISPOSITIONS),
+            "Options": (kernels.BITS, _OPTIONS),
+            "ShareMode": (kernels.BITS, _SHARE),
+            "OpenResult": (kernels.NAME, _OPEN_RESULTS),
+        },
         columns=(
             "access_mask",
             "share_mode",
@@ -499,6 +624,8 @@ _FAMILIES: tuple[_Family, ...] = (
         keys=("ReplaceIfExists", "Flags", "FileName"),
         wanted=("ReplaceIfExists", "Flags", "FileName"),
         build=_rename,
+        compiled=_rename_compiled,
+        reads={"ReplaceIfExists": (kernels.NAME, _TRUE_FALSE)},
         columns=("rename_target", "replace_if_exists"),
         fast=_rename_fast,
         words=("ReplaceIfExists",),
@@ -509,6 +636,8 @@ _FAMILIES: tuple[_Family, ...] = (
         keys=("Delete", "Flags"),
         wanted=("Delete", "Flags"),
         build=_disposition,
+        compiled=_disposition_compiled,
+        reads={"Delete": (kernels.NAME, _TRUE_FALSE)},
         columns=("delete_flag",),
         words=("Delete",),
     ),
@@ -517,6 +646,8 @@ _FAMILIES: tuple[_Family, ...] = (
         keys=("Exclusive", "Offset", "Length", "I/O Flags", "Priority", "Fail Immediately"),
         wanted=("Offset", "Length"),
         build=_io,
+        compiled=_io_compiled,
+        reads={"Offset": _NUMBER, "Length": _NUMBER},
         columns=("offset", "length"),
         words=("Offset", "Length"),
         fast=_io_fast,

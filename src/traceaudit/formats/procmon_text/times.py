@@ -34,9 +34,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date as Date
 
+import numpy as np
 import polars as pl
 
 from traceaudit.display import format_expr
+from traceaudit.formats.procmon_text import kernels
 
 __all__ = [
     "PLACEHOLDER_DATE",
@@ -94,6 +96,30 @@ def parse_time_of_day(values: pl.Series, *, sample: Sequence[str] | None = None)
     marker = fast_shape(sample)
     if marker is None:
         return _general_time(values)
+    compiled = kernels.time_of_day(values, marker=marker) if kernels.available() else None
+    if compiled is not None:
+        return _compiled_time(values, marker, *compiled)
+    return _polars_time(values, marker)
+
+
+def _compiled_time(
+    values: pl.Series, marker: bool, tod_ns: np.ndarray, status: np.ndarray
+) -> pl.DataFrame:
+    """The compiled loop's times, with the rows it left to the polars parser
+    (:func:`_polars_time`) parsed there: the same frame as that parser's on every row."""
+    tod = pl.Series("tod_ns", tod_ns, dtype=pl.Int64)
+    has_hour = pl.repeat(True, len(tod), eager=True).alias("has_hour")
+    unsure = np.flatnonzero(status == kernels.UNSURE)
+    if len(unsure):
+        index = pl.Series(unsure, dtype=pl.UInt32)
+        slow = _polars_time(values.gather(index), marker)
+        tod = tod.scatter(index, slow["tod_ns"])
+        has_hour = has_hour.scatter(index, slow["has_hour"])
+    return pl.DataFrame([tod, has_hour])
+
+
+def _polars_time(values: pl.Series, marker: bool) -> pl.DataFrame:
+    """The fast path in polars, then the general one for the rows it rejects."""
     tod = _fast_time(values, with_marker=marker)
     out = pl.DataFrame({"tod_ns": tod, "has_hour": pl.repeat(True, len(tod), eager=True)})
     todo = tod.is_null() & values.is_not_null()
