@@ -211,12 +211,36 @@ def _yes_no(flags: np.ndarray) -> np.ndarray:
     return np.where(flags, "True", "False").astype(object)
 
 
+_CREATE_TEXT_FIELDS = (
+    "access_mask",
+    "disposition",
+    "create_options",
+    "attributes",
+    "share_mode",
+    "allocation",
+    "impersonating",
+    "open_result",
+)
+
+
 def _render_create(group: Group) -> np.ndarray:
-    f = group.fields
+    """CreateFile's Detail, made once per distinct combination of the fields it shows
+    (a capture opens the same way over and over: far fewer texts than events)."""
+    combination = np.zeros(group.size, dtype=np.int64)
+    for name in _CREATE_TEXT_FIELDS:  # one code per distinct combination, field by field
+        _, code = factorize(np.asarray(group.fields[name]).astype(np.int64))
+        _, combination = factorize(combination * (int(code.max(initial=0)) + 1) + code)
+    first = np.zeros(int(combination.max(initial=-1)) + 1, dtype=np.int64)
+    first[combination[::-1]] = np.arange(group.size - 1, -1, -1)  # a row of each
+    fields = {name: np.asarray(group.fields[name])[first] for name in _CREATE_TEXT_FIELDS}
+    texts = _create_texts(fields, group.strings.get("impersonating", []))
+    return np.asarray(texts[combination])
+
+
+def _create_texts(f: dict[str, np.ndarray], impersonating: list[str]) -> np.ndarray:
     allocation = np.where(
         np.isin(f["disposition"], DISPOSITIONS_WITH_ALLOCATION), f["allocation"], -1
     )
-    impersonating = group.strings.get("impersonating", [])
     result_names = np.array([*OPEN_RESULT_NAMES, "<unknown>"], dtype=object)
     results = result_names[
         np.where(
