@@ -43,7 +43,10 @@ def main() -> None:
     from traceaudit.formats.pml.reader import read_pml
 
     size = args.log.stat().st_size
-    events = read_pml(args.log).events.height  # warms the page cache and the imports
+    load_before = Path("/proc/loadavg").read_text().split()[:3]
+    start = time.perf_counter()
+    events = read_pml(args.log).events.height  # warms the page cache, imports and kernels
+    cold = time.perf_counter() - start
     times: dict[str, list[float]] = {"numpy.fromfile": [], "read_pml": []}
     for _ in range(args.repeats):
         start = time.perf_counter()
@@ -55,6 +58,11 @@ def main() -> None:
         times["read_pml"].append(time.perf_counter() - start)
         del frame
     print(f"{args.log.name}: {size / 1e6:,.0f} MB, {events:,} events, {args.repeats} repeats")
+    print(
+        f"first read {cold:.3f} s (cold: numba's import and its compiled kernels' loading "
+        "included; not timed below); load average before "
+        f"{' '.join(load_before)}, after {' '.join(Path('/proc/loadavg').read_text().split()[:3])}"
+    )
     print(f"{'reader':<16} {'median s':>9} {'best s':>8} {'MB/s':>8} {'events/s':>12}")
     for name, values in times.items():
         median = statistics.median(values)

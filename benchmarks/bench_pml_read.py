@@ -14,6 +14,13 @@ memory do not count against another:
 Printed per reader: events, seconds (median of the repeats after one warm-up run),
 events per second, and peak memory: the growth of the process's peak resident set during
 its first read (which includes the file pages a memory-mapped reader touches).
+
+On a shared machine the readers run ``--rounds`` times, interleaved (the order reversed
+every other round), so that load hits all alike: seconds are the median over rounds of
+each round's median, and the ratio to procmon-parser is given per round (median, min and
+max), with the load average before and after. The cold column is the first read right
+after import: for read_pml it includes importing numba and loading its compiled kernels
+(from numba's cache on disk; compiling them, on a first run, takes a few seconds more).
 """
 
 from __future__ import annotations
@@ -159,6 +166,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--warmup", type=Path, default=WARMUP_LOG, help="small log read first (warm figures)"
     )
+    parser.add_argument("--rounds", type=int, default=3, help="interleaved rounds of warm runs")
     parser.add_argument("--child", nargs=4, metavar=("READER", "PATH", "REPEATS", "WARMUP"))
     args = parser.parse_args(argv)
     if args.child:
@@ -181,7 +189,17 @@ def main(argv: list[str] | None = None) -> None:
             f"{path.name}: {size / 2**20:.1f} MiB; Python {sys.version.split()[0]}, "
             f"{os.cpu_count()} CPUs; warm-up log: {warmup.name if warmup else 'none'}"
         )
+        load_before = _load()
         results = [measure(reader, path, warmup) for reader in READERS]
+        rounds = {r["reader"]: [r["seconds"]] for r in results if "missing" not in r}
+        for number in range(1, args.rounds):
+            order = list(rounds) if number % 2 == 0 else list(reversed(rounds))
+            for reader in order:
+                rounds[reader].append(_warm(reader, path, warmup))
+        for result in results:
+            if result["reader"] in rounds:
+                result["seconds"] = statistics.median(rounds[result["reader"]])
+        print(f"load average before: {load_before}; after: {_load()}")
     print(
         f"{'reader':22} {'events':>8} {'seconds':>8} {'events/s':>10} "
         f"{'peak MiB':>9} {'x file':>7} {'cold MiB':>9} {'cold s':>7}"
@@ -202,14 +220,33 @@ def main(argv: list[str] | None = None) -> None:
         "read after the warm-up (file pages a memory-mapped reader touches included); "
         "cold: the first read right after import (one-time library set-up included)."
     )
-    ours = next((r for r in results if r["reader"] == "traceaudit.read_pml"), None)
-    if ours and "missing" not in ours:
-        for other in results:
-            if other is not ours and "missing" not in other:
+    ours = rounds.get("traceaudit.read_pml")
+    if ours:
+        for reader, seconds in rounds.items():
+            if reader != "traceaudit.read_pml":
+                ratios = [theirs / mine for theirs, mine in zip(seconds, ours, strict=True)]
                 print(
-                    f"read_pml is {other['seconds'] / ours['seconds']:.1f}x faster than "
-                    f"{other['reader']}"
+                    f"read_pml is {statistics.median(ratios):.1f}x faster than {reader} "
+                    f"(median of {len(ratios)} interleaved rounds; "
+                    f"min {min(ratios):.1f}x, max {max(ratios):.1f}x)"
                 )
+
+
+def _load() -> str:
+    """The load average (1, 5, 15 minutes) of the machine, as /proc/loadavg gives it."""
+    try:
+        return " ".join(Path("/proc/loadavg").read_text().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+def _warm(reader: str, path: Path, warmup: Path | None) -> float:
+    """One more warm measurement of ``reader`` in a fresh process: median seconds."""
+    command = [sys.executable, __file__, "--child", reader, str(path)]
+    command += [str(REPEATS[reader]), str(warmup or "")]
+    done = subprocess.run(command, capture_output=True, text=True, check=True)
+    seconds: float = json.loads(done.stdout)["seconds"]
+    return seconds
 
 
 if __name__ == "__main__":
