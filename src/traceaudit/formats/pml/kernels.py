@@ -449,8 +449,44 @@ def _compile() -> Kernels | None:
     views = kernel(decode_views)
     if headers is None or spans is None or views is None:
         return None
+    compiled = Kernels(headers, spans, views)
+    try:
+        _try(compiled)
+    except Exception:  # numba or LLVM cannot build them here: the numpy path reads alike
+        return None
     _COMPILE_SECONDS.append(perf_counter() - started)
-    return Kernels(headers, spans, views)
+    return compiled
+
+
+def _try(compiled: Kernels) -> None:
+    """Run each kernel once on a few bytes (read-only, as a mapped file is): compiles
+    them (or loads them from numba's cache) now, so a failure falls back to numpy."""
+    data = np.zeros(256, dtype=np.uint8)
+    data.flags.writeable = False
+    d16, d32, d64 = words(data)
+    one = np.zeros(1, dtype=np.int64)
+    byte, u2, u4, u8 = (np.zeros(1, dtype=t) for t in ("u1", "<u2", "<u4", "<u8"))
+    flag = np.zeros(1, dtype=bool)
+    compiled.event_headers(
+        data, d16, d32, d64, one, 0, 8, u4, u4, u4, u2, u8, u8, u4, u4, one, one, one, byte, flag
+    )
+    compiled.path_spans(d16, one - 1, one, one, one, one.copy(), one.copy(), flag, one)
+    views = np.zeros((1, 16), dtype=np.uint8)
+    buffer = np.zeros(64, dtype=np.uint8)
+    compiled.decode_views(
+        data,
+        d64,
+        one,
+        one,
+        flag,
+        ANSI_CODE_POINTS,
+        0,
+        views,
+        views.view(np.uint32),
+        buffer,
+        *words(buffer)[1:],
+        np.zeros(2, dtype=np.int64),
+    )
 
 
 def _prefetch_intrinsic() -> Any:
@@ -472,9 +508,10 @@ def _prefetch_intrinsic() -> Any:
             address = builder.add(builder.ptrtoint(made.data, ir.IntType(64)), offset)
             byte = ir.IntType(8).as_pointer()
             word = ir.IntType(32)
-            module = builder.module
-            function = module.globals.get("llvm.prefetch.p0") or ir.Function(
-                module, ir.FunctionType(ir.VoidType(), [byte, word, word, word]), "llvm.prefetch.p0"
+            name = "llvm.prefetch.p0" if str(byte) == "ptr" else "llvm.prefetch.p0i8"
+            module = builder.module  # ^ LLVM's opaque pointers, or the older typed ones
+            function = module.globals.get(name) or ir.Function(
+                module, ir.FunctionType(ir.VoidType(), [byte, word, word, word]), name
             )
             read, keep, data_cache = (ir.Constant(word, v) for v in (0, 3, 1))
             builder.call(function, [builder.inttoptr(address, byte), read, keep, data_cache])
