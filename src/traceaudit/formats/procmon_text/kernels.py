@@ -91,6 +91,14 @@ def string_buffers(values: pl.Series) -> StringBuffers:
 # ------------------------------------------------------------------------- time of day
 
 
+def _digit_py(byte: np.uint8) -> np.uint8:
+    """A byte minus ``"0"``, wrapping: above 9 for anything but an ASCII digit."""
+    return np.uint8(byte - np.uint8(_ZERO))
+
+
+_digit: Callable[[np.uint8], np.uint8] = _digit_py
+
+
 def _time_of_day(
     offsets: np.ndarray, data: np.ndarray, marker: bool, out: np.ndarray, status: np.ndarray
 ) -> None:
@@ -105,55 +113,41 @@ def _time_of_day(
         start = offsets[i]
         end = offsets[i + 1]
         status[i] = UNSURE
-        pm = False
+        pm = 0
         if marker:
             if end - start != 18 and end - start != 19:
                 continue
             if data[end - 1] != 77 or data[end - 3] != _SPACE:  # "M", " "
                 continue
             if data[end - 2] == 80:  # "P"
-                pm = True
+                pm = 12
             elif data[end - 2] != 65:  # "A"
                 continue
             end -= 3
         length = end - start
-        if length == 15:
-            hour = np.int64(data[start]) - _ZERO
-            if hour < 0 or hour > 9:
-                continue
-            p = start + 1
-        elif length == 16:
-            h1 = np.int64(data[start]) - _ZERO
-            h2 = np.int64(data[start + 1]) - _ZERO
-            if h1 < 0 or h1 > 9 or h2 < 0 or h2 > 9:
-                continue
-            hour = h1 * 10 + h2
-            p = start + 2
-        else:
+        if length != 15 and length != 16:
             continue
-        if data[p] != _COLON or data[p + 3] != _COLON:
+        p = end - 14  # the second ":" is at p + 3 (H:MM:SS or HH:MM:SS before it)
+        # Digits as bytes minus "0": a byte that is no digit comes out above 9 (uint8).
+        h1 = _digit(data[start])
+        h2 = _digit(data[p - 1]) if length == 16 else np.uint8(0)
+        m1, m2 = _digit(data[p + 1]), _digit(data[p + 2])
+        s1, s2 = _digit(data[p + 4]), _digit(data[p + 5])
+        bad = (h1 > 9) | (h2 > 9) | (m1 > 9) | (m2 > 9) | (s1 > 9) | (s2 > 9)
+        fraction = np.int64(0)
+        for q in range(p + 7, p + 14):
+            d = _digit(data[q])
+            bad |= d > 9
+            fraction = fraction * 10 + np.int64(d)
+        if bad or data[p] != _COLON or data[p + 3] != _COLON:
             continue
         if data[p + 6] != _DOT and data[p + 6] != _COMMA:
             continue
-        ok = True
-        digits = np.int64(0)
-        for q in (p + 1, p + 2, p + 4, p + 5):
-            d = np.int64(data[q]) - _ZERO
-            if d < 0 or d > 9:
-                ok = False
-            digits = digits * 10 + d
-        fraction = np.int64(0)
-        for q in range(p + 7, p + 14):
-            d = np.int64(data[q]) - _ZERO
-            if d < 0 or d > 9:
-                ok = False
-            fraction = fraction * 10 + d
-        if not ok:
-            continue
-        minute = digits // 100
-        second = digits % 100
+        hour = np.int64(h1) * 10 + np.int64(h2) if length == 16 else np.int64(h1)
+        minute = np.int64(m1) * 10 + np.int64(m2)
+        second = np.int64(s1) * 10 + np.int64(s2)
         if marker and 1 <= hour <= 12:
-            hour = hour % 12 + (12 if pm else 0)
+            hour = hour % 12 + pm
         if hour > 23 or minute > 59 or second > 59:
             continue
         out[i] = ((hour * 60 + minute) * 60 + second) * 1_000_000_000 + fraction * 100
@@ -294,10 +288,10 @@ class KeyCut:
         )
 
 
-def _cut_row_py(
+def _cut_py(
+    offsets: np.ndarray,
     data: np.ndarray,
-    begin: int,
-    end: int,
+    rows: np.ndarray,
     patterns: np.ndarray,
     bounds: np.ndarray,
     heads: np.ndarray,
@@ -306,200 +300,85 @@ def _cut_row_py(
     kinds: np.ndarray,
     starts: np.ndarray,
     ends: np.ndarray,
-    r: int,
 ) -> None:
-    """Where each wanted key's value is in ``data[begin:end]`` (row ``r`` of ``starts``
-    and ``ends``; ``starts`` -1 where the key is absent), as :func:`.detail._cut` cuts
-    it.
+    """Where each wanted key's value is in each of ``rows`` (row ``r`` of ``starts`` and
+    ``ends`` for ``rows[r]``; ``starts`` -1 where the key is absent), as
+    :func:`.detail._cut` cuts it.
 
     The Detail is read as if ``", "`` came before it. A value starts after the first
     ``", Key: "``; a GENERAL value ends at the first ``", Other: "`` of another key of
     the family after its start, a WORD at the first ``", "`` after its start, a LAST at
     the end. One pass over the ``", "`` of the Detail finds the keys in order; it stops
-    once every wanted value is placed.
+    once every wanted value is placed. (One loop over the rows with the row's work
+    written out in it: numba compiles that several times faster than a call per row,
+    even an inlined one.)
     """
     n_wanted = len(wanted)
-    placed = 0
-    for w in range(n_wanted):
-        starts[r, w] = -1
-        ends[r, w] = -1
-    at = begin - 2  # the ", " put in front of the Detail
-    while at < end - 2 and placed < n_wanted:
-        if at >= begin and (data[at] != _COMMA or data[at + 1] != _SPACE):
-            at += 1
-            continue
-        name = at + 2  # where a key's name would start
-        k = heads[data[name]]
-        while k >= 0:
-            low = bounds[k] + 2
-            high = bounds[k + 1]
-            found = end - name >= high - low
-            if found:
-                for q in range(high - low):
-                    if data[name + q] != patterns[low + q]:
-                        found = False
-                        break
-            if found:
+    for r in range(len(rows)):
+        row = rows[r]
+        begin = offsets[row]
+        end = offsets[row + 1]
+        placed = 0
+        for w in range(n_wanted):
+            starts[r, w] = -1
+            ends[r, w] = -1
+        at = begin - 2  # the ", " put in front of the Detail
+        while placed < n_wanted:
+            if at >= begin:  # on to the next ", " (a tight loop: most bytes are skipped here)
+                while at < end - 2 and (data[at] != _COMMA or data[at + 1] != _SPACE):
+                    at += 1
+            if at >= end - 2:
                 break
-            k = chain[k]
-        if k >= 0:
-            for w in range(n_wanted):  # an open GENERAL value of another key ends here
-                if (
-                    kinds[w] == GENERAL
-                    and starts[r, w] >= 0
-                    and ends[r, w] < 0
-                    and wanted[w] != k
-                    and at >= starts[r, w]
-                ):
-                    ends[r, w] = at
-                    placed += 1
-            for w in range(n_wanted):  # the first occurrence of a wanted key
-                if wanted[w] != k or starts[r, w] >= 0:
-                    continue
-                value = name + bounds[k + 1] - bounds[k] - 2
-                starts[r, w] = value
-                if kinds[w] == LAST:
-                    ends[r, w] = end
-                    placed += 1
-                elif kinds[w] == WORD:
-                    stop = end
-                    for q in range(value, end - 1):
-                        if data[q] == _COMMA and data[q + 1] == _SPACE:
-                            stop = q
+            name = at + 2  # where a key's name would start
+            k = heads[data[name]]
+            while k >= 0:
+                low = bounds[k] + 2
+                high = bounds[k + 1]
+                found = end - name >= high - low
+                if found:
+                    for q in range(high - low):
+                        if data[name + q] != patterns[low + q]:
+                            found = False
                             break
-                    ends[r, w] = stop
-                    placed += 1
-        at = begin if at < begin else at + 2
-    for w in range(n_wanted):
-        if starts[r, w] >= 0 and ends[r, w] < 0:
-            ends[r, w] = end
-
-
-def _number_py(data: np.ndarray, start: int, end: int) -> tuple[int, int]:
-    """``5,242,880`` → (5242880, 0): 1 to 18 ASCII digits with any of the thousands
-    separators :func:`.detail._number` removes between them (``,`` ``.`` space ``'``,
-    U+00A0, U+202F, U+2019); anything else (0, UNSURE)."""
-    value = np.int64(0)
-    digits = 0
-    q = start
-    while q < end:
-        byte = data[q]
-        q += 1
-        # (Plain compares: numba compiles them best.)
-        if byte == _COMMA or byte == _DOT or byte == _SPACE or byte == _APOSTROPHE:  # noqa: SIM109
-            continue
-        if byte == 0xC2 and q < end and data[q] == 0xA0:  # U+00A0
-            q += 1
-            continue
-        if (
-            byte == 0xE2
-            and q + 1 < end
-            and data[q] == 0x80
-            and (data[q + 1] == 0xAF or data[q + 1] == 0x99)  # U+202F, U+2019
-        ):
-            q += 2
-            continue
-        d = np.int64(byte) - _ZERO
-        if d < 0 or d > 9 or digits == 18:
-            return 0, UNSURE
-        value = value * 10 + d
-        digits += 1
-    if digits == 0:
-        return 0, UNSURE
-    return value, 0
-
-
-def _lookup_py(
-    data: np.ndarray,
-    low: int,
-    high: int,
-    names: np.ndarray,
-    bounds: np.ndarray,
-    heads: np.ndarray,
-    table: int,
-    chain: np.ndarray,
-) -> int:
-    """The entry of ``data[low:high]`` (not empty) among the names of a table (row
-    ``table`` of ``heads``), or -1."""
-    length = high - low
-    t = heads[table, (length * 31 + np.int64(data[low]) * 7 + np.int64(data[high - 1])) & 255]
-    while t >= 0:
-        begin = bounds[t]
-        if bounds[t + 1] - begin == length:
-            same = True
-            for q in range(length):
-                if data[low + q] != names[begin + q]:
-                    same = False
+                if found:
                     break
-            if same:
-                return int(t)
-        t = chain[t]
-    return -1
-
-
-def _bits_py(
-    data: np.ndarray,
-    start: int,
-    end: int,
-    names: np.ndarray,
-    bounds: np.ndarray,
-    heads: np.ndarray,
-    table: int,
-    chain: np.ndarray,
-    values: np.ndarray,
-) -> tuple[int, int]:
-    """(OR of the bits, 0) of a ``", "``-separated list of names, each spelled exactly
-    as in the table, or empty (no bits, as in polars); else (0, UNSURE)."""
-    value = np.int64(0)
-    token = start
-    q = start
-    while True:
-        if q == end or (q < end - 1 and data[q] == _COMMA and data[q + 1] == _SPACE):
-            if q > token:
-                t = _lookup(data, token, q, names, bounds, heads, table, chain)
-                if t < 0:
-                    return 0, UNSURE
-                value |= values[t]
-            if q == end:
-                return value, 0
-            q += 2
-            token = q
-            continue
-        q += 1
-
-
-def _name_py(
-    data: np.ndarray,
-    start: int,
-    end: int,
-    names: np.ndarray,
-    bounds: np.ndarray,
-    heads: np.ndarray,
-    table: int,
-    chain: np.ndarray,
-    values: np.ndarray,
-) -> tuple[int, int]:
-    """(value, 0) of a value's first ``", "``-separated part when the table has it
-    spelled exactly so; else (0, UNSURE)."""
-    for q in range(start, end - 1):
-        if data[q] == _COMMA and data[q + 1] == _SPACE:
-            end = q
-            break
-    if end == start:
-        return 0, UNSURE
-    t = _lookup(data, start, end, names, bounds, heads, table, chain)
-    if t < 0:
-        return 0, UNSURE
-    return values[t], 0
+                k = chain[k]
+            if k >= 0:
+                for w in range(n_wanted):  # an open GENERAL value of another key ends here
+                    if (
+                        kinds[w] == GENERAL
+                        and starts[r, w] >= 0
+                        and ends[r, w] < 0
+                        and wanted[w] != k
+                        and at >= starts[r, w]
+                    ):
+                        ends[r, w] = at
+                        placed += 1
+                for w in range(n_wanted):  # the first occurrence of a wanted key
+                    if wanted[w] != k or starts[r, w] >= 0:
+                        continue
+                    value = name + bounds[k + 1] - bounds[k] - 2
+                    starts[r, w] = value
+                    if kinds[w] == LAST:
+                        ends[r, w] = end
+                        placed += 1
+                    elif kinds[w] == WORD:
+                        stop = end
+                        for q in range(value, end - 1):
+                            if data[q] == _COMMA and data[q + 1] == _SPACE:
+                                stop = q
+                                break
+                        ends[r, w] = stop
+                        placed += 1
+            at = begin if at < begin else at + 2
+        for w in range(n_wanted):
+            if starts[r, w] >= 0 and ends[r, w] < 0:
+                ends[r, w] = end
 
 
 # The loops call these by name: :func:`_kernels` puts their compiled versions here
 # before it compiles the loops.
-_lookup: Callable[..., int] = _lookup_py
-_cut_row: Callable[..., None] = _cut_row_py
-_number: Callable[..., tuple[int, int]] = _number_py
-_bits: Callable[..., tuple[int, int]] = _bits_py
-_name: Callable[..., tuple[int, int]] = _name_py
+_cut: Callable[..., None] = _cut_py
 
 
 def _family(
@@ -524,57 +403,100 @@ def _family(
     values: np.ndarray,
     status: np.ndarray,
 ) -> None:
-    """Each wanted value of each of ``rows``: where it is (``starts``, ``ends``), what
-    it reads as (``values``) and ``status`` (0 read, 1 absent, UNSURE), in one visit of
-    the row's bytes (the rows are far apart in the column: a second pass would fetch
-    them from memory again)."""
+    """Each wanted value of each of ``rows``: where it is (``starts``, ``ends``, see
+    :func:`_cut_py`), what it reads as (``values``) and ``status`` (0 read, 1 absent,
+    UNSURE)."""
+    _cut(offsets, data, rows, patterns, bounds, heads, chain, wanted, kinds, starts, ends)
+    # Written out in one loop: numba compiles a helper call per value (even an inlined
+    # one) into several times the work of the value itself.
     n_wanted = len(wanted)
     for r in range(len(rows)):
-        row = rows[r]
-        begin = offsets[row]
-        end = offsets[row + 1]
-        _cut_row(data, begin, end, patterns, bounds, heads, chain, wanted, kinds, starts, ends, r)
         for w in range(n_wanted):
             values[r, w] = 0
             start = starts[r, w]
             if start < 0:
                 status[r, w] = 1
                 continue
+            status[r, w] = 0
             read = reads[w]
             if read == SPAN:
-                status[r, w] = 0
                 continue
-            stop = ends[r, w]
+            end = ends[r, w]
             if read == NUMBER:
-                value, state = _number(data, start, stop)
-            else:
-                t = tables[w]
-                if read == BITS:
-                    value, state = _bits(
-                        data,
-                        start,
-                        stop,
-                        names,
-                        name_bounds,
-                        name_heads,
-                        t,
-                        name_chain,
-                        name_values,
-                    )
+                # ``5,242,880`` → 5242880: 1 to 18 ASCII digits with any of the thousands
+                # separators detail._number removes between them (, . space ' U+00A0
+                # U+202F U+2019); anything else UNSURE.
+                number = np.int64(0)
+                digits = 0
+                q = start
+                while q < end:
+                    byte = data[q]
+                    q += 1
+                    # (Plain compares: numba compiles them best.)
+                    if byte == _COMMA or byte == _DOT or byte == _SPACE or byte == _APOSTROPHE:  # noqa: SIM109
+                        continue
+                    if byte == 0xC2 and q < end and data[q] == 0xA0:  # U+00A0
+                        q += 1
+                        continue
+                    if (
+                        byte == 0xE2
+                        and q + 1 < end
+                        and data[q] == 0x80
+                        and (data[q + 1] == 0xAF or data[q + 1] == 0x99)  # U+202F, U+2019
+                    ):
+                        q += 2
+                        continue
+                    d = np.int64(byte) - _ZERO
+                    if d < 0 or d > 9 or digits == 18:
+                        digits = -1
+                        break
+                    number = number * 10 + d
+                    digits += 1
+                if digits <= 0:
+                    status[r, w] = UNSURE
                 else:
-                    value, state = _name(
-                        data,
-                        start,
-                        stop,
-                        names,
-                        name_bounds,
-                        name_heads,
-                        t,
-                        name_chain,
-                        name_values,
-                    )
-            values[r, w] = value
-            status[r, w] = state
+                    values[r, w] = number
+                continue
+            # BITS: the OR of the values of a ", "-separated list of names, each spelled
+            # exactly as in the table, or empty (no bits, as in polars). NAME: the value
+            # of the first name. Anything else UNSURE.
+            table = tables[w]
+            bits = np.int64(0)
+            token = start
+            q = start
+            while True:
+                if q == end or (q < end - 1 and data[q] == _COMMA and data[q + 1] == _SPACE):
+                    length = q - token
+                    if length > 0:
+                        bucket = (
+                            length * 31 + np.int64(data[token]) * 7 + np.int64(data[q - 1])
+                        ) & 255
+                        t = name_heads[table, bucket]
+                        while t >= 0:
+                            low = name_bounds[t]
+                            if name_bounds[t + 1] - low == length:
+                                same = True
+                                for i in range(length):
+                                    if data[token + i] != names[low + i]:
+                                        same = False
+                                        break
+                                if same:
+                                    break
+                            t = name_chain[t]
+                        if t < 0:
+                            status[r, w] = UNSURE
+                            break
+                        bits |= name_values[t]
+                    elif read == NAME:
+                        status[r, w] = UNSURE  # an empty first word is polars' business
+                        break
+                    if q == end or read == NAME:
+                        values[r, w] = bits
+                        break
+                    q += 2
+                    token = q
+                    continue
+                q += 1
 
 
 def _copy(
@@ -592,7 +514,8 @@ def _copy(
 
 # ---------------------------------------------------------------------------- wrappers
 
-_HELPERS = ("_lookup", "_cut_row", "_number", "_bits", "_name")
+# name → inlined into its callers; in order: each calls only those before it.
+_HELPERS = {"_digit": True, "_cut": False}
 
 
 @dataclass(frozen=True)
@@ -606,8 +529,8 @@ class _Compiled:
 def _kernels() -> _Compiled | None:
     """The compiled loops, or None without numba (numba is imported at the first call)."""
     module = globals()
-    for helper in _HELPERS:  # in order: a helper calls only those before it
-        compiled = kernel(module[f"{helper}_py"], inline=True)
+    for helper, inline in _HELPERS.items():
+        compiled = kernel(module[f"{helper}_py"], inline=inline)
         if compiled is None:
             return None
         module[helper] = compiled
