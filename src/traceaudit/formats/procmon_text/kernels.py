@@ -93,7 +93,8 @@ def string_buffers(values: pl.Series) -> StringBuffers:
 
 def _digit_py(byte: np.uint8) -> np.uint8:
     """A byte minus ``"0"``, wrapping: above 9 for anything but an ASCII digit."""
-    return np.uint8(byte - np.uint8(_ZERO))
+    digit: np.uint8 = np.uint8(byte - np.uint8(_ZERO))
+    return digit
 
 
 _digit: Callable[[np.uint8], np.uint8] = _digit_py
