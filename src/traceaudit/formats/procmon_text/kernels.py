@@ -49,6 +49,7 @@ UNSURE = 2
 GENERAL, WORD, LAST = 0, 1, 2
 
 _COMMA, _SPACE, _COLON, _DOT, _ZERO, _APOSTROPHE = 44, 32, 58, 46, 48, 39
+_ZERO8 = np.uint8(_ZERO)  # a byte minus this wraps above 9 unless it is an ASCII digit
 
 
 # ----------------------------------------------------------------------------- buffers
@@ -91,15 +92,6 @@ def string_buffers(values: pl.Series) -> StringBuffers:
 # ------------------------------------------------------------------------- time of day
 
 
-def _digit_py(byte: np.uint8) -> np.uint8:
-    """A byte minus ``"0"``, wrapping: above 9 for anything but an ASCII digit."""
-    digit: np.uint8 = np.uint8(byte - np.uint8(_ZERO))
-    return digit
-
-
-_digit: Callable[[np.uint8], np.uint8] = _digit_py
-
-
 def _time_of_day(
     offsets: np.ndarray, data: np.ndarray, marker: bool, out: np.ndarray, status: np.ndarray
 ) -> None:
@@ -130,14 +122,14 @@ def _time_of_day(
             continue
         p = end - 14  # the second ":" is at p + 3 (H:MM:SS or HH:MM:SS before it)
         # Digits as bytes minus "0": a byte that is no digit comes out above 9 (uint8).
-        h1 = _digit(data[start])
-        h2 = _digit(data[p - 1]) if length == 16 else np.uint8(0)
-        m1, m2 = _digit(data[p + 1]), _digit(data[p + 2])
-        s1, s2 = _digit(data[p + 4]), _digit(data[p + 5])
+        h1 = data[start] - _ZERO8
+        h2 = (data[p - 1] - _ZERO8) if length == 16 else np.uint8(0)
+        m1, m2 = (data[p + 1] - _ZERO8), (data[p + 2] - _ZERO8)
+        s1, s2 = (data[p + 4] - _ZERO8), (data[p + 5] - _ZERO8)
         bad = (h1 > 9) | (h2 > 9) | (m1 > 9) | (m2 > 9) | (s1 > 9) | (s2 > 9)
         fraction = np.int64(0)
         for q in range(p + 7, p + 14):
-            d = _digit(data[q])
+            d = data[q] - _ZERO8
             bad |= d > 9
             fraction = fraction * 10 + np.int64(d)
         if bad or data[p] != _COLON or data[p + 3] != _COLON:
@@ -516,7 +508,7 @@ def _copy(
 # ---------------------------------------------------------------------------- wrappers
 
 # name → inlined into its callers; in order: each calls only those before it.
-_HELPERS = {"_digit": True, "_cut": False}
+_HELPERS = {"_cut": False}
 
 
 @dataclass(frozen=True)
