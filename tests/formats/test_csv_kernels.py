@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from pathlib import Path
 from typing import TypeVar
 
@@ -19,12 +20,12 @@ import polars as pl
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
-from polars.testing import assert_frame_equal
+from polars.testing import assert_frame_equal, assert_series_equal
 
 from traceaudit.formats import load_trace, parse_detail
 from traceaudit.formats.procmon_text import kernels
 from traceaudit.formats.procmon_text.detail import CREATE_OPERATIONS, IO_OPERATIONS
-from traceaudit.formats.procmon_text.times import parse_time_of_day
+from traceaudit.formats.procmon_text.times import parse_durations, parse_time_of_day
 from traceaudit.schema import ACCESS_BITS, CREATE_OPTION_BITS
 
 T = TypeVar("T")
@@ -172,6 +173,52 @@ _TIME_CHARS = st.sampled_from(list("0123456789:.,; APMapm\u00a0٧上午"))
 )
 def test_generated_times_read_alike(values: list[str | None], sample: list[str]) -> None:
     same_times(values, sample)
+
+
+# --------------------------------------------------------------------------- Duration
+
+ODD_DURATIONS = [
+    "0.0000112",
+    "0,0000112",
+    "12",
+    "1.5",
+    "1.",
+    ".5",
+    "-0.1",
+    "+0.1",
+    " 0.1",
+    "0.1 ",
+    "0.123456789",
+    "0.1234567891",
+    None,
+    "",
+    "1e3",
+    "999999999.999999999",
+    "1000000000.0",
+    "9223372036.0",
+    "9223372037.0",  # too long for nanoseconds: null
+    "1,5,3",
+    "0.1.2",
+    "٣.5",
+    "00001.5",
+]
+
+
+def test_odd_durations_read_alike() -> None:
+    values = pl.Series("duration", ODD_DURATIONS, dtype=pl.String)
+    compiled, plain = both(lambda: parse_durations(values))
+    assert_series_equal(compiled, plain)
+    assert compiled[0] == timedelta(microseconds=11.2)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.one_of(st.text(st.sampled_from(list("0123456789.,- e")), max_size=14), st.none()))
+)
+def test_generated_durations_read_alike(values: list[str | None]) -> None:
+    series = pl.Series("duration", values, dtype=pl.String)
+    compiled, plain = both(lambda: parse_durations(series))
+    assert_series_equal(compiled, plain)
 
 
 # ----------------------------------------------------------------------------- Detail

@@ -34,6 +34,7 @@ __all__ = [
     "available",
     "string_buffers",
     "time_of_day",
+    "durations",
     "NameTable",
     "KeyCut",
     "Cut",
@@ -161,6 +162,62 @@ def time_of_day(values: pl.Series, *, marker: bool) -> tuple[np.ndarray, np.ndar
     compiled.time_of_day(buffers.offsets, buffers.data, marker, out, status)
     if values.null_count():
         status[values.is_null().to_numpy()] = UNSURE
+    return out, status
+
+
+# ---------------------------------------------------------------------------- Duration
+
+
+def _duration(offsets: np.ndarray, data: np.ndarray, out: np.ndarray, status: np.ndarray) -> None:
+    """Seconds as Procmon prints them, ``0.0000112`` or ``0,0000112`` (1 to 9 digits, a
+    dot or comma, 1 to 9 digits), to nanoseconds in ``out`` (``status`` 0); anything
+    else UNSURE (:func:`.times.parse_duration` reads it)."""
+    for i in range(len(offsets) - 1):
+        start = offsets[i]
+        end = offsets[i + 1]
+        status[i] = UNSURE
+        whole = np.int64(0)
+        q = start
+        while q < end and q - start < 10:
+            d = data[q] - _ZERO8
+            if d > 9:
+                break
+            whole = whole * 10 + np.int64(d)
+            q += 1
+        digits = q - start
+        if digits == 0 or digits > 9 or q >= end or (data[q] != _DOT and data[q] != _COMMA):
+            continue
+        q += 1
+        if end - q < 1 or end - q > 9:
+            continue
+        fraction = np.int64(0)
+        bad = False
+        for k in range(9):
+            if q + k < end:
+                d = data[q + k] - _ZERO8
+                bad |= d > 9
+                fraction = fraction * 10 + np.int64(d)
+            else:
+                fraction *= 10
+        if bad:
+            continue
+        out[i] = whole * 1_000_000_000 + fraction
+        status[i] = 0
+
+
+def durations(values: pl.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """Nanoseconds of each of ``values`` (Procmon's Duration) and each row's status (0
+    read, 1 null, :data:`UNSURE`), or None without numba."""
+    compiled = _kernels()
+    if compiled is None:
+        return None
+    buffers = string_buffers(values)
+    n = values.len()
+    out = np.zeros(n, dtype=np.int64)
+    status = np.empty(n, dtype=np.uint8)
+    compiled.duration(buffers.offsets, buffers.data, out, status)
+    if values.null_count():
+        status[values.is_null().to_numpy()] = 1
     return out, status
 
 
@@ -514,6 +571,7 @@ _HELPERS = {"_cut": False}
 @dataclass(frozen=True)
 class _Compiled:
     time_of_day: Callable[..., None]
+    duration: Callable[..., None]
     family: Callable[..., None]
     copy: Callable[..., None]
 
@@ -527,7 +585,7 @@ def _kernels() -> _Compiled | None:
         if compiled is None:
             return None
         module[helper] = compiled
-    loops = [kernel(fn) for fn in (_time_of_day, _family, _copy)]
+    loops = [kernel(fn) for fn in (_time_of_day, _duration, _family, _copy)]
     if any(fn is None for fn in loops):  # pragma: no cover - kernel() answers alike
         return None
     return _Compiled(*cast(list[Callable[..., None]], loops))

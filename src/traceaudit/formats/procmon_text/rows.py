@@ -29,7 +29,7 @@ from traceaudit.formats.procmon_text.times import (
     TimeAssembly,
     assemble_times,
     parse_date_time,
-    parse_duration,
+    parse_durations,
     parse_time_of_day,
 )
 from traceaudit.schema import DETAIL_COLUMNS, EVENT_SCHEMA, Trace, conform_events
@@ -329,6 +329,8 @@ def _columns(frame: pl.DataFrame, operations: Operations) -> pl.DataFrame:
     (types are finalised by conform_events)."""
     has_event_class = "event_class" in frame.columns
     columns = frame.select(_column_exprs(tuple(frame.columns)))
+    if "duration" in frame.columns:
+        columns = columns.with_columns(parse_durations(frame["duration"]))
     # The operation takes a few dozen distinct names: its event class is decided once
     # per name.
     per_name = pl.DataFrame({"operation": operations.names}).select(_EVENT_CLASS).to_series()
@@ -354,8 +356,6 @@ def _column_exprs(names: tuple[str, ...]) -> tuple[pl.Expr, ...]:
         exprs.append(pl.col("detail").fill_null(""))
     if "tid" in names:
         exprs.append(pl.col("tid").str.to_integer(strict=False))
-    if "duration" in names:
-        exprs.append(parse_duration(pl.col("duration")))
     if "event_class" in names:
         exprs.append(pl.col("event_class").str.strip_chars())
     return tuple(exprs)

@@ -48,6 +48,7 @@ __all__ = [
     "parse_time_of_day",
     "parse_date_time",
     "parse_duration",
+    "parse_durations",
     "TimeAssembly",
     "assemble_times",
 ]
@@ -347,7 +348,32 @@ def parse_duration(value: pl.Expr) -> pl.Expr:
     Read as a decimal with 9 places (no float rounding); anything else is null.
     """
     seconds = value.str.strip_chars().str.replace(",", ".", literal=True).str.to_decimal(scale=9)
-    return (seconds * NS_PER_SECOND).cast(pl.Int64).cast(pl.Duration("ns")).name.keep()
+    nanoseconds = (seconds * NS_PER_SECOND).cast(pl.Int64, strict=False)  # too long: null
+    return nanoseconds.cast(pl.Duration("ns")).name.keep()
+
+
+def parse_durations(values: pl.Series) -> pl.Series:
+    """:func:`parse_duration` of a column: through the compiled loop where numba is
+    available (the values it is not sure of go through polars), else in polars."""
+    compiled = kernels.durations(values) if kernels.available() else None
+    if compiled is None:
+        return _polars_durations(values)
+    ns, status = compiled
+    parsed = pl.select(
+        pl.when(pl.lit(pl.Series(status == 0))).then(pl.lit(pl.Series(ns)))
+    ).to_series()
+    unsure = np.flatnonzero(status == kernels.UNSURE)
+    if len(unsure):
+        index = pl.Series(unsure, dtype=pl.UInt32)
+        slow = _polars_durations(values.gather(index))
+        parsed = parsed.scatter(index, slow.cast(pl.Int64))
+    durations: pl.Series = parsed.cast(pl.Duration("ns"))
+    return durations.alias(values.name)
+
+
+def _polars_durations(values: pl.Series) -> pl.Series:
+    frame = pl.DataFrame({"d": values})
+    return frame.select(parse_duration(pl.col("d"))).to_series().alias(values.name)
 
 
 @dataclass(frozen=True)
