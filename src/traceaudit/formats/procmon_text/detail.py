@@ -19,6 +19,11 @@ rename details, nearly all distinct, are first cut in one split where they have
 Procmon's own shape (``Offset: X, Length: Y, …``, ``ReplaceIfExists: X, FileName: Y``),
 which gives the same values as the general cut; only the other rows take the general cut.
 
+Where numba is available, a family's rows (or its distinct Details) are cut and read in one
+compiled loop instead (:mod:`.kernels`, :func:`_parse_compiled`): the same cut at the known
+keys, reading only values spelled as Procmon spells them; the rows it is not sure of go
+through the polars parser above, so both give the same columns.
+
 =================================  ==================================================
 family (operations)                columns
 =================================  ==================================================

@@ -1,5 +1,5 @@
-"""Compiled byte loops for the two hot columns of a Procmon text export: Time of Day and
-Detail (through numba, see :mod:`traceaudit._jit`).
+"""Compiled byte loops for the hot columns of a Procmon text export: Time of Day, Detail
+and Duration (through numba, see :mod:`traceaudit._jit`).
 
 The polars parsers in :mod:`.times` and :mod:`.detail` make ten or more passes over each
 string (splits, slices, lookups); the loops here read each row's bytes once, straight
@@ -9,8 +9,11 @@ Generic Read, Synchronize``, known words and flag names). Anything else (a local
 number, an unknown access name, a hexadecimal value, a stray space, bytes the fast shape
 does not expect) is marked *unsure*, and those rows go through the polars parser, so
 both paths give the same frames: the loops return exactly what the polars parser
-returns on the rows they accept (tests compare the two on the corpus and on generated
-strings, with and without ``TRACEAUDIT_NO_JIT=1``).
+returns on the rows they accept (``tests/formats/test_csv_kernels.py`` compares the two
+on the corpus and on generated strings).
+
+numba is imported, and the loops compiled or loaded from its cache, at the first call of
+:func:`available` (the first text trace read), not at import.
 
 Without numba (or with ``TRACEAUDIT_NO_JIT=1``) :func:`available` is False and the
 callers use their polars paths only.

@@ -14,6 +14,8 @@ Procmon's own shape (``H:MM:SS.fffffff`` with an optional `` AM``/`` PM``, dot o
 takes a fast path: the fraction is sliced from the right of every row and the
 ``H:MM:SS`` part, which changes once a second, is parsed once per run of equal values.
 Anything else, and any row the fast path rejects, goes through one regular expression.
+Where numba is available the fast path is a compiled loop over the column's bytes
+(:func:`.kernels.time_of_day`), which leaves what it is not sure of to the polars one.
 Which path a column takes is decided by its first :data:`FAST_SAMPLE_SIZE` values; a
 column read in pieces passes those of the whole column (:class:`ShapeSample`), since the
 two paths do not agree on every damaged value (the fast path does not look at the
