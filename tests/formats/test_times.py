@@ -6,6 +6,9 @@ from datetime import date, datetime, timedelta
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 from traceaudit.formats import (
     PLACEHOLDER_DATE,
@@ -14,6 +17,7 @@ from traceaudit.formats import (
     parse_duration,
     parse_time_of_day,
 )
+from traceaudit.formats.procmon_text import times
 
 H = 3_600_000_000_000
 M = 60_000_000_000
@@ -214,3 +218,50 @@ def test_date_and_time_alone_gives_whole_seconds() -> None:
     assert trace.events["time"].to_list() == [datetime(2020, 7, 31, 7, 19, 37)]
     assert trace.time_precision_lost
     assert trace.events["detail"].to_list() == [None]
+
+
+# A few dozen Date & Time values of Procmon's en-US shape are read in Python, not polars
+# (times._small_dates): both must give the same frame and the same shape sample.
+
+_DATE_TIME = st.builds(
+    lambda a, b, year, h, m, s, marker: f"{a}/{b}/{year} {h}:{m:02d}:{s:02d}{marker}",
+    st.integers(0, 40),
+    st.integers(0, 40),
+    st.sampled_from([999, 1000, 1999, 2020, 2024, 9999]),
+    st.integers(0, 30),
+    st.integers(0, 70),
+    st.integers(0, 70),
+    st.sampled_from(["", " AM", " PM"]),
+)
+
+
+def _date_paths(values: list[str | None]) -> tuple[pl.DataFrame, pl.DataFrame]:
+    series = pl.Series(values, dtype=pl.String)
+    small_sample, plain_sample = times.ShapeSample(), times.ShapeSample()
+    small = times._parse_date_values(series, rest_sample=small_sample, continued=False)
+    plain = times._polars_date_values(series, rest_sample=plain_sample, continued=False)
+    assert small_sample.values == plain_sample.values
+    return small, plain
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.one_of(_DATE_TIME, st.sampled_from(["2/29/2023 1:00:00 AM", "7/31/2020 7:19:37 am"])),
+        min_size=1,
+        max_size=20,
+    )
+)
+def test_small_date_time_columns_read_as_in_polars(values: list[str | None]) -> None:
+    small, plain = _date_paths(values)
+    assert_frame_equal(small, plain)
+
+
+def test_small_date_time_path_is_taken_for_procmon_shapes() -> None:
+    values = ["7/31/2020 7:19:37 AM", "13/01/2021 12:00:00 PM", "1/2/2020 0:00:00"]
+    assert times._small_dates(pl.Series(values)) is not None
+    assert times._small_dates(pl.Series([*values, "31.07.2020 7:19:37"])) is None
+    small, plain = _date_paths(values)
+    assert_frame_equal(small, plain)
+    # Day first (13 > 12): 7/31 is no date, 1/2 is 1 February.
+    assert small["date"].to_list() == [None, date(2021, 1, 13), date(2020, 2, 1)]

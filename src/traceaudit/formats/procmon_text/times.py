@@ -330,7 +330,63 @@ def _date_exprs() -> tuple[pl.Expr, pl.Expr, dict[bool, pl.Expr], pl.Expr]:
 _DATE = _date_exprs()
 
 
+_US_DATE_TIME = re.compile(
+    r"(\d{1,2})/(\d{1,2})/(\d{4}) (\d{1,2}):(\d{2}):(\d{2})( [AP]M)?", re.ASCII
+)
+_SMALL = 512
+"""Up to this many distinct Date & Time values are read in Python when they all have
+Procmon's en-US shape (:func:`_small_dates`): polars' fixed cost per call (regular
+expressions compiled per call) is most of the time for a few dozen values."""
+
+
 def _parse_date_values(
+    values: pl.Series, *, rest_sample: ShapeSample | None, continued: bool
+) -> pl.DataFrame:
+    small = _small_dates(values) if values.len() <= _SMALL else None
+    if small is not None:
+        parsed, times = small
+        if rest_sample is not None:  # what the polars path would add to the sample
+            rest_sample.add(times.slice(1) if continued else times)
+        return parsed
+    return _polars_date_values(values, rest_sample=rest_sample, continued=continued)
+
+
+def _small_dates(values: pl.Series) -> tuple[pl.DataFrame, pl.Series] | None:
+    """:func:`_polars_date_values` of values that all have the shape ``7/31/2020 7:19:37
+    AM`` (ASCII digits, a 4-digit year from 1000, the AM/PM marker optional) in Python
+    (with their time parts, for the shape sample), or None if some value has not.
+
+    Read as the polars path reads them: month/day unless some first field is above 12;
+    an invalid date is null; 12 AM is hour 0, hours 1-12 take the marker, others stay;
+    an hour above 23 or minutes or seconds above 59 give a null time."""
+    matches = [_US_DATE_TIME.fullmatch(v) if v is not None else None for v in values.to_list()]
+    if not all(matches):
+        return None
+    fields = [m.groups() for m in matches if m is not None]
+    if any(int(year) < 1000 for _, _, year, *_ in fields):
+        return None
+    day_first = any(int(first) > 12 for first, *_ in fields)
+    dates: list[Date | None] = []
+    times: list[int | None] = []
+    for first, second, year, h, m, sec, marker in fields:
+        month, day = (int(second), int(first)) if day_first else (int(first), int(second))
+        try:
+            dates.append(Date(int(year), month, day))
+        except ValueError:
+            dates.append(None)
+        hour, minute, second_ = int(h), int(m), int(sec)
+        if marker and 1 <= hour <= 12:
+            hour = hour % 12 + (12 if marker == " PM" else 0)
+        ok = hour <= 23 and minute <= 59 and second_ <= 59
+        times.append(((hour * 60 + minute) * 60 + second_) * NS_PER_SECOND if ok else None)
+    rest = pl.Series("rest", [f"{h}:{m}:{sec}{marker or ''}" for *_, h, m, sec, marker in fields])
+    parsed = pl.DataFrame(
+        {"date": dates, "dt_ns": times}, schema={"date": pl.Date, "dt_ns": pl.Int64}
+    )
+    return parsed, rest
+
+
+def _polars_date_values(
     values: pl.Series, *, rest_sample: ShapeSample | None, continued: bool
 ) -> pl.DataFrame:
     groups, day_first, date, rest = _DATE
