@@ -154,6 +154,37 @@ class Operations:
         passed = pl.select(test(pl.lit(self.names))).to_series().fill_null(False).arg_true()
         return self.codes.is_in(passed.to_list()).fill_null(False)
 
+    def rows_of(
+        self, tests: list[Callable[[pl.Expr], pl.Expr]], present: pl.Series | None
+    ) -> list[pl.Series]:
+        """For each test, the rows (indices) whose operation passes it and whose
+        ``present`` is True: :meth:`where` for several tests that no name passes twice,
+        decided in one pass over the rows instead of one per test (on the rows of a small
+        trace, polars' cost per call is most of the work)."""
+        passed = pl.select(
+            [
+                test(pl.lit(self.names)).fill_null(False).alias(str(i))
+                for i, test in enumerate(tests)
+            ]
+        )
+        which = np.zeros(self.names.len() + 1, dtype=np.uint8)  # the last: a null operation
+        for i in range(len(tests)):
+            names = passed[str(i)].to_numpy()
+            if (which[:-1][names] != 0).any():  # a name in two families: one test at a time
+                return [
+                    (
+                        self.where(test) & present if present is not None else self.where(test)
+                    ).arg_true()
+                    for test in tests
+                ]
+            which[:-1][names] = i + 1
+        family = which[self.codes.cast(pl.UInt32).fill_null(self.names.len()).to_numpy()]
+        if present is not None:
+            family[~present.to_numpy()] = 0
+        return [
+            pl.Series(np.flatnonzero(family == i + 1), dtype=pl.UInt32) for i in range(len(tests))
+        ]
+
     def each_row(self, per_name: pl.Series) -> pl.Series:
         """``per_name`` (one value per name, in ``names`` order) spread to the rows."""
         return per_name.gather(self.codes)
@@ -184,21 +215,15 @@ def submit_detail_columns(
     details = details.cast(pl.String)
     # A null Detail gives nulls in every family, so those rows are left out.
     present = details.is_not_null() if details.null_count() else None
-    parse = partial(_parse_family, details=details, operations=operations, present=present)
-    jobs = [_POOL.submit(parse, family) for family in _FAMILIES]
+    wheres = operations.rows_of([family.rows for family in _FAMILIES], present)
+    parse = partial(_parse_family, details=details)
+    jobs = [_POOL.submit(parse, f, where) for f, where in zip(_FAMILIES, wheres, strict=True)]
     return lambda: [column for job in jobs for column in job.result()]
 
 
-def _parse_family(
-    family: _Family,
-    *,
-    details: pl.Series,
-    operations: Operations,
-    present: pl.Series | None,
-) -> list[pl.Series]:
-    """One family's typed columns, full length (null outside the family's rows)."""
-    mask = operations.where(family.rows)
-    where = (mask & present if present is not None else mask).arg_true()
+def _parse_family(family: _Family, where: pl.Series, *, details: pl.Series) -> list[pl.Series]:
+    """One family's typed columns, full length (null outside the family's rows,
+    ``where``)."""
     if where.is_empty():
         return [
             pl.repeat(None, details.len(), dtype=DETAIL_SCHEMA[c], eager=True).alias(c)
