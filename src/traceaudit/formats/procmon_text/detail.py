@@ -48,6 +48,7 @@ from functools import partial
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from traceaudit.formats.procmon_text import kernels
 from traceaudit.schema import (
@@ -564,11 +565,22 @@ _TRUE_FALSE = kernels.NameTable.of({"True": 1, "False": 0})
 _NUMBER = (kernels.NUMBER, None)
 
 
+_NUMPY_TYPES: dict[pl.DataType, type] = {
+    pl.UInt32(): np.uint32,
+    pl.UInt8(): np.uint8,
+    pl.Int64(): np.int64,
+    pl.Boolean(): np.bool_,
+}
+
+
 def _masked(values: np.ndarray, status: np.ndarray, dtype: pl.DataType) -> pl.Series:
-    """``values`` where ``status`` is 0, else null, as ``dtype``."""
-    return pl.select(
-        pl.when(pl.lit(pl.Series(status == 0))).then(pl.lit(pl.Series(values))).cast(dtype)
-    ).to_series()
+    """``values`` where ``status`` is 0, else null, as ``dtype`` (an Arrow array with a
+    validity mask: a fraction of the cost of a polars query on small columns)."""
+    numpy_type = _NUMPY_TYPES[dtype]
+    array = pa.array(values.astype(numpy_type), mask=status != 0)
+    series = pl.from_arrow(array)
+    assert isinstance(series, pl.Series)
+    return series
 
 
 def _named(value: tuple[np.ndarray, np.ndarray], table: kernels.NameTable) -> pl.Series:
