@@ -18,10 +18,12 @@ from __future__ import annotations
 import contextlib
 import errno
 import json
+import os
 import re
 import signal
 import sys
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from functools import wraps
 from pathlib import Path
 from typing import Any
@@ -125,13 +127,36 @@ def _usage(message: str) -> None:
     _fail(message, EXIT_USAGE)
 
 
+def _compiled_loops_for(inputs: Any) -> AbstractContextManager[None]:
+    """Read these trace files without the PML and CSV readers' compiled loops unless they
+    are big enough to win back loading them (:mod:`traceaudit._jit`); ETL always uses its
+    decoder's. Compressed files count eight times their size, about what Procmon's text and
+    logs compress by."""
+    from traceaudit._jit import pays_off, plain_paths
+
+    if not isinstance(inputs, (tuple, list)) or not inputs:
+        return nullcontext()
+    total = 0
+    for item in inputs:
+        name = str(item).lower()
+        if ".etl" in name:
+            return nullcontext()
+        try:
+            size = os.path.getsize(item)
+        except (OSError, TypeError, ValueError):  # "-", missing: the command says so
+            continue
+        total += size * 8 if name.endswith((".gz", ".zip")) else size
+    return plain_paths(not pays_off(total))
+
+
 def _guard(command: Callable[..., Any]) -> Callable[..., Any]:
     """Turn library and file-system errors into ``error: …`` and exit status 3."""
 
     @wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return command(*args, **kwargs)
+            with _compiled_loops_for(kwargs.get("traces") or kwargs.get("trace")):
+                return command(*args, **kwargs)
         except UsageError as exc:
             _usage(str(exc))
         except TraceauditError as exc:

@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from traceaudit._jit import jit_available, kernel
+from traceaudit._jit import jit_available, kernel, plain
 
 __all__ = [
     "Kernels",
@@ -420,9 +420,10 @@ _SWITCHED_OFF: list[bool] = []
 
 
 def compiled() -> Kernels | None:
-    """The compiled kernels, or None (numba missing, ``TRACEAUDIT_NO_JIT=1``, or inside
-    :func:`switched_off`)."""
-    return None if _SWITCHED_OFF else _compile()
+    """The compiled kernels, or None (numba missing, ``TRACEAUDIT_NO_JIT=1``, inside
+    :func:`switched_off`, or inside :func:`traceaudit._jit.plain_paths`: a one-shot command
+    on a small log, where loading them would cost more than they save)."""
+    return None if _SWITCHED_OFF or plain() else _compile()
 
 
 @contextmanager

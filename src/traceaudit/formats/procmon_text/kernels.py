@@ -30,7 +30,7 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from traceaudit._jit import kernel
+from traceaudit._jit import kernel, plain
 
 __all__ = [
     "StringBuffers",
@@ -579,8 +579,14 @@ class _Compiled:
     copy: Callable[..., None]
 
 
-@cache
 def _kernels() -> _Compiled | None:
+    """The compiled loops, or None without numba or inside :func:`traceaudit._jit.plain_paths`
+    (a one-shot command on a small trace: loading them would cost more than they save)."""
+    return None if plain() else _load_kernels()
+
+
+@cache
+def _load_kernels() -> _Compiled | None:
     """The compiled loops, or None without numba (numba is imported at the first call)."""
     module = globals()
     for helper, inline in _HELPERS.items():
