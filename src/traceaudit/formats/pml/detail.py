@@ -70,7 +70,7 @@ class Group:
 
     ``index`` are positions in :class:`EventArrays`; ``after`` where each path ends (the
     operation's own fields follow it); ``fields`` one numpy array per field, aligned with
-    ``index``; ``strings`` string fields as lists (groups with few events).
+    ``index``; ``strings`` string fields as lists (groups with few events), ``columns`` as series.
     """
 
     events: EventArrays
@@ -79,6 +79,7 @@ class Group:
     path: pl.Series
     fields: dict[str, np.ndarray] = field(default_factory=dict)
     strings: dict[str, list[str]] = field(default_factory=dict)
+    columns: dict[str, pl.Series] = field(default_factory=dict)
 
     @property
     def details(self) -> np.ndarray:
@@ -278,7 +279,7 @@ def _decode_directory(group: Group) -> None:
         )
         .to_series()
     )
-    group.strings["path"] = path.to_list()
+    group.columns["path"] = path
 
 
 Decoder = Callable[[Group], None]

@@ -263,7 +263,7 @@ def _columns(
                 release()
             directory = groups.get("directory")
             if directory is not None:  # Procmon shows QueryDirectory's filter in the path
-                path = path.scatter(directory.index, directory.strings["path"])
+                path = path.scatter(directory.index, directory.columns["path"])
             columns.update(typed_columns(groups, events.count, EVENT_SCHEMA))
             if "detail" in wanted or "path" in wanted:
                 detail, path = render_columns(
@@ -328,7 +328,12 @@ def _trace(parts: list[_Part], source: Path | None) -> Trace:
         skipped=skipped,
         skipped_rows=tuple(r for p in parts for r in p.skipped_rows)[:5],
         truncated=any(p.truncated for p in parts),
-        process_exits=joined_exits(p.process_exits for p in parts),
+        # one file's exits are already each process once, in order
+        process_exits=(
+            parts[0].process_exits
+            if len(parts) == 1
+            else joined_exits(p.process_exits for p in parts)
+        ),
     )
 
 
