@@ -24,7 +24,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import cast
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
@@ -36,8 +36,11 @@ __all__ = [
     "StringBuffers",
     "available",
     "string_buffers",
+    "arrow_series",
     "time_of_day",
     "durations",
+    "integers",
+    "padded",
     "NameTable",
     "KeyCut",
     "Cut",
@@ -91,6 +94,22 @@ def string_buffers(values: pl.Series) -> StringBuffers:
         else np.zeros(0, dtype=np.uint8)
     )
     return StringBuffers(offsets, data)
+
+
+def arrow_series(values: np.ndarray, null: np.ndarray) -> pl.Series:
+    """``values`` (numbers or booleans), null where ``null``, built from Arrow buffers
+    (a packed validity bitmap: ``pa.array(values, mask=...)`` costs several times more)."""
+    n = len(values)
+    valid = pa.py_buffer(np.packbits(~null, bitorder="little"))
+    if values.dtype == np.bool_:
+        data = pa.py_buffer(np.packbits(values, bitorder="little"))
+        array = pa.Array.from_buffers(pa.bool_(), n, [valid, data])
+    else:
+        data = pa.py_buffer(np.ascontiguousarray(values))
+        array = pa.Array.from_buffers(pa.from_numpy_dtype(values.dtype), n, [valid, data])
+    series = pl.from_arrow(array)
+    assert isinstance(series, pl.Series)
+    return series
 
 
 # ------------------------------------------------------------------------- time of day
@@ -173,11 +192,15 @@ def time_of_day(values: pl.Series, *, marker: bool) -> tuple[np.ndarray, np.ndar
 
 def _duration(offsets: np.ndarray, data: np.ndarray, out: np.ndarray, status: np.ndarray) -> None:
     """Seconds as Procmon prints them, ``0.0000112`` or ``0,0000112`` (1 to 9 digits, a
-    dot or comma, 1 to 9 digits), to nanoseconds in ``out`` (``status`` 0); anything
-    else UNSURE (:func:`.times.parse_duration` reads it)."""
+    dot or comma, 1 to 9 digits), to nanoseconds in ``out`` (``status`` 0); an empty
+    value null (status 1); anything else UNSURE (:func:`.times.parse_duration` reads
+    it)."""
     for i in range(len(offsets) - 1):
         start = offsets[i]
         end = offsets[i + 1]
+        if end == start:  # empty: no number (polars' to_decimal gives null)
+            status[i] = 1
+            continue
         status[i] = UNSURE
         whole = np.int64(0)
         q = start
@@ -222,6 +245,69 @@ def durations(values: pl.Series) -> tuple[np.ndarray, np.ndarray] | None:
     if values.null_count():
         status[values.is_null().to_numpy()] = 1
     return out, status
+
+
+# ------------------------------------------------------------------- whole numbers, text
+
+
+def _integer(offsets: np.ndarray, data: np.ndarray, out: np.ndarray, status: np.ndarray) -> None:
+    """1 to 18 ASCII digits (a PID, a TID) to their value in ``out`` (``status`` 0);
+    anything else UNSURE (polars' ``str.to_integer`` reads it)."""
+    for i in range(len(offsets) - 1):
+        start = offsets[i]
+        end = offsets[i + 1]
+        status[i] = UNSURE
+        if end - start < 1 or end - start > 18:
+            continue
+        number = np.int64(0)
+        bad = False
+        for q in range(start, end):
+            d = data[q] - _ZERO8
+            bad |= d > 9
+            number = number * 10 + np.int64(d)
+        if not bad:
+            out[i] = number
+            status[i] = 0
+
+
+def integers(values: pl.Series) -> tuple[np.ndarray, np.ndarray] | None:
+    """The value of each of ``values`` (whole numbers as Procmon prints them) and each
+    row's status (0 read, 1 null, :data:`UNSURE`), or None without numba."""
+    compiled = _kernels()
+    if compiled is None:
+        return None
+    buffers = string_buffers(values)
+    n = values.len()
+    out = np.zeros(n, dtype=np.int64)
+    status = np.empty(n, dtype=np.uint8)
+    compiled.integer(buffers.offsets, buffers.data, out, status)
+    if values.null_count():
+        status[values.is_null().to_numpy()] = 1
+    return out, status
+
+
+def _padded(offsets: np.ndarray, data: np.ndarray) -> bool:
+    """Whether some value starts or ends with a byte that may be white space (ASCII
+    white space, or any byte of a multi-byte character)."""
+    for i in range(len(offsets) - 1):
+        start = offsets[i]
+        end = offsets[i + 1]
+        if end > start:
+            first = data[start]
+            last = data[end - 1]
+            if first <= _SPACE or last <= _SPACE or first >= 0x80 or last >= 0x80:
+                return True
+    return False
+
+
+def padded(values: pl.Series) -> bool | None:
+    """Whether ``str.strip_chars`` might change some of ``values`` (False: it would not),
+    or None without numba."""
+    compiled = _kernels()
+    if compiled is None:
+        return None
+    buffers = string_buffers(values)
+    return bool(compiled.padded(buffers.offsets, buffers.data))
 
 
 # ------------------------------------------------------------------------------ Detail
@@ -575,6 +661,8 @@ _HELPERS = {"_cut": False}
 class _Compiled:
     time_of_day: Callable[..., None]
     duration: Callable[..., None]
+    integer: Callable[..., None]
+    padded: Callable[..., bool]
     family: Callable[..., None]
     copy: Callable[..., None]
 
@@ -594,10 +682,10 @@ def _load_kernels() -> _Compiled | None:
         if compiled is None:
             return None
         module[helper] = compiled
-    loops = [kernel(fn) for fn in (_time_of_day, _duration, _family, _copy)]
+    loops = [kernel(fn) for fn in (_time_of_day, _duration, _integer, _padded, _family, _copy)]
     if any(fn is None for fn in loops):  # pragma: no cover - kernel() answers alike
         return None
-    return _Compiled(*cast(list[Callable[..., None]], loops))
+    return _Compiled(*cast(list[Callable[..., Any]], loops))
 
 
 def available() -> bool:

@@ -17,10 +17,12 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import polars as pl
 
 from traceaudit.errors import DamagedRowError
 from traceaudit.formats.batches import CHEAP_COLUMNS, select_columns
+from traceaudit.formats.procmon_text import kernels
 from traceaudit.formats.procmon_text.detail import Operations, submit_detail_columns
 from traceaudit.formats.procmon_text.times import (
     PLACEHOLDER_DATE,
@@ -328,9 +330,20 @@ def _columns(frame: pl.DataFrame, operations: Operations) -> pl.DataFrame:
     """Every schema column but ``row`` and ``time``, from the raw strings, in source order
     (types are finalised by conform_events)."""
     has_event_class = "event_class" in frame.columns
-    columns = frame.select(_column_exprs(tuple(frame.columns)))
+    compiled = kernels.available()
+    # With the compiled loops, PIDs and TIDs are read by a loop (:func:`_integers`) and
+    # the Event Class is stripped only when some value may have white space around it.
+    strip = has_event_class and (not compiled or kernels.padded(frame["event_class"]) is not False)
+    columns = frame.select(_column_exprs(tuple(frame.columns), integers=not compiled, strip=strip))
+    extra = [
+        _integers(frame[name]) for name in ("pid", "tid") if compiled and name in frame.columns
+    ]
+    if has_event_class and not strip:
+        extra.append(frame["event_class"])
     if "duration" in frame.columns:
-        columns = columns.with_columns(parse_durations(frame["duration"]))
+        extra.append(parse_durations(frame["duration"]))
+    if extra:
+        columns = columns.with_columns(extra)
     # The operation takes a few dozen distinct names: its event class is decided once
     # per name.
     per_name = pl.DataFrame({"operation": operations.names}).select(_EVENT_CLASS).to_series()
@@ -342,23 +355,43 @@ def _columns(frame: pl.DataFrame, operations: Operations) -> pl.DataFrame:
 
 
 @cache
-def _column_exprs(names: tuple[str, ...]) -> tuple[pl.Expr, ...]:
+def _column_exprs(
+    names: tuple[str, ...], *, integers: bool = True, strip: bool = True
+) -> tuple[pl.Expr, ...]:
     """:func:`_columns`' expressions for a frame of these raw columns (built once per
-    shape: a trace read in batches asks for the same ones every batch)."""
+    shape: a trace read in batches asks for the same ones every batch); without
+    ``integers`` the PID and TID, without ``strip`` the Event Class, are left out (the
+    caller reads them)."""
     exprs: list[pl.Expr] = [
         pl.col("process").fill_null(""),
-        pl.col("pid").str.to_integer(strict=False),
         pl.col("operation").fill_null(""),
         pl.col("path").fill_null(""),
         pl.col("result").fill_null(""),
     ]
+    if integers:
+        exprs.append(pl.col("pid").str.to_integer(strict=False))
     if "detail" in names:
         exprs.append(pl.col("detail").fill_null(""))
-    if "tid" in names:
+    if "tid" in names and integers:
         exprs.append(pl.col("tid").str.to_integer(strict=False))
-    if "event_class" in names:
+    if "event_class" in names and strip:
         exprs.append(pl.col("event_class").str.strip_chars())
     return tuple(exprs)
+
+
+def _integers(values: pl.Series) -> pl.Series:
+    """``values.str.to_integer(strict=False)``: digits through the compiled loop, the
+    values it is not sure of through polars."""
+    compiled = kernels.integers(values)
+    if compiled is None:  # pragma: no cover - called only with the loops available
+        return values.str.to_integer(strict=False)
+    numbers, status = compiled
+    parsed = kernels.arrow_series(numbers, status != 0)
+    unsure = np.flatnonzero(status == kernels.UNSURE)
+    if len(unsure):
+        index = pl.Series(unsure, dtype=pl.UInt32)
+        parsed = parsed.scatter(index, values.gather(index).str.to_integer(strict=False))
+    return parsed.alias(values.name)
 
 
 def _damaged_message(raw: RawRows, index: int, line: int, reason: str) -> str:

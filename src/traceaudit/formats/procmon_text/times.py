@@ -406,7 +406,10 @@ def parse_duration(value: pl.Expr) -> pl.Expr:
     Read as a decimal with 9 places (no float rounding); anything else is null.
     """
     seconds = value.str.strip_chars().str.replace(",", ".", literal=True).str.to_decimal(scale=9)
-    nanoseconds = (seconds * NS_PER_SECOND).cast(pl.Int64, strict=False)  # too long: null
+    # Too long for Int64 nanoseconds (9.2e9 s): null. Values far beyond are nulled before
+    # the product, which would overflow the decimal (``1e20``) and raise.
+    bounded = pl.when(seconds.abs() < 10**10).then(seconds)
+    nanoseconds = (bounded * NS_PER_SECOND).cast(pl.Int64, strict=False)
     return nanoseconds.cast(pl.Duration("ns")).name.keep()
 
 
@@ -417,9 +420,7 @@ def parse_durations(values: pl.Series) -> pl.Series:
     if compiled is None:
         return _polars_durations(values)
     ns, status = compiled
-    parsed = pl.select(
-        pl.when(pl.lit(pl.Series(status == 0))).then(pl.lit(pl.Series(ns)))
-    ).to_series()
+    parsed = kernels.arrow_series(ns, status != 0)
     unsure = np.flatnonzero(status == kernels.UNSURE)
     if len(unsure):
         index = pl.Series(unsure, dtype=pl.UInt32)
