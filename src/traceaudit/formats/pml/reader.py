@@ -216,6 +216,8 @@ _PATH_TEXT = frozenset({"path", "rename_target", "detail"})
 source's directory; the Detail of a rename shows the target)."""
 _CHEAP = tuple(c for c in EVENT_SCHEMA if c in CHEAP_COLUMNS)
 _KEPT = "__kept"
+_RELEASE_PER_CHUNK = 64 << 20
+"""Events spanning this many bytes or more give their pages back per path chunk."""
 
 
 def _columns(
@@ -257,7 +259,12 @@ def _columns(
         groups_wanted = groups_for(wanted)
         decode = bool(wanted & _PATH_TEXT)
         if decode or groups_wanted:
-            path, after = path_column(events, operations, release, decode=decode)
+            low, high = events.span
+            # A small file's pages are given back once, after the typed details: a
+            # release per path chunk costs more than it saves there (madvise is per
+            # page, and the typed details fault released pages back in).
+            chunked = release if high - low >= _RELEASE_PER_CHUNK else None
+            path, after = path_column(events, operations, chunked, decode=decode)
             groups = decode_groups(events, path, after, groups_wanted)
             if release is not None:
                 release()
