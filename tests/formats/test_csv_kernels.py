@@ -24,7 +24,8 @@ from polars.testing import assert_frame_equal, assert_series_equal
 
 from traceaudit.formats import load_trace, parse_detail
 from traceaudit.formats.procmon_text import kernels
-from traceaudit.formats.procmon_text.detail import CREATE_OPERATIONS, IO_OPERATIONS
+from traceaudit.formats.procmon_text.detail import CREATE_OPERATIONS, IO_OPERATIONS, Operations
+from traceaudit.formats.procmon_text.rows import _integers
 from traceaudit.formats.procmon_text.times import parse_durations, parse_time_of_day
 from traceaudit.schema import ACCESS_BITS, CREATE_OPTION_BITS
 
@@ -379,3 +380,80 @@ _OPERATION = st.sampled_from(
 @example(rows=[("CreateFile", CREATE)], repeat=70)
 def test_generated_details_read_alike(rows: list[tuple[str, str | None]], repeat: int) -> None:
     same_detail([op for op, _ in rows] * repeat, [detail for _, detail in rows] * repeat)
+
+
+# ------------------------------------------------------ PIDs, Event Class, operations
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(
+            st.text(st.sampled_from(list("0123456789+- _\u0663")), max_size=21),
+            st.none(),
+        )
+    )
+)
+def test_generated_integers_read_alike(values: list[str | None]) -> None:
+    series = pl.Series("pid", values, dtype=pl.String)
+    assert_series_equal(_integers(series), series.str.to_integer(strict=False))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.text(max_size=6), st.none())))
+def test_generated_event_classes_padded(values: list[str | None]) -> None:
+    """``padded`` is False only where stripping would change nothing."""
+    series = pl.Series("event_class", values, dtype=pl.String)
+    if kernels.padded(series) is False:
+        assert_series_equal(series.str.strip_chars(), series)
+
+
+def test_odd_columns_read_alike(tmp_path: Path) -> None:
+    """PIDs, TIDs and Event Classes the loops do not read (signs, spaces, padded or
+    empty classes, a PID too long) read as in polars."""
+    header = '"Time of Day","Process Name","PID","Operation","Path","Result","Detail","TID","Event Class"'
+    rows = [
+        ("+12", "7", " File System "),
+        ("-3", "0012", "Registry"),
+        ("1234567890123456789", " 5", ""),
+        ("42", "\u0663", "\u00a0Network"),
+        ("7", "9", "File System"),
+    ]
+    lines = [header] + [
+        f'"7:19:37.0147934 AM","a.exe","{pid}","CreateFile","C:\\x","SUCCESS","","{tid}","{cls}"'
+        for pid, tid, cls in rows
+    ]
+    path = tmp_path / "odd.csv"
+    path.write_text("\r\n".join(lines) + "\r\n", encoding="utf-8")
+    compiled, plain = both(lambda: load_trace(path))
+    assert_frame_equal(compiled.events, plain.events)
+    assert compiled.skipped == plain.skipped
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.one_of(st.sampled_from(["CreateFile", "ReadFile", "", "é"]), st.text()), max_size=60
+    )
+)
+def test_generated_operation_codes(values: list[str]) -> None:
+    """The loop's names are the distinct values in order of first sight, and each row's
+    code names its value; Operations answers as on the polars path."""
+    series = pl.Series("operation", values, dtype=pl.String)
+    found = kernels.codes(series)
+    assert found is not None
+    names, codes = found
+    assert names.to_list() == series.unique(maintain_order=True).to_list()
+    assert names.gather(codes).to_list() == values
+    compiled, plain = both(lambda: Operations.of(series))
+    tests = [lambda op: op.is_in(CREATE_OPERATIONS), lambda op: op.str.starts_with("Read")]
+    for one, other in zip(compiled.rows_of(tests, None), plain.rows_of(tests, None), strict=True):
+        assert one.to_list() == other.to_list()
+
+
+def test_operation_codes_leave_many_names_and_nulls_to_polars() -> None:
+    many = pl.Series([f"Op{i}" for i in range(5000)], dtype=pl.String)
+    assert kernels.codes(many) is None
+    assert kernels.codes(pl.Series(["CreateFile", None], dtype=pl.String)) is None
+    compiled, plain = both(lambda: Operations.of(many))
+    assert compiled.names.to_list() == plain.names.to_list()

@@ -141,6 +141,9 @@ class Operations:
     @classmethod
     def of(cls, operations: pl.Series) -> Operations:
         operations = operations.cast(pl.String)
+        compiled = kernels.codes(operations) if kernels.available() else None
+        if compiled is not None:  # one pass of the compiled loop
+            return cls(*compiled)
         # The names of a sample usually are all the names: then one pass (the cast) does
         # instead of two (unique, then the cast). A name the sample lacks casts to null.
         sample = operations.head(_NAME_SAMPLE).drop_nulls().unique(maintain_order=True)

@@ -40,6 +40,7 @@ __all__ = [
     "time_of_day",
     "durations",
     "integers",
+    "codes",
     "padded",
     "NameTable",
     "KeyCut",
@@ -308,6 +309,89 @@ def padded(values: pl.Series) -> bool | None:
         return None
     buffers = string_buffers(values)
     return bool(compiled.padded(buffers.offsets, buffers.data))
+
+
+# ------------------------------------------------------------------------ name codes
+
+_CODE_NAMES = 4096  # distinct names the loop keeps (more: the caller's polars path)
+_CODE_BYTES = 256 * 1024  # their bytes
+
+
+def _codes(
+    offsets: np.ndarray,
+    data: np.ndarray,
+    heads: np.ndarray,
+    chain: np.ndarray,
+    names: np.ndarray,
+    bounds: np.ndarray,
+    codes: np.ndarray,
+) -> int:
+    """Each value's index among the distinct values in order of first sight (``codes``),
+    the distinct values packed in ``names`` (value ``t`` is ``names[bounds[t]:bounds[t +
+    1]]``); returns how many, or -1 when ``chain`` or ``names`` is full. Values are
+    found by their bucket (length and end bytes, 256 of them: ``heads``, ``chain``)."""
+    count = 0
+    used = 0
+    capacity = len(chain)
+    room = len(names)
+    bounds[0] = 0
+    for i in range(len(offsets) - 1):
+        start = offsets[i]
+        end = offsets[i + 1]
+        length = end - start
+        bucket = length * 31
+        if length > 0:
+            bucket += np.int64(data[start]) * 7 + np.int64(data[end - 1])
+        bucket &= 255
+        t = heads[bucket]
+        while t >= 0:
+            low = bounds[t]
+            if bounds[t + 1] - low == length:
+                same = True
+                for q in range(length):
+                    if data[start + q] != names[low + q]:
+                        same = False
+                        break
+                if same:
+                    break
+            t = chain[t]
+        if t < 0:
+            if count >= capacity or used + length > room:
+                return -1
+            t = count
+            for q in range(length):
+                names[used + q] = data[start + q]
+            used += length
+            bounds[t + 1] = used
+            chain[t] = heads[bucket]
+            heads[bucket] = t
+            count += 1
+        codes[i] = t
+    return count
+
+
+def codes(values: pl.Series) -> tuple[pl.Series, pl.Series] | None:
+    """The distinct values of ``values`` (a String column) in order of first sight, and
+    each row's index among them (UInt32); None without numba, when some value is null or
+    with more distinct values than the loop keeps."""
+    compiled = _kernels()
+    if compiled is None or values.null_count():
+        return None
+    buffers = string_buffers(values)
+    n = values.len()
+    heads = np.full(256, -1, dtype=np.int64)
+    chain = np.full(_CODE_NAMES, -1, dtype=np.int64)
+    names = np.zeros(_CODE_BYTES, dtype=np.uint8)
+    bounds = np.zeros(_CODE_NAMES + 1, dtype=np.int64)
+    out = np.zeros(n, dtype=np.uint32)
+    count = compiled.codes(buffers.offsets, buffers.data, heads, chain, names, bounds, out)
+    if count < 0:
+        return None
+    text = names.tobytes()
+    found = pl.Series(
+        [text[bounds[t] : bounds[t + 1]].decode("utf-8") for t in range(count)], dtype=pl.String
+    )
+    return found, arrow_series(out, np.zeros(n, dtype=np.bool_))
 
 
 # ------------------------------------------------------------------------------ Detail
@@ -663,6 +747,7 @@ class _Compiled:
     duration: Callable[..., None]
     integer: Callable[..., None]
     padded: Callable[..., bool]
+    codes: Callable[..., int]
     family: Callable[..., None]
     copy: Callable[..., None]
 
@@ -682,7 +767,9 @@ def _load_kernels() -> _Compiled | None:
         if compiled is None:
             return None
         module[helper] = compiled
-    loops = [kernel(fn) for fn in (_time_of_day, _duration, _integer, _padded, _family, _copy)]
+    loops = [
+        kernel(fn) for fn in (_time_of_day, _duration, _integer, _padded, _codes, _family, _copy)
+    ]
     if any(fn is None for fn in loops):  # pragma: no cover - kernel() answers alike
         return None
     return _Compiled(*cast(list[Callable[..., Any]], loops))
