@@ -44,7 +44,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from functools import partial
+from functools import lru_cache, partial
 
 import numpy as np
 import polars as pl
@@ -88,6 +88,11 @@ SHARE_BITS: dict[str, int] = {
 _POOL = ThreadPoolExecutor(max_workers=4, thread_name_prefix="traceaudit-detail")
 
 _NAME_SAMPLE = 50_000  # rows whose operation names Operations.of tries first
+_CODES_ROWS = 300_000  # below this, Operations.of takes the compiled loop
+# Below this, a family's columns are spread to the trace's rows in numpy (_spread): polars'
+# gather costs ≈ 0.1 ms a column whatever the size, numpy's scatter ≈ 1 ms a column at 1M
+# rows, where polars' gather runs the columns on its threads (7 against 15-21 ms).
+_SPREAD_ROWS = 200_000
 
 _DIRECTORY = CREATE_OPTION_BITS["Directory"]
 _NON_DIRECTORY = CREATE_OPTION_BITS["Non-Directory File"]
@@ -141,8 +146,11 @@ class Operations:
     @classmethod
     def of(cls, operations: pl.Series) -> Operations:
         operations = operations.cast(pl.String)
-        compiled = kernels.codes(operations) if kernels.available() else None
-        if compiled is not None:  # one pass of the compiled loop
+        # The compiled loop (≈ 11 ns a row) beats polars' Enum cast (≈ 8 ns a row, but
+        # ≈ 1.3 ms a call) on traces of up to a few hundred thousand rows.
+        small = operations.len() < _CODES_ROWS
+        compiled = kernels.codes(operations) if small and kernels.available() else None
+        if compiled is not None:
             return cls(*compiled)
         # The names of a sample usually are all the names: then one pass (the cast) does
         # instead of two (unique, then the cast). A name the sample lacks casts to null.
@@ -165,24 +173,16 @@ class Operations:
         ``present`` is True: :meth:`where` for several tests that no name passes twice,
         decided in one pass over the rows instead of one per test (on the rows of a small
         trace, polars' cost per call is most of the work)."""
-        passed = pl.select(
-            [
-                test(pl.lit(self.names)).fill_null(False).alias(str(i))
-                for i, test in enumerate(tests)
+        which = _families_of(tuple(self.names.to_list()), tuple(tests))
+        if which is None:  # a name in two families: one test at a time
+            return [
+                (self.where(test) & present if present is not None else self.where(test)).arg_true()
+                for test in tests
             ]
-        )
-        which = np.zeros(self.names.len() + 1, dtype=np.uint8)  # the last: a null operation
-        for i in range(len(tests)):
-            names = passed[str(i)].to_numpy()
-            if (which[:-1][names] != 0).any():  # a name in two families: one test at a time
-                return [
-                    (
-                        self.where(test) & present if present is not None else self.where(test)
-                    ).arg_true()
-                    for test in tests
-                ]
-            which[:-1][names] = i + 1
-        family = which[self.codes.cast(pl.UInt32).fill_null(self.names.len()).to_numpy()]
+        codes = self.codes.cast(pl.UInt32)
+        if codes.null_count():
+            codes = codes.fill_null(self.names.len())
+        family = which[codes.to_numpy()]
         if present is not None:
             family[~present.to_numpy()] = 0
         return [
@@ -192,6 +192,27 @@ class Operations:
     def each_row(self, per_name: pl.Series) -> pl.Series:
         """``per_name`` (one value per name, in ``names`` order) spread to the rows."""
         return per_name.gather(self.codes)
+
+
+@lru_cache(maxsize=64)
+def _families_of(
+    names: tuple[str, ...], tests: tuple[Callable[[pl.Expr], pl.Expr], ...]
+) -> np.ndarray | None:
+    """For :meth:`Operations.rows_of`: each name's test (1 + its index; 0: none; one more
+    entry, 0, for a null operation), or None when a name passes two tests. Traces read
+    one after the other (or in batches) have the same names: decided once for them."""
+    series = pl.Series(names, dtype=pl.String)
+    passed = pl.select(
+        [test(pl.lit(series)).fill_null(False).alias(str(i)) for i, test in enumerate(tests)]
+    )
+    which = np.zeros(len(names) + 1, dtype=np.uint8)
+    for i in range(len(tests)):
+        matches = passed[str(i)].to_numpy()
+        if (which[:-1][matches] != 0).any():
+            return None
+        which[:-1][matches] = i + 1
+    which.flags.writeable = False
+    return which
 
 
 def parse_detail(
@@ -243,7 +264,7 @@ def _parse_family(family: _Family, where: pl.Series, *, details: pl.Series) -> l
     else:
         values, local = distinct
         parsed = _parse_rows(values, family)
-    if kernels.available():
+    if details.len() < _SPREAD_ROWS and kernels.available():
         return _spread(parsed, where.to_numpy(), local.to_numpy(), details.len())
     # Each row's place in ``parsed`` (null outside the family), then one gather of the
     # whole frame (a null position gives a null row): the positions are checked once,

@@ -798,7 +798,10 @@ class Cut:
 
     def unsure(self) -> np.ndarray:
         """Rows where some value is :data:`UNSURE`."""
-        unsure: np.ndarray = (self.status == UNSURE).any(axis=1)
+        # Column by column: numpy's any(axis=1) over a few columns is ten times slower.
+        unsure: np.ndarray = self.status[:, 0] == UNSURE
+        for column in range(1, self.status.shape[1]):
+            unsure |= self.status[:, column] == UNSURE
         return unsure
 
 

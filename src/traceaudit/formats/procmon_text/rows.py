@@ -13,7 +13,7 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date as Date
-from functools import cache
+from functools import cache, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -346,12 +346,23 @@ def _columns(frame: pl.DataFrame, operations: Operations) -> pl.DataFrame:
         columns = columns.with_columns(extra)
     # The operation takes a few dozen distinct names: its event class is decided once
     # per name.
-    per_name = pl.DataFrame({"operation": operations.names}).select(_EVENT_CLASS).to_series()
+    per_name = _event_classes(tuple(operations.names.to_list()))
     derived = pl.lit(operations.each_row(per_name))
     if has_event_class:
         given = pl.col("event_class")
         derived = pl.when(given != "").then(given).otherwise(derived)
     return columns.with_columns(derived.alias("event_class"))
+
+
+@lru_cache(maxsize=64)
+def _event_classes(names: tuple[str, ...]) -> pl.Series:
+    """The event class of each operation name (traces read one after the other, or in
+    batches, have the same names: decided once for them)."""
+    return (
+        pl.DataFrame({"operation": names}, schema={"operation": pl.String})
+        .select(_EVENT_CLASS)
+        .to_series()
+    )
 
 
 @cache
