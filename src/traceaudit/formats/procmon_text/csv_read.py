@@ -281,11 +281,15 @@ class _Table:
             names[f"c{extra}"] = "__extra"
         frame = frame.rename(names)
         fields = [c for c in frame.columns if c not in ("__damage", "__line")]
-        blank = frame.select(pl.all_horizontal(pl.col(fields).is_null())).to_series()
-        if "__damage" in frame.columns:
-            blank = blank & frame["__damage"].is_null()
         self.kept = None
-        if blank.any():  # empty lines between rows: not rows at all
+        # A column without nulls (its count is known without a pass) rules out blank rows.
+        if all(frame[c].null_count() for c in fields):
+            blank = frame.select(pl.all_horizontal(pl.col(fields).is_null())).to_series()
+            if "__damage" in frame.columns:
+                blank = blank & frame["__damage"].is_null()
+        else:
+            blank = None
+        if blank is not None and blank.any():  # empty lines between rows: not rows at all
             self.kept = (~blank).arg_true()
             frame = frame.filter(~blank)
         if "__line" in frame.columns:

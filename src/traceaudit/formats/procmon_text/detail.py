@@ -654,15 +654,20 @@ def _named(value: tuple[np.ndarray, np.ndarray], table: kernels.NameTable) -> pl
 
 
 def _create_compiled(cut: kernels.Cut) -> tuple[list[pl.Series], np.ndarray]:
-    options = _masked(*cut.value(2), pl.Int64())
-    flags = pl.DataFrame({"o": options}).select(_OPTION_FLAGS)
+    options, status = cut.value(2)
+    # _OPTION_FLAGS in numpy (a polars query costs more on the few distinct Details).
+    absent = status != 0
+    directory = (options & _DIRECTORY) != 0
+    non_directory = (options & _NON_DIRECTORY) != 0
     columns = [
         _masked(*cut.value(0), pl.UInt32()).alias("access_mask"),
         _masked(*cut.value(3), pl.UInt8()).alias("share_mode"),
         _named(cut.value(1), _DISPOSITIONS).alias("disposition"),
-        options.cast(pl.UInt32).alias("create_options"),
-        flags["is_directory"],
-        flags["delete_on_close"],
+        _masked(options, status, pl.UInt32()).alias("create_options"),
+        kernels.arrow_series(directory, absent | ~(directory | non_directory)).alias(
+            "is_directory"
+        ),
+        kernels.arrow_series((options & _DELETE_ON_CLOSE) != 0, absent).alias("delete_on_close"),
         _named(cut.value(4), _OPEN_RESULTS).alias("open_result"),
     ]
     return columns, np.zeros(len(options), dtype=np.bool_)
