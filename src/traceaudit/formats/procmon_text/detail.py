@@ -242,7 +242,13 @@ def submit_detail_columns(
     present = details.is_not_null() if details.null_count() else None
     wheres = operations.rows_of([family.rows for family in _FAMILIES], present)
     parse = partial(_parse_family, details=details)
-    jobs = [_POOL.submit(parse, f, where) for f, where in zip(_FAMILIES, wheres, strict=True)]
+    pairs = list(zip(_FAMILIES, wheres, strict=True))
+    if details.len() < _SPREAD_ROWS:
+        # One job for all: on a small trace the families' threads mostly take turns on
+        # the GIL (small polars and pyarrow calls hold it), and each switch costs.
+        job = _POOL.submit(lambda: [column for f, where in pairs for column in parse(f, where)])
+        return job.result
+    jobs = [_POOL.submit(parse, f, where) for f, where in pairs]
     return lambda: [column for job in jobs for column in job.result()]
 
 
