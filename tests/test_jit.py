@@ -84,3 +84,26 @@ def test_numba_is_not_even_imported_for_a_small_trace(tmp_path, jit, loaded):
     )
     imported = {line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines()}
     assert ("numba" in imported) is loaded
+
+
+def test_compressed_inputs_count_for_what_they_hold_and_etl_always_compiles(tmp_path, monkeypatch):
+    from traceaudit.cli import _compiled_loops_for
+
+    monkeypatch.delenv("TRACEAUDIT_JIT", raising=False)
+    monkeypatch.setattr(_jit, "PAYS_OFF_BYTES", 8_000)
+    plain_csv = tmp_path / "Logfile.CSV"
+    plain_csv.write_bytes(b"x" * 1_000)
+    packed = tmp_path / "Logfile.CSV.gz"
+    packed.write_bytes(b"x" * 1_000)  # counted as 8,000 bytes of trace
+    trace = tmp_path / "boot.etl"
+    trace.write_bytes(b"x")
+
+    def plain_inside(paths) -> bool:
+        with _compiled_loops_for(paths):
+            return _jit.plain()
+
+    assert plain_inside((plain_csv,)) is True
+    assert plain_inside((packed,)) is False
+    assert plain_inside((plain_csv, trace)) is False  # ETL's decoder always pays off
+    assert plain_inside((tmp_path / "missing.pml",)) is True  # the command says it is missing
+    assert plain_inside(()) is False
