@@ -41,7 +41,7 @@ from test_error_csv_rows import (
     sample_lines,
 )
 
-from locations import SAMPLES
+from locations import CORPUS_CSVS, SAMPLES
 from traceaudit.errors import DamagedRowError, MissingColumnsError, TraceauditError
 from traceaudit.formats.batches import CHEAP_COLUMNS, TraceBatches, select_columns
 from traceaudit.formats.detection import is_trace
@@ -223,33 +223,7 @@ def corpus_texts(corpus: Path) -> list[Path]:
     )
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        "procmon-csv/blerkk.csv",
-        "procmon-csv/createprocess-gcc-comma-decimal.csv",
-        "procmon-csv/crysis-nanny-filtered.csv",
-        "procmon-csv/excel-japanese-tab-separated.zip",
-        "procmon-csv/excel-resaved.csv",
-        "procmon-csv/exe-to-pdf.csv",
-        "procmon-csv/lab-os4-russian.csv",
-        "procmon-csv/lotl-detection-renames.csv",
-        "procmon-csv/monitorapis.csv",
-        "procmon-csv/noriben-2013.csv",
-        "procmon-csv/ohtorii-24h.csv",
-        "procmon-csv/one-row.csv",
-        "procmon-csv/phishing-tiny.csv",
-        "procmon-csv/prsp0007-filtered.csv",
-        "procmon-csv/roslyn-test-comma-decimal.csv",
-        "procmon-csv/winxp-24h.csv",
-        "procmon-csv/yara-with-tid.csv",
-        "procmon-pairs/Tests32bit.csv.gz",
-        "procmon-pairs/Tests64bit.csv.gz",
-        "procmon-pairs/UTC32Filesystem.csv.gz",
-        "procmon-pairs/UTC64Filesystem.csv.gz",
-        "procmon-pairs/UTC64Process.csv.gz",
-    ],
-)
+@pytest.mark.parametrize("name", CORPUS_CSVS)
 def test_corpus_csv(corpus: Path, name: str) -> None:
     whole = eager(corpus / name, "procmon-csv")
     assert_same(corpus / name, sizes=sizes_for(whole.events.height), whole=whole)

@@ -22,6 +22,7 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal, assert_series_equal
 
+from locations import CORPUS_CSVS
 from traceaudit.formats import load_trace, parse_detail
 from traceaudit.formats.procmon_text import kernels
 from traceaudit.formats.procmon_text.detail import CREATE_OPERATIONS, IO_OPERATIONS, Operations
@@ -33,31 +34,6 @@ T = TypeVar("T")
 
 needs_jit = pytest.mark.skipif(not kernels.available(), reason="numba missing or switched off")
 pytestmark = needs_jit
-
-CORPUS_CSV = [
-    "procmon-csv/blerkk.csv",
-    "procmon-csv/createprocess-gcc-comma-decimal.csv",
-    "procmon-csv/crysis-nanny-filtered.csv",
-    "procmon-csv/excel-japanese-tab-separated.zip",
-    "procmon-csv/excel-resaved.csv",
-    "procmon-csv/exe-to-pdf.csv",
-    "procmon-csv/lab-os4-russian.csv",
-    "procmon-csv/lotl-detection-renames.csv",
-    "procmon-csv/monitorapis.csv",
-    "procmon-csv/noriben-2013.csv",
-    "procmon-csv/ohtorii-24h.csv",
-    "procmon-csv/one-row.csv",
-    "procmon-csv/phishing-tiny.csv",
-    "procmon-csv/prsp0007-filtered.csv",
-    "procmon-csv/roslyn-test-comma-decimal.csv",
-    "procmon-csv/winxp-24h.csv",
-    "procmon-csv/yara-with-tid.csv",
-    "procmon-pairs/Tests32bit.csv.gz",
-    "procmon-pairs/Tests64bit.csv.gz",
-    "procmon-pairs/UTC32Filesystem.csv.gz",
-    "procmon-pairs/UTC64Filesystem.csv.gz",
-    "procmon-pairs/UTC64Process.csv.gz",
-]
 
 
 @contextmanager
@@ -97,7 +73,7 @@ def same_times(values: list[str | None], sample: list[str]) -> None:
 # --------------------------------------------------------------------------- corpus
 
 
-@pytest.mark.parametrize("name", CORPUS_CSV)
+@pytest.mark.parametrize("name", CORPUS_CSVS)
 def test_corpus_csv_reads_alike(corpus: Path, name: str) -> None:
     path = corpus / name
     if not path.exists():

@@ -236,13 +236,17 @@ def durations(values: pl.Series) -> tuple[np.ndarray, np.ndarray] | None:
     """Nanoseconds of each of ``values`` (Procmon's Duration) and each row's status (0
     read, 1 null, :data:`UNSURE`), or None without numba."""
     compiled = _kernels()
-    if compiled is None:
-        return None
+    return None if compiled is None else _per_value(compiled.duration, values)
+
+
+def _per_value(loop: Callable[..., None], values: pl.Series) -> tuple[np.ndarray, np.ndarray]:
+    """``loop(offsets, data, out, status)`` over the strings of ``values``: their int64
+    values and status (0 read, 1 null, :data:`UNSURE`)."""
     buffers = string_buffers(values)
     n = values.len()
     out = np.zeros(n, dtype=np.int64)
     status = np.empty(n, dtype=np.uint8)
-    compiled.duration(buffers.offsets, buffers.data, out, status)
+    loop(buffers.offsets, buffers.data, out, status)
     if values.null_count():
         status[values.is_null().to_numpy()] = 1
     return out, status
@@ -275,16 +279,7 @@ def integers(values: pl.Series) -> tuple[np.ndarray, np.ndarray] | None:
     """The value of each of ``values`` (whole numbers as Procmon prints them) and each
     row's status (0 read, 1 null, :data:`UNSURE`), or None without numba."""
     compiled = _kernels()
-    if compiled is None:
-        return None
-    buffers = string_buffers(values)
-    n = values.len()
-    out = np.zeros(n, dtype=np.int64)
-    status = np.empty(n, dtype=np.uint8)
-    compiled.integer(buffers.offsets, buffers.data, out, status)
-    if values.null_count():
-        status[values.is_null().to_numpy()] = 1
-    return out, status
+    return None if compiled is None else _per_value(compiled.integer, values)
 
 
 def _padded(offsets: np.ndarray, data: np.ndarray) -> bool:
