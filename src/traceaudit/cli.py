@@ -138,8 +138,8 @@ def _compiled_loops_for(inputs: Any) -> AbstractContextManager[None]:
         return nullcontext()
     total = 0
     for item in inputs:
-        name = str(item).lower()
-        if ".etl" in name:
+        name = Path(str(item)).name.lower()
+        if ".etl" in Path(name).suffixes:
             return nullcontext()
         try:
             size = os.path.getsize(item)
