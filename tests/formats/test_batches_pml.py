@@ -203,13 +203,13 @@ def test_keep_is_applied_before_paths_are_decoded(tmp_path, monkeypatch):
     from traceaudit.formats.pml import reader
 
     seen: list[int] = []
-    original = reader.path_column
+    original = reader.path_spans
 
     def spy(events, *args, **kwargs):
         seen.append(events.count)
         return original(events, *args, **kwargs)
 
-    monkeypatch.setattr(reader, "path_column", spy)
+    monkeypatch.setattr(reader, "path_spans", spy)
     _, _, frames = batched(mixed_log(tmp_path), keep=pl.col("pid") == 77)
     assert [f.height for f in frames] == [1]
     assert seen == [1]

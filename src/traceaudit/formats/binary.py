@@ -34,13 +34,12 @@ def struct_dtype(fields: list[tuple[str, str, int]], itemsize: int | None = None
     return dtype
 
 
-def _map(fileno: int, populate: bool) -> mmap.mmap:
-    """Map a whole file read-only; with ``populate`` (Linux) its pages are loaded in one go
-    (MAP_POPULATE), cheaper than faulting them in one by one when every page is visited."""
-    flag = getattr(mmap, "MAP_POPULATE", 0) if populate else 0
-    if flag and hasattr(mmap, "MAP_SHARED"):
-        with suppress(OSError, ValueError):
-            return mmap.mmap(fileno, 0, flags=mmap.MAP_SHARED | flag, prot=mmap.PROT_READ)
+def _map(fileno: int) -> mmap.mmap:
+    """Map a whole file read-only. Pages are not loaded up front (no MAP_POPULATE): the
+    first pass faults them in as it goes, the kernel mapping the cached pages around
+    each fault, and a pass split over two cores faults its halves in at once (measured
+    on a 395 MB PML: populating took 30 ms before the pass could start, faulting adds
+    about 13 ms to a pass on two cores)."""
     return mmap.mmap(fileno, 0, access=mmap.ACCESS_READ)
 
 
@@ -50,7 +49,7 @@ def _no_release(start: int = 0, end: int | None = None) -> None:
 
 @contextmanager
 def mapped_content(
-    trace_input: TraceInput, *, populate: bool = False
+    trace_input: TraceInput,
 ) -> Iterator[tuple[bytes | mmap.mmap, Callable[..., None]]]:
     """The content of a binary trace, and a function that gives pages back to the system.
 
@@ -75,7 +74,7 @@ def mapped_content(
         if os.fstat(handle.fileno()).st_size == 0:
             yield b"", _no_release
             return
-        mapping = _map(handle.fileno(), populate)
+        mapping = _map(handle.fileno())
 
         def release(start: int = 0, end: int | None = None) -> None:
             """Drop the pages wholly inside ``[start, end)`` from memory."""

@@ -3,8 +3,7 @@
 Operations, results, event classes and processes are stored as numbers. Each column is
 made by naming every *distinct* number once (a few dozen Python calls) and gathering the
 names for all events (:class:`Named`), so the cost follows the number of distinct values,
-not of events. Paths are located per distinct operation (:func:`path_offsets`) and
-decoded in bulk (:func:`decode_strings`).
+not of events. Paths are read by :mod:`.paths`.
 """
 
 from __future__ import annotations
@@ -16,18 +15,8 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 
-from traceaudit.formats.pml.events import STATUS_PENDING, EventArrays, read_u16
-from traceaudit.formats.pml.kernels import Kernels, compiled, words
-from traceaudit.formats.pml.layout import (
-    FILE_SYSTEM,
-    IPC,
-    NETWORK,
-    PROCESS,
-    PROCESS_CREATE,
-    PROCESS_CREATE_PATH,
-    PROCESS_DEFINED,
-    path_offsets,
-)
+from traceaudit.formats.pml.events import STATUS_PENDING, EventArrays
+from traceaudit.formats.pml.layout import FILE_SYSTEM, IPC, NETWORK
 from traceaudit.formats.pml.names import (
     EVENT_CLASS_NAMES,
     NETWORK_PROTOCOLS,
@@ -39,7 +28,6 @@ from traceaudit.formats.pml.names import (
     result_name,
 )
 from traceaudit.formats.pml.tables import filetimes_to_datetimes
-from traceaudit.formats.pml.text import CHUNK, StringViews, decode_strings
 
 __all__ = [
     "BASE_COLUMNS",
@@ -49,7 +37,6 @@ __all__ = [
     "nullable",
     "operation_names",
     "base_columns",
-    "path_column",
 ]
 
 
@@ -280,121 +267,3 @@ def base_columns(
         columns["process"] = gathered_strings("process", process_names, rows)
         columns["pid"] = pl.Series("pid", pids, dtype=pl.Int64).gather(rows)
     return columns
-
-
-def path_column(
-    events: EventArrays,
-    operations: Named,
-    release: Callable[[int, int], None] | None = None,
-    *,
-    decode: bool = True,
-) -> tuple[pl.Series, np.ndarray]:
-    """The Path column for file-system, registry and process events ("" for the others;
-    network paths are built by the renderer), and where each path ends: the
-    operation-specific fields of file-system events follow the path.
-
-    Paths are read in chunks of events; after each chunk, ``release(start, end)`` may
-    give the file pages of that chunk back, so a memory-mapped file is never resident
-    all at once here. With ``decode=False`` only where each path ends is worked out (the
-    typed details need it) and the column is all null.
-    """
-    data, details, end = events.data, events.details, events.details_end
-    pointer = events.header.pointer
-    # Where the path is, per distinct operation key; -1 where the operation has none.
-    info_at = np.full(len(operations.keys), -1, dtype=np.int64)
-    text_at = np.zeros(len(operations.keys), dtype=np.int64)
-    moving = np.zeros(len(operations.keys), dtype=bool)  # Process Create: path moves
-    for code, key in enumerate(operations.keys):
-        event_class, operation, _ = split_key(key)
-        layout = path_offsets(event_class, operation, pointer)
-        if layout is not None:
-            info_at[code], text_at[code] = layout
-        moving[code] = event_class == PROCESS and operation in (PROCESS_DEFINED, PROCESS_CREATE)
-    info = info_at[operations.codes]
-    start = details + text_at[operations.codes]
-    created = np.flatnonzero(moving[operations.codes])
-    created = created[end[created] >= details[created] + PROCESS_CREATE_PATH + 6]
-    if len(created):  # two variable-size SIDs precede the path
-        skip = data[details[created] + 0x2C].astype(np.int64) + data[details[created] + 0x2D]
-        info[created] = PROCESS_CREATE_PATH
-        start[created] = details[created] + PROCESS_CREATE_PATH + 6 + skip
-    has_path = info >= 0
-    info += details
-    kernels = compiled()
-    if kernels is not None:
-        return _path_compiled(kernels, events, info, has_path, start, release, decode=decode)
-    has_path &= info + 2 <= end
-    after = end.copy()
-    parts = []
-    for first in range(0, events.count, CHUNK):
-        part = slice(first, first + CHUNK)
-        size_word = np.zeros(len(info[part]), dtype=np.int64)
-        at = np.flatnonzero(has_path[part])
-        size_word[at] = read_u16(data, info[part][at])
-        one_byte = (size_word >> 15).astype(bool)
-        chars = size_word & 0x7FFF
-        stop = start[part] + np.where(one_byte, chars, 2 * chars)
-        fits = has_path[part] & (stop <= end[part])
-        chars[~fits] = 0
-        after[part][fits] = stop[fits]
-        if decode:
-            begin = np.where(chars > 0, start[part], events.offsets[part])
-            parts.append(decode_strings(events.buf, begin, chars, one_byte & (chars > 0)))
-        if release is not None:
-            release(int(events.offsets[part].min()), int(end[part].max()))
-    if not decode:
-        path = pl.Series([], dtype=pl.String).extend_constant(None, events.count)
-    elif len(parts) <= 1:
-        path = parts[0] if parts else pl.Series([], dtype=pl.String)
-    else:
-        path = pl.concat(parts, rechunk=False)
-    return path.alias("path"), after
-
-
-_PATH_CHUNK = 4 * CHUNK
-"""Events whose paths the compiled decoder reads between two page releases."""
-
-
-def _path_compiled(
-    kernels: Kernels,
-    events: EventArrays,
-    info: np.ndarray,
-    has_path: np.ndarray,
-    start: np.ndarray,
-    release: Callable[[int, int], None] | None,
-    *,
-    decode: bool,
-) -> tuple[pl.Series, np.ndarray]:
-    """:func:`path_column`'s chunk loop by the compiled passes: size words, spans and
-    UTF-8 text in one pass per chunk, into one ``string_view`` column."""
-    data, end, offsets = events.data, events.details_end, events.offsets
-    info = np.where(has_path, info, -1)
-    count = events.count
-    after = end.copy()
-    begin = np.empty(count, dtype=np.int64)
-    chars = np.empty(count, dtype=np.int64)
-    one_byte = np.empty(count, dtype=bool)
-    views = StringViews(kernels, data, count) if decode else None
-    d16 = words(data)[0]
-    for first in range(0, count, _PATH_CHUNK):
-        part = slice(first, first + _PATH_CHUNK)
-        kernels.path_spans(
-            d16,
-            info[part],
-            start[part],
-            end[part],
-            offsets[part],
-            begin[part],
-            chars[part],
-            one_byte[part],
-            after[part],
-        )
-        if views is not None:
-            views.add(first, begin[part], chars[part], one_byte[part])
-        if release is not None:
-            release(int(offsets[part].min()), int(end[part].max()))
-    if views is None:
-        path = pl.Series([], dtype=pl.String).extend_constant(None, count)
-    else:
-        path = views.series()
-    return path.alias("path"), after

@@ -50,6 +50,7 @@ from traceaudit.formats.pml.layout import (
     read_write_dtype,
 )
 from traceaudit.formats.pml.names import DISPOSITION_NAMES, OPEN_RESULT_NAMES, WELL_KNOWN_SIDS
+from traceaudit.formats.pml.paths import PathSpans
 from traceaudit.formats.pml.tables import gather_records
 from traceaudit.formats.pml.text import binary_values, decode_strings, gather_bytes
 
@@ -69,14 +70,16 @@ class Group:
     """The events of one detail layout and what was decoded for them.
 
     ``index`` are positions in :class:`EventArrays`; ``after`` where each path ends (the
-    operation's own fields follow it); ``fields`` one numpy array per field, aligned with
+    operation's own fields follow it); ``spans`` where every event's path lies (the
+    groups that need the text decode their own events' paths, so the typed details do
+    not wait for the Path column); ``fields`` one numpy array per field, aligned with
     ``index``; ``strings`` string fields as lists (groups with few events), ``columns`` as series.
     """
 
     events: EventArrays
     index: np.ndarray
     after: np.ndarray
-    path: pl.Series
+    spans: PathSpans
     fields: dict[str, np.ndarray] = field(default_factory=dict)
     strings: dict[str, list[str]] = field(default_factory=dict)
     columns: dict[str, pl.Series] = field(default_factory=dict)
@@ -104,7 +107,7 @@ class Group:
 
     def paths(self) -> pl.Series:
         """The paths of this group's events."""
-        return self.path.gather(self.index)
+        return self.spans.paths(self.events.buf, self.index)
 
 
 def _sid_text(raw: bytes) -> str:
@@ -299,8 +302,7 @@ GROUPS: dict[str, tuple[tuple[int, ...], tuple[int, ...] | None, Decoder]] = {
 
 def decode_groups(
     events: EventArrays,
-    path: pl.Series,
-    after: np.ndarray,
+    spans: PathSpans,
     names: Collection[str] | None = None,
 ) -> dict[str, Group]:
     """Decode every group that has events (only the groups ``names`` when given)."""
@@ -318,7 +320,7 @@ def decode_groups(
         index = candidates[mask]
         if len(index) == 0:
             continue
-        group = Group(events, index, after[index], path)
+        group = Group(events, index, spans.after[index], spans)
         decoder(group)
         if group.size:
             decoded[name] = group

@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 
+from traceaudit._threads import in_two
 from traceaudit.errors import DamagedRowError, TraceFormatError
 from traceaudit.formats.pml.kernels import Kernels, compiled, words
 from traceaudit.formats.pml.layout import (
@@ -53,6 +54,8 @@ STATUS_PENDING = 0x103
 
 _HEADER = EVENT_HEADER_DTYPE.itemsize
 _MAX_LOCATIONS = 5
+_TWO_CORES = 1 << 16
+"""Events from which the header pass is split over two cores."""
 _SLACK = 16
 """How many bytes past an event's computed end the walk looks for the next event."""
 _WITHIN = 366 * 86_400 * 10_000_000
@@ -441,28 +444,37 @@ class EventArrays:
         sub_operation = np.empty(count, dtype=np.uint8)
         valid = np.empty(count, dtype=bool)
         d16, d32, d64 = words(data)
-        bad = kernels.event_headers(
-            data,
-            d16,
-            d32,
-            d64,
-            offsets,
-            header.events_offset,
-            header.pointer,
-            fields["process_index"],
-            fields["tid"],
-            fields["event_class"],
-            fields["operation"],
-            fields["duration"],
-            fields["time"],
-            fields["result"],
-            fields["details_size"],
-            details,
-            details_end,
-            extra_at,
-            sub_operation,
-            valid,
-        )
+
+        def headers(start: int, stop: int) -> int:
+            part = slice(start, stop)
+            return int(
+                kernels.event_headers(
+                    data,
+                    d16,
+                    d32,
+                    d64,
+                    offsets[part],
+                    header.events_offset,
+                    header.pointer,
+                    fields["process_index"][part],
+                    fields["tid"][part],
+                    fields["event_class"][part],
+                    fields["operation"][part],
+                    fields["duration"][part],
+                    fields["time"][part],
+                    fields["result"][part],
+                    fields["details_size"][part],
+                    details[part],
+                    details_end[part],
+                    extra_at[part],
+                    sub_operation[part],
+                    valid[part],
+                )
+            )
+
+        # Each half on its own core when there are many: the pass waits on memory (and,
+        # on a file mapped without populating, on page faults), which two cores share.
+        bad = sum(in_two(headers, count, minimum=_TWO_CORES))
         if bad:
             _report_damaged(header, damage, offsets, numbers, valid, strict=strict)
             keep = np.flatnonzero(valid)

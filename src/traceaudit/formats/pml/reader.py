@@ -64,11 +64,12 @@ from traceaudit.errors import TraceFormatError
 from traceaudit.formats.batches import BATCH_ROWS, CHEAP_COLUMNS, TraceBatches, select_columns
 from traceaudit.formats.binary import mapped_content
 from traceaudit.formats.input import TraceInput, open_input
-from traceaudit.formats.pml.columns import Named, base_columns, operation_names, path_column
+from traceaudit.formats.pml.columns import Named, base_columns, operation_names
 from traceaudit.formats.pml.detail import decode_groups, groups_for, typed_columns
 from traceaudit.formats.pml.events import Damage, EventArrays, Located, locate_events
 from traceaudit.formats.pml.exits import joined_exits, process_exits
 from traceaudit.formats.pml.layout import OFFSET_ENTRY_DTYPE
+from traceaudit.formats.pml.paths import path_spans, start_decoding
 from traceaudit.formats.pml.render_process import render_columns
 from traceaudit.formats.pml.tables import (
     PmlHeader,
@@ -105,14 +106,13 @@ class _Part:
 
 @contextmanager
 def _mapped(
-    trace_input: TraceInput, *, populate: bool = True
+    trace_input: TraceInput,
 ) -> Iterator[tuple[np.ndarray, pa.Buffer, Callable[..., None]]]:
     """The content as a uint8 array and an Arrow buffer over the same bytes, and a
     function that gives the pages read so far back to the system (see
     :func:`~traceaudit.formats.binary.mapped_content`). Nothing returned by the readers
-    keeps a view of these bytes. ``populate`` loads every page up front (a reader of the
-    whole file; a batch reader faults in only the part it is on)."""
-    with mapped_content(trace_input, populate=populate) as (content, release):
+    keeps a view of these bytes."""
+    with mapped_content(trace_input) as (content, release):
         yield np.frombuffer(content, dtype=np.uint8), pa.py_buffer(content), release
 
 
@@ -241,9 +241,8 @@ def _columns(
         reads = frozenset(keep.meta.root_names()) or frozenset({"row"})
         if "operation" in reads:
             operations = operation_names(events)
-        cheap = base_columns(events, opened.processes, operations, reads)
         kept = (
-            pl.DataFrame(cheap)
+            pl.DataFrame(base_columns(events, opened.processes, operations, reads))
             .select(pl.col(name).cast(EVENT_SCHEMA[name]) for name in _CHEAP if name in reads)
             .with_row_index(_KEPT)
             .filter(keep)
@@ -254,40 +253,68 @@ def _columns(
             operations = None if operations is None else operations.take(index)
     if operations is None:
         operations = operation_names(events)
-    columns = base_columns(events, opened.processes, operations, (wanted & CHEAP_COLUMNS) | {"row"})
-    if events.count and (wanted - CHEAP_COLUMNS):
-        groups_wanted = groups_for(wanted)
-        decode = bool(wanted & _PATH_TEXT)
-        if decode or groups_wanted:
-            low, high = events.span
-            # A small file's pages are given back once, after the typed details: a
-            # release per path chunk costs more than it saves there (madvise is per
-            # page, and the typed details fault released pages back in).
-            chunked = release if high - low >= _RELEASE_PER_CHUNK else None
-            path, after = path_column(events, operations, chunked, decode=decode)
-            groups = decode_groups(events, path, after, groups_wanted)
-            if release is not None:
-                release()
-            directory = groups.get("directory")
-            if directory is not None:  # Procmon shows QueryDirectory's filter in the path
-                path = path.scatter(directory.index, directory.columns["path"])
-            columns.update(typed_columns(groups, events.count, EVENT_SCHEMA))
-            if "detail" in wanted or "path" in wanted:
-                detail, path = render_columns(
-                    events,
-                    operations,
-                    path,
-                    groups,
-                    after,
-                    opened.hosts,
-                    opened.ports,
-                    detail="detail" in wanted,
-                )
-                if detail is not None:
-                    columns["detail"] = detail
-            if decode:
-                columns["path"] = path
+    cheap = (wanted & CHEAP_COLUMNS) | {"row"}
+    if not events.count or not (wanted & _PATH_TEXT or groups_for(wanted)):
+        columns = base_columns(events, opened.processes, operations, cheap)
+    else:
+        columns = _decoded_columns(opened, events, operations, wanted, cheap, release)
     return conform_events(pl.DataFrame(columns))
+
+
+def _decoded_columns(
+    opened: _Opened,
+    events: EventArrays,
+    operations: Named,
+    wanted: frozenset[str],
+    cheap: frozenset[str],
+    release: Callable[..., None] | None,
+) -> dict[str, pl.Series]:
+    """The ``cheap`` columns plus what needs the details: paths, typed details, Detail.
+
+    The paths' text is decoded on a second core, when that pays, while this thread makes
+    the other columns (:func:`~traceaudit.formats.pml.paths.start_decoding`).
+    """
+    groups_wanted = groups_for(wanted)
+    decode = bool(wanted & _PATH_TEXT)
+    low, high = events.span
+    # A small file's pages are given back once, after the typed details: a release per
+    # path chunk costs more than it saves there (madvise is per page, and the typed
+    # details fault released pages back in).
+    chunked = release if high - low >= _RELEASE_PER_CHUNK else None
+    spans = path_spans(events, operations)
+    pending = start_decoding(events, spans, chunked) if decode else None
+    try:  # the pages must stay mapped until the worker is done with them
+        columns = base_columns(events, opened.processes, operations, cheap)
+        groups = decode_groups(events, spans, groups_wanted)
+        columns.update(typed_columns(groups, events.count, EVENT_SCHEMA))
+        network = None
+        if "detail" in wanted or "path" in wanted:
+            detail, network = render_columns(
+                events,
+                operations,
+                groups,
+                spans.after,
+                opened.hosts,
+                opened.ports,
+                detail="detail" in wanted,
+            )
+            if detail is not None:
+                columns["detail"] = detail
+    except BaseException:
+        if pending is not None:
+            pending.wait()
+        raise
+    path = None if pending is None else pending.result()
+    if release is not None:
+        release()
+    if path is not None:
+        directory = groups.get("directory")
+        if directory is not None:  # Procmon shows QueryDirectory's filter in the path
+            path = path.scatter(directory.index, directory.columns["path"])
+        if network is not None:
+            path = path.scatter(*network)
+        columns["path"] = path
+    return columns
 
 
 def _read_part(trace_input: TraceInput, *, strict: bool, first_row: int) -> _Part:
@@ -420,7 +447,7 @@ def batches(
         if not reads <= CHEAP_COLUMNS:
             late, keep = keep, None
             wanted |= reads & ALL_COLUMNS
-    with _mapped(trace_input, populate=False) as (data, buf, _release):
+    with _mapped(trace_input) as (data, buf, _release):
         opened = _open(trace_input, data, buf, strict=strict, whole=False)
         del data, buf
     damage = Damage()

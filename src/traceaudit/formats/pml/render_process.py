@@ -30,7 +30,10 @@ from traceaudit.formats.pml.render import (
 from traceaudit.formats.pml.tables import gather_records
 from traceaudit.formats.pml.text import binary_values, gather_bytes
 
-__all__ = ["render_columns", "thread_and_image", "process_texts", "network_texts"]
+__all__ = ["NetworkPaths", "render_columns", "thread_and_image", "process_texts", "network_texts"]
+
+NetworkPaths = tuple[np.ndarray, pl.Series]
+"""Network events' positions and their paths (``host:port -> host:port``)."""
 
 THREAD_CREATE, THREAD_EXIT, LOAD_IMAGE = 3, 4, 5
 PROCESS_CREATE, PROCESS_EXIT, PROCESS_START, PROCESS_STATISTICS = 1, 2, 7, 8
@@ -211,27 +214,28 @@ def network_texts(
 def render_columns(
     events: EventArrays,
     operations: Named,
-    path: pl.Series,
     groups: dict[str, Group],
     after: np.ndarray,
     hosts: dict[bytes, str],
     ports: dict[tuple[int, bool], str],
     *,
     detail: bool = True,
-) -> tuple[pl.Series | None, pl.Series]:
-    """The Detail column, and the Path column with network paths filled in.
+) -> tuple[pl.Series | None, NetworkPaths | None]:
+    """The Detail column, and the network events' paths (positions and texts; None when
+    there are none) for the caller to put in the Path column.
 
     Every event's Detail is an index into one table of texts: null, "" (the operations
     Procmon leaves empty) and the texts rendered per group, so the column is built with
     a single gather. With ``detail=False`` only the network paths are made (and None is
-    returned for the Detail).
+    returned for the Detail). The Path column itself is not needed here, so it may still
+    be being decoded (:mod:`.paths`).
     """
+    network = np.flatnonzero(events.event_class == NETWORK)
     if not detail:
-        network = np.flatnonzero(events.event_class == NETWORK)
-        if len(network):
-            paths, _ = network_texts(events, network, hosts, ports, details=False)
-            path = path.scatter(network, pl.Series(paths, dtype=pl.String))
-        return None, path
+        if not len(network):
+            return None, None
+        paths, _ = network_texts(events, network, hosts, ports, details=False)
+        return None, (network, pl.Series(paths, dtype=pl.String))
     texts: list[str | None] = [None, ""]
     empty = [name in EMPTY_DETAIL_OPERATIONS for name in operations.names]
     codes = np.asarray(empty, dtype=np.int64)[operations.codes] if empty else operations.codes
@@ -256,9 +260,9 @@ def render_columns(
     ]
     if len(rare):
         place(rare, process_texts(events, rare, after))
-    network = np.flatnonzero(events.event_class == NETWORK)
+    network_paths: NetworkPaths | None = None
     if len(network):
         paths, details = network_texts(events, network, hosts, ports)
-        path = path.scatter(network, pl.Series(paths, dtype=pl.String))
+        network_paths = (network, pl.Series(paths, dtype=pl.String))
         place(network, details)
-    return pl.Series("detail", texts, dtype=pl.String).gather(codes), path
+    return pl.Series("detail", texts, dtype=pl.String).gather(codes), network_paths
