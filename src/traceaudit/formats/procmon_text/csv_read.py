@@ -45,6 +45,7 @@ import polars as pl
 
 from traceaudit.errors import MissingColumnsError, TraceFormatError
 from traceaudit.formats.batches import BATCH_ROWS, TraceBatches
+from traceaudit.formats.binary import mapped_content
 from traceaudit.formats.input import NotThisFormat, TraceInput
 from traceaudit.formats.procmon_text.columns import PROCMON_COLUMNS
 from traceaudit.formats.procmon_text.decode import (
@@ -54,6 +55,8 @@ from traceaudit.formats.procmon_text.decode import (
     encoding_note,
     head_is_utf8,
 )
+from traceaudit.formats.procmon_text.quoted import available as quoted_available
+from traceaudit.formats.procmon_text.quoted import read_quoted
 from traceaudit.formats.procmon_text.rows import BatchBuilder, RawRows, build_trace
 from traceaudit.schema import Trace
 
@@ -334,6 +337,9 @@ class _Table:
             # The common case: UTF-8 as Procmon writes it; polars validates it as it reads.
             path = trace_input.path
             self.source = path if path is not None else trace_input.read_bytes()
+            quoted = self._quoted(projection)
+            if quoted is not None:
+                return quoted
             try:
                 frame = self._columns(projection)
             except pl.exceptions.PolarsError as exc:
@@ -351,6 +357,34 @@ class _Table:
         except pl.exceptions.PolarsError:
             return self._resync(projection)
         return self._resync(projection) if _NUL in text else frame
+
+    def _quoted(self, projection: Sequence[int]) -> pl.DataFrame | None:
+        """The body read by the compiled reader of Procmon's own shape (every field
+        quoted, one line per row: :mod:`.quoted`), as :meth:`_columns` would read it; None
+        when the body is in another shape (or the compiled loops are not in use)."""
+        if not self.header.quoted or self.header.line != 0 or not quoted_available():
+            return None
+        assert self.source is not None
+        if isinstance(self.source, bytes):
+            return self._quoted_columns(np.frombuffer(self.source, dtype=np.uint8), projection)
+        with mapped_content(self.input) as (content, _release):
+            data = np.frombuffer(content, dtype=np.uint8)
+            try:
+                return self._quoted_columns(data, projection)
+            finally:
+                del data  # no view may outlive the mapping
+
+    def _quoted_columns(self, data: np.ndarray, projection: Sequence[int]) -> pl.DataFrame | None:
+        start = len(codecs.BOM_UTF8) if bytes(data[:3]) == codecs.BOM_UTF8 else 0
+        ends = np.flatnonzero(data[start : start + 65536] == ord("\n"))
+        if not len(ends) or b"\r" in bytes(data[start : start + int(ends[0]) - 1]):
+            return None  # a header line without LF, or with a lone CR: not Procmon's
+        columns = read_quoted(
+            data, start + int(ends[0]) + 1, self.width, self.header.delimiter, projection
+        )
+        if columns is None:
+            return None
+        return pl.DataFrame({f"c{index}": columns[index] for index in projection})
 
     def _text(self) -> str:
         """The whole content decoded (once), noting a guessed or damaged encoding."""
