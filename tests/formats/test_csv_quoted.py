@@ -25,7 +25,7 @@ from polars.testing import assert_frame_equal, assert_series_equal
 
 from locations import CORPUS_CSVS
 from traceaudit import _threads
-from traceaudit.formats import load_trace
+from traceaudit.formats import load_trace, open_batches
 from traceaudit.formats.procmon_text import csv_read, quoted
 from traceaudit.formats.procmon_text.quoted import read_quoted
 
@@ -246,3 +246,33 @@ def test_a_damaged_row_is_reported_at_its_line_as_before(
     slow = load_trace(path)
     assert fast.skipped_rows == slow.skipped_rows == ("line 5",)
     assert_frame_equal(fast.events, slow.events)
+
+
+def test_every_corpus_csv_reads_the_same_in_batches_with_and_without_it(
+    corpus: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def batches_of(path: Path) -> tuple[pl.DataFrame, list[str], dict[str, int]]:
+        reading = open_batches(path, batch_rows=2_000)
+        frames = list(reading.frames)
+        return pl.concat(frames), list(reading.warnings), dict(reading.skipped)
+
+    taken: list[str] = []
+    real = csv_read._RangeTable._quoted
+
+    def spy(self: csv_read._RangeTable, projection: list[int]) -> pl.DataFrame | None:
+        frame = real(self, projection)
+        if frame is not None:
+            taken.append(self.input.name)
+        return frame
+
+    for name in CORPUS_CSVS:
+        with monkeypatch.context() as patch:
+            patch.setattr(csv_read._RangeTable, "_quoted", spy)
+            fast = batches_of(corpus / name)
+        with monkeypatch.context() as patch:
+            _without_fast_path(patch)
+            patch.setattr(csv_read._RangeTable, "_quoted", lambda self, projection: None)
+            slow = batches_of(corpus / name)
+        assert_frame_equal(fast[0], slow[0])
+        assert fast[1:] == slow[1:], name
+    assert taken.count("Tests64bit.csv.gz") > 1  # every batch of Procmon's own export

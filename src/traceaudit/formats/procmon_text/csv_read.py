@@ -374,14 +374,19 @@ class _Table:
             finally:
                 del data  # no view may outlive the mapping
 
-    def _quoted_columns(self, data: np.ndarray, projection: Sequence[int]) -> pl.DataFrame | None:
-        start = len(codecs.BOM_UTF8) if bytes(data[:3]) == codecs.BOM_UTF8 else 0
-        ends = np.flatnonzero(data[start : start + 65536] == ord("\n"))
-        if not len(ends) or b"\r" in bytes(data[start : start + int(ends[0]) - 1]):
-            return None  # a header line without LF, or with a lone CR: not Procmon's
-        columns = read_quoted(
-            data, start + int(ends[0]) + 1, self.width, self.header.delimiter, projection
-        )
+    def _quoted_columns(
+        self, data: np.ndarray, projection: Sequence[int], *, after_header: bool = True
+    ) -> pl.DataFrame | None:
+        """:meth:`_quoted` on ``data``: the content from its start (BOM, header line, body;
+        or, not ``after_header``, rows only)."""
+        start = 0
+        if after_header:
+            start = len(codecs.BOM_UTF8) if bytes(data[:3]) == codecs.BOM_UTF8 else 0
+            ends = np.flatnonzero(data[start : start + 65536] == ord("\n"))
+            if not len(ends) or b"\r" in bytes(data[start : start + int(ends[0]) - 1]):
+                return None  # a header line without LF, or with a lone CR: not Procmon's
+            start += int(ends[0]) + 1
+        columns = read_quoted(data, start, self.width, self.header.delimiter, projection)
         if columns is None:
             return None
         return pl.DataFrame({f"c{index}": columns[index] for index in projection})
@@ -1076,10 +1081,20 @@ class _RangeTable(_Table):
         self.skip = self.header.line + 1 if self.first else 0
         self.undecodable = False
 
+    def _quoted(self, projection: Sequence[int]) -> pl.DataFrame | None:
+        """As :meth:`_Table._quoted`, on the range (the first holds the header)."""
+        if not self.header.quoted or self.header.line != 0 or not quoted_available():
+            return None
+        data = np.frombuffer(self.data, dtype=np.uint8)
+        return self._quoted_columns(data, projection, after_header=self.first)
+
     def _read_body(self, projection: Sequence[int]) -> pl.DataFrame:
         """As :meth:`_Table._read_body`, on the range."""
         if not self.reading.decoded:
             self.source = self.data
+            quoted = self._quoted(projection)
+            if quoted is not None:
+                return quoted
             try:
                 frame = self._columns(projection)
             except pl.exceptions.PolarsError as exc:
