@@ -2,7 +2,7 @@
 
 A big read splits the event-header pass in two halves, one on a worker thread, and
 decodes the paths' text on a worker thread while the caller makes the other columns
-(:mod:`traceaudit._threads`, :mod:`traceaudit.formats.pml.paths`). Only reads of 65,536
+(:mod:`traceaudit._threads`, :mod:`traceaudit.formats.pml.paths`). Only reads of 8,192
 events or more do that, so these tests lower the thresholds to one event and pretend to
 have two cores, then require the frames, warnings, damage counts and errors of a read on
 one core: for every corpus capture, for a damaged synthetic log, for the batch reader,

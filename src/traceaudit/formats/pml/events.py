@@ -54,7 +54,7 @@ STATUS_PENDING = 0x103
 
 _HEADER = EVENT_HEADER_DTYPE.itemsize
 _MAX_LOCATIONS = 5
-_TWO_CORES = 1 << 16
+_TWO_CORES = 1 << 13
 """Events from which the header pass is split over two cores."""
 _SLACK = 16
 """How many bytes past an event's computed end the walk looks for the next event."""
