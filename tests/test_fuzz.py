@@ -6,7 +6,9 @@ bytes flipped, a run zeroed, a chunk duplicated or deleted, a huge field inserte
 mutant goes through ``analyze``, ``analyze --json``, ``convert``, ``redact`` or
 ``timeline`` in a worker process under a memory limit. Every run must end with exit 0 (read,
 perhaps with rows skipped) or 3 (one ``error:`` line): never a traceback, never a crash,
-never unbounded memory.
+never unbounded memory. Every other worker process forces the compiled loops
+(``TRACEAUDIT_JIT=1``; the command line leaves them out for small files), and the tests
+run them bounds-checked, so a kernel reading past its buffer fails here too.
 
 The default suite runs a few hundred mutants; ``pytest -m long`` runs thousands.
 """
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import random
 import subprocess
 import sys
@@ -195,6 +198,9 @@ def _run(tmp: Path, jobs: list[dict]) -> tuple[dict[int, dict], list[int | None]
             _collect(running.pop(0), jobs, results, peaks)
         spec = tmp / f"jobs{k}.json"
         spec.write_text(json.dumps(batch), encoding="utf-8")
+        # Every other worker forces the compiled loops, which the command line skips for
+        # files this small: hostile bytes must reach them too.
+        env = {**os.environ, "TRACEAUDIT_JIT": "1"} if k % 2 else None
         running.append(
             subprocess.Popen(
                 [sys.executable, str(WORKER), str(spec), str(MEMORY_LIMIT)],
@@ -202,6 +208,7 @@ def _run(tmp: Path, jobs: list[dict]) -> tuple[dict[int, dict], list[int | None]
                 stderr=subprocess.PIPE,
                 text=True,
                 cwd=tmp,
+                env=env,
             )
         )
     for proc in running:

@@ -122,6 +122,31 @@ def test_many_small_parts_on_two_cores_read_the_same(
     assert_frame_equal(fast, polars_columns(body, width, delimiter, columns))
 
 
+_DAMAGE = st.lists(
+    st.tuples(st.integers(0, 1 << 16), st.sampled_from(list(b'",;\t\r\n\x00\x80\xc3\xffa'))),
+    max_size=4,
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(case=bodies(), damage=_DAMAGE, cut=st.none() | st.integers(0, 1 << 16))
+def test_a_damaged_body_is_refused_or_read_as_polars_reads_it(
+    case: tuple[bytes, int, str, list[int]], damage: list[tuple[int, int]], cut: int | None
+) -> None:
+    """Bytes flipped and the body cut anywhere: the reader never reads outside it (the
+    tests run it bounds-checked) and what it accepts, polars reads the same."""
+    body, width, delimiter, columns = case
+    data = bytearray(body)
+    for at, byte in damage:
+        if data:
+            data[at % len(data)] = byte
+    if cut is not None:
+        data = data[: cut % (len(data) + 1)]
+    fast = fast_columns(bytes(data), width, delimiter, columns)
+    if fast is not None:
+        assert_frame_equal(fast, polars_columns(bytes(data), width, delimiter, columns))
+
+
 @pytest.mark.parametrize(
     ("body", "why"),
     [
