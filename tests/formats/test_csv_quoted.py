@@ -24,7 +24,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal, assert_series_equal
 
 from locations import CORPUS_CSVS
-from traceaudit import _threads
+from threads import record_thread_starts
 from traceaudit.formats import load_trace, open_batches
 from traceaudit.formats.procmon_text import csv_read, quoted
 from traceaudit.formats.procmon_text.quoted import read_quoted
@@ -191,15 +191,8 @@ def test_an_empty_body_has_no_rows() -> None:
 
 
 def test_a_long_body_is_read_on_two_cores(monkeypatch: pytest.MonkeyPatch) -> None:
-    started: list[str] = []
-    real = _threads.threading.Thread.start
-
-    def start(thread: _threads.threading.Thread) -> None:
-        started.append(thread.name)
-        real(thread)
-
+    started = record_thread_starts(monkeypatch)
     monkeypatch.setattr(quoted, "cores", lambda: 2)
-    monkeypatch.setattr(_threads.threading.Thread, "start", start)
     rows = [
         [f"{i}", f"C:\\dir\\file{i}.txt", "Desired Access: Read, Disposition: Open"]
         for i in range(30_000)

@@ -22,6 +22,7 @@ from polars.testing import assert_frame_equal
 from test_batches_pml import batched, mixed_events, mixed_log
 from test_read_pml_builder import pml_file, write
 
+from threads import record_thread_starts
 from traceaudit import _threads
 from traceaudit.errors import DamagedRowError
 from traceaudit.formats.pml import events as pml_events
@@ -37,18 +38,11 @@ pytestmark = pytest.mark.skipif(kernels.compiled() is None, reason="no compiled 
 def two_cores(monkeypatch: pytest.MonkeyPatch) -> Iterator[list[str]]:
     """Every read from here splits its header pass and decodes paths on a worker; the
     list given names each worker thread that ran."""
-    started: list[str] = []
-    real_start = _threads.threading.Thread.start
-
-    def start(thread: _threads.threading.Thread) -> None:
-        started.append(thread.name)
-        real_start(thread)
-
+    started = record_thread_starts(monkeypatch)
     monkeypatch.setattr(_threads, "cores", lambda: 2)
     monkeypatch.setattr(paths, "cores", lambda: 2)
     monkeypatch.setattr(paths, "_BACKGROUND_EVENTS", 1)
     monkeypatch.setattr(pml_events, "_TWO_CORES", 2)
-    monkeypatch.setattr(_threads.threading.Thread, "start", start)
     yield started
 
 

@@ -261,7 +261,7 @@ view's offset is a 32-bit number)."""
 
 @dataclass
 class _Part:
-    """One part of the body, read: each wanted column's views (slot, row, 16 bytes) and
+    """One part of the body, read: each wanted column's views (slot, row, 16 bytes),
     and the text they point into (data buffer ``index`` of every column)."""
 
     views: np.ndarray
