@@ -75,6 +75,7 @@ def _cut(
     out: np.ndarray,
     out64: np.ndarray,
     state: np.ndarray,
+    abort: np.ndarray,
 ) -> int:
     """Cut the rows of ``data[state[0]:stop]`` and copy the wanted fields out.
 
@@ -85,7 +86,9 @@ def _cut(
     and described by the string view ``views[k, r]`` (``views32``: the same bytes as
     u32) into data buffer ``buffer_index``. Text is copied eight bytes a step while no
     quote or line feed is among them. Returns :data:`CUT`, :data:`NOT_THE_SHAPE` or
-    :data:`FULL` (no room for another row in ``views``)."""
+    :data:`FULL` (no room for another row in ``views``). Refusing sets ``abort[0]``, and
+    a set ``abort[0]`` (another part refused) stops the loop at the next row: the body
+    goes to polars then anyway."""
     pos = state[0]
     row = state[1]
     opos = state[2]
@@ -94,9 +97,12 @@ def _cut(
     while pos < stop:
         if row >= capacity:
             break
+        if abort[0]:
+            return NOT_THE_SHAPE
         for field in range(width):
             if pos >= stop or data[pos] != _QUOTE:
-                return NOT_THE_SHAPE  # not quoted, or cut after a delimiter
+                abort[0] = 1  # not quoted, or cut after a delimiter
+                return NOT_THE_SHAPE
             pos += 1
             k = slot[field]
             first = opos
@@ -122,7 +128,8 @@ def _cut(
                         opos += ahead
                     pos += ahead
                 if pos >= stop:
-                    return NOT_THE_SHAPE  # cut inside a field
+                    abort[0] = 1  # cut inside a field
+                    return NOT_THE_SHAPE
                 c = data[pos]
                 if c == _QUOTE:
                     if pos + 1 < stop and data[pos + 1] == _QUOTE:
@@ -133,7 +140,8 @@ def _cut(
                         continue
                     break
                 if c == _LF:
-                    return NOT_THE_SHAPE  # a line break inside a field
+                    abort[0] = 1  # a line break inside a field
+                    return NOT_THE_SHAPE
                 seen |= np.uint64(c)
                 if k >= 0:
                     out[opos] = c
@@ -161,17 +169,20 @@ def _cut(
             pos += 1  # the closing quote
             if field + 1 < width:
                 if pos >= stop or data[pos] != delimiter:
+                    abort[0] = 1
                     return NOT_THE_SHAPE
                 pos += 1
             elif pos < stop:
                 if data[pos] == _CR:
                     pos += 1
                     if pos >= stop or data[pos] != _LF:
-                        return NOT_THE_SHAPE  # a lone CR
+                        abort[0] = 1  # a lone CR
+                        return NOT_THE_SHAPE
                     pos += 1
                 elif data[pos] == _LF:
                     pos += 1
                 else:
+                    abort[0] = 1
                     return NOT_THE_SHAPE
         row += 1
     state[0] = pos
@@ -281,11 +292,13 @@ def _cut_part(
     slot: np.ndarray,
     slots: int,
     index: int,
+    abort: np.ndarray,
 ) -> _Part | None:
     """Read ``data[start:stop]`` (data buffer ``index``); None when it is not in
-    Procmon's shape. The rows are guessed from the first lines (and the views grown
-    when the guess falls short); the text never needs more than the part's bytes, of
-    which only the pages written are used."""
+    Procmon's shape (or another part is not: ``abort``, shared by the parts). The rows
+    are guessed from the first lines (and the views grown when the guess falls short);
+    the text never needs more than the part's bytes, of which only the pages written are
+    used."""
     sample = data[start : min(stop, start + 65536)]
     lines = max(int(np.count_nonzero(sample == _LF)), 1)
     capacity = int((stop - start) / max(len(sample), 1) * lines * 1.1) + 64
@@ -307,6 +320,7 @@ def _cut_part(
             out,
             out64,
             state,
+            abort,
         )
         if said == NOT_THE_SHAPE:
             return None
@@ -366,6 +380,7 @@ def read_quoted(
     separator = delimiter.encode()[0]
     two = stop - start >= _TWO_HALVES and cores() > 1
     bounds = _bounds(data, start, stop, max(2 if two else 1, -(-(stop - start) // _PART_BYTES)))
+    abort = np.zeros(1, dtype=np.uint8)  # set by the first part that is not in the shape
     read = _on_two_cores(
         [
             partial(
@@ -380,6 +395,7 @@ def read_quoted(
                 slot,
                 len(columns),
                 index,
+                abort,
             )
             for index, (low, high) in enumerate(bounds)
         ],
