@@ -287,26 +287,27 @@ def _decoded_columns(
         columns = base_columns(events, opened.processes, operations, cheap)
         groups = decode_groups(events, spans, groups_wanted)
         columns.update(typed_columns(groups, events.count, EVENT_SCHEMA))
-        network = None
-        if "detail" in wanted or "path" in wanted:
-            detail, network = render_columns(
-                events,
-                operations,
-                groups,
-                spans.after,
-                opened.hosts,
-                opened.ports,
-                detail="detail" in wanted,
-            )
-            if detail is not None:
-                columns["detail"] = detail
     except BaseException:
         if pending is not None:
             pending.wait()
         raise
+    # By now the worker is done, as a rule (its paths take less than the columns above).
     path = None if pending is None else pending.result()
-    if release is not None:
+    if release is not None:  # the Detail reads back only the few process and network events
         release()
+    network = None
+    if "detail" in wanted or "path" in wanted:
+        detail, network = render_columns(
+            events,
+            operations,
+            groups,
+            spans.after,
+            opened.hosts,
+            opened.ports,
+            detail="detail" in wanted,
+        )
+        if detail is not None:
+            columns["detail"] = detail
     if path is not None:
         directory = groups.get("directory")
         if directory is not None:  # Procmon shows QueryDirectory's filter in the path
