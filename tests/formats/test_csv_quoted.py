@@ -24,6 +24,7 @@ from hypothesis import strategies as st
 from polars.testing import assert_frame_equal, assert_series_equal
 
 from locations import CORPUS_CSVS
+from same import assert_same_trace
 from threads import record_thread_starts
 from traceaudit.formats import load_trace, open_batches
 from traceaudit.formats.procmon_text import csv_read, quoted
@@ -239,13 +240,7 @@ def test_every_corpus_csv_reads_the_same_with_and_without_it(
             with monkeypatch.context() as patch:
                 _without_fast_path(patch)
                 slow = load_trace(path)
-            assert_frame_equal(fast.events, slow.events)
-            assert (fast.warnings, fast.skipped, fast.skipped_rows, fast.truncated) == (
-                slow.warnings,
-                slow.skipped,
-                slow.skipped_rows,
-                slow.truncated,
-            ), name
+            assert_same_trace(fast, slow, name)
     # Procmon's own exports take it; Excel re-saves and damaged files do not.
     assert {"Tests64bit.csv", "Tests64bit.csv.gz", "UTC64Process.csv"} <= set(taken)
     assert "excel-resaved.csv" not in taken

@@ -21,20 +21,13 @@ import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from polars.testing import assert_frame_equal, assert_series_equal
+from polars.testing import assert_series_equal
 
+from same import assert_same_trace
 from traceaudit.formats.pml import kernels
 from traceaudit.formats.pml.reader import read_pml
 from traceaudit.formats.pml.text import decode_strings
 from traceaudit.schema import Trace
-
-
-def _same_trace(compiled: Trace, fallback: Trace) -> None:
-    assert_frame_equal(compiled.events, fallback.events)
-    assert compiled.warnings == fallback.warnings
-    assert compiled.skipped == fallback.skipped
-    assert compiled.skipped_rows == fallback.skipped_rows
-    assert compiled.truncated == fallback.truncated
 
 
 def read_both_ways(read: Callable[..., Any]) -> Callable[..., Any]:
@@ -53,7 +46,7 @@ def read_both_ways(read: Callable[..., Any]) -> Callable[..., Any]:
         with kernels.switched_off():
             fallback = read(*args, **kwargs)
         if isinstance(compiled, Trace):
-            _same_trace(compiled, fallback)
+            assert_same_trace(compiled, fallback)
         return compiled
 
     return both

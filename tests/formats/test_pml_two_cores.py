@@ -22,6 +22,7 @@ from polars.testing import assert_frame_equal
 from test_batches_pml import batched, mixed_events, mixed_log
 from test_read_pml_builder import pml_file, write
 
+from same import assert_same_trace
 from threads import record_thread_starts
 from traceaudit import _threads
 from traceaudit.errors import DamagedRowError
@@ -29,7 +30,6 @@ from traceaudit.formats.pml import events as pml_events
 from traceaudit.formats.pml import kernels, paths
 from traceaudit.formats.pml import reader as pml_reader
 from traceaudit.formats.pml.reader import read_pml
-from traceaudit.schema import Trace
 
 pytestmark = pytest.mark.skipif(kernels.compiled() is None, reason="no compiled kernels")
 
@@ -53,16 +53,6 @@ def _one_core(read: object, *args: object, **kwargs: object) -> object:
         return read(*args, **kwargs)  # type: ignore[operator]
 
 
-def _assert_same(two: Trace, one: Trace) -> None:
-    assert_frame_equal(two.events, one.events)
-    assert (two.warnings, two.skipped, two.skipped_rows, two.truncated) == (
-        one.warnings,
-        one.skipped,
-        one.skipped_rows,
-        one.truncated,
-    )
-
-
 def test_every_corpus_capture_reads_the_same_on_two_cores(
     corpus: Path, tmp_path: Path, two_cores: list[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -79,12 +69,12 @@ def test_every_corpus_capture_reads_the_same_on_two_cores(
         two_cores.clear()
         two = read_pml(path)
         assert len(two_cores) == 2, log.name  # the header pass's half and the paths
-        _assert_same(two, _one_core(read_pml, path))
+        assert_same_trace(two, _one_core(read_pml, path))
     # The worker gives each chunk's pages back while this thread reads typed details
     # from them (they fault back in): still the same frame.
     monkeypatch.setattr(pml_reader, "_RELEASE_PER_CHUNK", 0)
     monkeypatch.setattr(paths, "_DECODE_CHUNK", 7)
-    _assert_same(read_pml(path), _one_core(read_pml, path))
+    assert_same_trace(read_pml(path), _one_core(read_pml, path))
 
 
 def test_damaged_events_in_either_half_are_counted_once(
@@ -98,7 +88,7 @@ def test_damaged_events_in_either_half_are_counted_once(
     two = read_pml(path)
     assert two.skipped == {"damaged event": 2}
     assert "traceaudit-worker" in two_cores
-    _assert_same(two, _one_core(read_pml, path))
+    assert_same_trace(two, _one_core(read_pml, path))
     with pytest.raises(DamagedRowError) as on_two:
         read_pml(path, strict=True)
     with pytest.raises(DamagedRowError) as on_one:
