@@ -374,13 +374,15 @@ class _Table:
             finally:
                 del data  # no view may outlive the mapping
 
-    def _quoted_columns(
-        self, data: np.ndarray, projection: Sequence[int], *, after_header: bool = True
-    ) -> pl.DataFrame | None:
-        """:meth:`_quoted` on ``data``: the content from its start (BOM, header line, body;
-        or, not ``after_header``, rows only)."""
+    def _holds_header(self) -> bool:
+        """Whether the source starts with the BOM and header line (a batch's range past
+        the first holds rows only)."""
+        return True
+
+    def _quoted_columns(self, data: np.ndarray, projection: Sequence[int]) -> pl.DataFrame | None:
+        """:meth:`_quoted` on ``data``: the source from its start."""
         start = 0
-        if after_header:
+        if self._holds_header():
             start = len(codecs.BOM_UTF8) if bytes(data[:3]) == codecs.BOM_UTF8 else 0
             ends = np.flatnonzero(data[start : start + 65536] == ord("\n"))
             if not len(ends) or b"\r" in bytes(data[start : start + int(ends[0]) - 1]):
@@ -1081,12 +1083,8 @@ class _RangeTable(_Table):
         self.skip = self.header.line + 1 if self.first else 0
         self.undecodable = False
 
-    def _quoted(self, projection: Sequence[int]) -> pl.DataFrame | None:
-        """As :meth:`_Table._quoted`, on the range (the first holds the header)."""
-        if not self.header.quoted or self.header.line != 0 or not quoted_available():
-            return None
-        data = np.frombuffer(self.data, dtype=np.uint8)
-        return self._quoted_columns(data, projection, after_header=self.first)
+    def _holds_header(self) -> bool:
+        return self.first
 
     def _read_body(self, projection: Sequence[int]) -> pl.DataFrame:
         """As :meth:`_Table._read_body`, on the range."""
