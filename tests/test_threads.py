@@ -7,7 +7,7 @@ import threading
 import pytest
 
 from traceaudit import _threads
-from traceaudit._threads import Background, in_two
+from traceaudit._threads import Background, in_two, on_two_cores
 
 
 @pytest.mark.parametrize("cores", [1, 2])
@@ -69,3 +69,14 @@ def test_background_gives_the_result_or_the_error(background: bool) -> None:
 
 def test_cores_counts_at_least_one() -> None:
     assert _threads.cores() >= 1
+
+
+@pytest.mark.parametrize("two", [False, True])
+@pytest.mark.parametrize("tasks", [0, 1, 2, 5])
+def test_on_two_cores_gives_every_result_in_order(two: bool, tasks: int) -> None:
+    names = on_two_cores(
+        [lambda i=i: (i, threading.current_thread().name) for i in range(tasks)], two=two
+    )
+    assert [i for i, _ in names] == list(range(tasks))
+    workers = {name for _, name in names} - {threading.current_thread().name}
+    assert workers == ({"traceaudit-worker"} if two and tasks >= 2 else set())

@@ -12,10 +12,10 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Generic, TypeVar
 
-__all__ = ["Background", "cores", "in_two"]
+__all__ = ["Background", "cores", "in_two", "on_two_cores"]
 
 T = TypeVar("T")
 
@@ -71,6 +71,22 @@ class Background(Generic[T]):
         return self._value  # type: ignore[return-value]
 
 
+def on_two_cores(tasks: Sequence[Callable[[], T]], *, two: bool) -> list[T]:
+    """Run ``tasks`` and give their results in order: the second half of them on a
+    worker thread when ``two`` (and there are two tasks or more), else one by one here.
+    An error in either half is raised once both halves have stopped."""
+    if not two or len(tasks) < 2:
+        return [task() for task in tasks]
+    half = len(tasks) // 2
+    later = Background(lambda: [task() for task in tasks[half:]], background=True)
+    try:
+        first = [task() for task in tasks[:half]]
+    except BaseException:
+        later.wait()
+        raise
+    return first + later.result()
+
+
 def in_two(task: Callable[[int, int], T], count: int, *, minimum: int) -> list[T]:
     """``task(start, stop)`` over ``range(count)``: in two halves at once, the second on a
     worker thread, when there are at least ``minimum`` items and a second core; else in
@@ -78,10 +94,4 @@ def in_two(task: Callable[[int, int], T], count: int, *, minimum: int) -> list[T
     if count < minimum or cores() < 2:
         return [task(0, count)]
     middle = count // 2
-    second = Background(lambda: task(middle, count), background=True)
-    try:
-        first = task(0, middle)
-    except BaseException:
-        second.wait()
-        raise
-    return [first, second.result()]
+    return on_two_cores([lambda: task(0, middle), lambda: task(middle, count)], two=True)

@@ -29,16 +29,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cache, partial
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import numpy as np
 import polars as pl
 import pyarrow as pa
 
 from traceaudit._jit import kernel, plain
-from traceaudit._threads import Background, cores
-
-_T = TypeVar("_T")
+from traceaudit._threads import cores, on_two_cores
 
 __all__ = ["read_quoted", "available"]
 
@@ -347,21 +345,6 @@ def _bounds(data: np.ndarray, start: int, stop: int, parts: int) -> list[tuple[i
     ]
 
 
-def _on_two_cores(tasks: list[Callable[[], _T]], two: bool) -> list[_T]:
-    """Run ``tasks`` (results in their order), the second half of them on a worker
-    thread when ``two``."""
-    if not two or len(tasks) < 2:
-        return [task() for task in tasks]
-    half = len(tasks) // 2
-    later = Background(lambda: [task() for task in tasks[half:]], background=True)
-    try:
-        first = [task() for task in tasks[:half]]
-    except BaseException:
-        later.wait()
-        raise
-    return first + later.result()
-
-
 def read_quoted(
     data: np.ndarray, start: int, width: int, delimiter: str, columns: Sequence[int]
 ) -> dict[int, pl.Series] | None:
@@ -381,7 +364,7 @@ def read_quoted(
     two = stop - start >= _TWO_HALVES and cores() > 1
     bounds = _bounds(data, start, stop, max(2 if two else 1, -(-(stop - start) // _PART_BYTES)))
     abort = np.zeros(1, dtype=np.uint8)  # set by the first part that is not in the shape
-    read = _on_two_cores(
+    read = on_two_cores(
         [
             partial(
                 _cut_part,
@@ -399,15 +382,15 @@ def read_quoted(
             )
             for index, (low, high) in enumerate(bounds)
         ],
-        two,
+        two=two,
     )
     if any(part is None for part in read):
         return None
     parts = cast(list[_Part], read)
     if any(part.high for part in parts) and not all(
-        _on_two_cores(
+        on_two_cores(
             [partial(compiled.valid_utf8, data, d64, low, high) for low, high in bounds],
-            two,
+            two=two,
         )
     ):
         return None  # polars refuses the file; its caller decodes it another way
